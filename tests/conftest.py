@@ -1,0 +1,136 @@
+"""Fixtures: a real uvicorn server on a free loopback port, with its own data dir."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+# Fast retries and short sweeps so fault tests finish in seconds.
+TEST_ENV = {
+    "UPLOADS_TASK_RETRY_BASE_DELAY": "0.2",
+    "UPLOADS_TASK_POLL_INTERVAL": "0.2",
+    "UPLOADS_TASK_LEASE_SECONDS": "3",
+    "UPLOADS_IMAGE_WORKERS": "2",
+    "UPLOADS_SHUTDOWN_GRACE_SECONDS": "2",
+    "UPLOADS_LOG_LEVEL": "INFO",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """One ``uploads-api serve`` process; ``kill`` and ``start`` again keep the data dir."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.log_path = log_path
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADS_")}
+        env.update(TEST_ENV)
+        env.update(self.env)
+        command = [sys.executable, "-m", "uploads_api.cli", "serve", "--port", str(self.port)]
+        command += ["--data-dir", str(self.data_dir)]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as after a crash or an OOM kill."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        # The image workers are children of the forkserver; give them a moment to go.
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def temp_files(self) -> list[Path]:
+        return sorted((self.data_dir / "tmp").glob("*.part"))
+
+
+ServerFactory = Callable[..., Server]
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    started: list[Server] = []
+
+    def make(**env: str) -> Server:
+        data_dir = tmp_path / f"data{len(started)}"
+        server = Server(
+            data_dir,
+            {f"UPLOADS_{k.upper()}": str(v) for k, v in env.items()},
+            tmp_path / f"server{len(started)}.log",
+        )
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> Server:
+    return server_factory()
+
+
+@pytest.fixture
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from UPLOADS_* variables: never let the caller's leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("UPLOADS_"):
+            monkeypatch.delenv(name)

@@ -1,0 +1,243 @@
+"""``/v1/files``: upload, read, list, download, delete, retry."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from uploads_api import metrics
+from uploads_api.api.deps import DispatcherDep, RepositoryDep, ServicesDep, UploadServiceDep
+from uploads_api.api.ranges import parse_range
+from uploads_api.api.schemas import FileList, FileOut, FilesCreated
+from uploads_api.db.models import FILE_STATUSES
+from uploads_api.errors import BadRequest, ClientDisconnected, NotFound, UploadsError
+from uploads_api.ingest.names import content_disposition
+from uploads_api.storage import thumbnail_key
+from uploads_api.tasks.thumbnails import EXTENSIONS
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "One or more files (every part with a filename).",
+                        }
+                    },
+                    "required": ["file"],
+                },
+                "encoding": {"file": {"contentType": "application/octet-stream"}},
+            }
+        },
+    }
+}
+RAW_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/problem+json": {}}}
+    for status, text in [
+        (400, "Malformed body"),
+        (404, "No such file"),
+        (413, "File too large"),
+        (422, "No file in the request"),
+        (503, "Database or storage unavailable"),
+        (507, "No room left in storage"),
+    ]
+}
+
+
+def _observe(route: str, files: list[Any], started: float) -> None:
+    metrics.UPLOAD_DURATION.observe(time.perf_counter() - started)
+    for item in files:
+        metrics.UPLOADS.labels(route).inc()
+        metrics.UPLOAD_BYTES.inc(item.size)
+        metrics.UPLOAD_SIZE.observe(item.size)
+
+
+async def _guarded(coro: Any) -> Any:
+    try:
+        return await coro
+    except ClientDisconnect as exc:
+        metrics.UPLOAD_REJECTED.labels("client-disconnected").inc()
+        raise ClientDisconnected("the client disconnected before the upload finished") from exc
+    except UploadsError as exc:
+        metrics.UPLOAD_REJECTED.labels(exc.code).inc()
+        raise
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=FilesCreated,
+    openapi_extra=MULTIPART_BODY,
+    responses=PROBLEMS,
+    summary="Upload one or more files (multipart/form-data)",
+)
+async def upload_files(
+    request: Request,
+    service: UploadServiceDep,
+    repository: RepositoryDep,
+    dispatcher: DispatcherDep,
+    background: BackgroundTasks,
+) -> FilesCreated:
+    started = time.perf_counter()
+    received = await _guarded(
+        service.upload_multipart(request.headers.get("content-type"), request.stream())
+    )
+    _observe("multipart", received, started)
+    ids = [item.id for item in received]
+    background.add_task(dispatcher.dispatch, ids)
+    return FilesCreated(files=[FileOut.of(r) for r in await repository.get_files(ids)])
+
+
+@router.put(
+    "/{filename}",
+    status_code=201,
+    response_model=FileOut,
+    openapi_extra=RAW_BODY,
+    responses=PROBLEMS,
+    summary="Upload one file as the raw request body (curl -T)",
+)
+async def upload_raw(
+    filename: str,
+    request: Request,
+    service: UploadServiceDep,
+    repository: RepositoryDep,
+    dispatcher: DispatcherDep,
+    background: BackgroundTasks,
+) -> FileOut:
+    started = time.perf_counter()
+    length_header = request.headers.get("content-length")
+    try:
+        content_length = int(length_header) if length_header is not None else None
+    except ValueError as exc:
+        raise BadRequest("Content-Length is not a number") from exc
+    received = await _guarded(service.upload_raw(filename, request.stream(), content_length))
+    _observe("raw", [received], started)
+    background.add_task(dispatcher.dispatch, [received.id])
+    (record,) = await repository.get_files([received.id])
+    return FileOut.of(record)
+
+
+@router.get("", response_model=FileList, summary="List files, newest first")
+async def list_files(
+    repository: RepositoryDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[str | None, Query(pattern="^(" + "|".join(FILE_STATUSES) + ")$")] = None,
+    sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
+) -> FileList:
+    try:
+        records, next_cursor = await repository.list_files(
+            limit=limit, cursor=cursor, status=status, sha256=sha256
+        )
+    except ValueError as exc:
+        raise BadRequest("the cursor is not valid") from exc
+    return FileList(files=[FileOut.of(r) for r in records], next_cursor=next_cursor)
+
+
+@router.get("/{file_id}", response_model=FileOut, responses=PROBLEMS, summary="One file")
+async def get_file(
+    file_id: str,
+    service: UploadServiceDep,
+    wait: Annotated[float, Query(ge=0, le=60, description="hold until processed, seconds")] = 0,
+) -> FileOut:
+    return FileOut.of(await service.get(file_id, wait))
+
+
+@router.get(
+    "/{file_id}/content",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}, **PROBLEMS},
+    summary="Download the original bytes",
+)
+async def download(
+    file_id: str, request: Request, service: UploadServiceDep, services: ServicesDep
+) -> Response:
+    record = await service.get(file_id)
+    etag = f'"{record.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(record.filename),
+        "Cache-Control": "private, max-age=0, must-revalidate",
+    }
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    span = None
+    if_range = request.headers.get("if-range")
+    if if_range is None or if_range == etag:
+        span = parse_range(request.headers.get("range"), record.size)
+    start, end = span if span else (0, record.size)
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if span:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
+    body = services.storage.read(record.storage_key, start, end)
+    return StreamingResponse(
+        body, status_code=status, headers=headers, media_type=record.content_type
+    )
+
+
+@router.get(
+    "/{file_id}/thumbnails/{size}",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"image/webp": {}}}, **PROBLEMS},
+    summary="A generated thumbnail (404 until it exists)",
+)
+async def thumbnail(
+    file_id: str, size: int, service: UploadServiceDep, services: ServicesDep
+) -> Response:
+    record = await service.get(file_id)
+    match = next((t for t in record.thumbnails if t["size"] == size), None)
+    if match is None:
+        raise NotFound(f"no {size}px thumbnail for file {file_id} (yet)")
+    extension = EXTENSIONS.get(match["content_type"].split("/")[-1], "webp")
+    key = thumbnail_key(file_id, size, extension)
+    length = await services.storage.size(key)
+    if length is None:
+        raise NotFound(f"no {size}px thumbnail for file {file_id} (yet)")
+    headers = {
+        "Content-Length": str(length),
+        "Cache-Control": "private, max-age=86400",
+        "Content-Disposition": "inline",
+    }
+    return StreamingResponse(
+        services.storage.read(key), headers=headers, media_type=match["content_type"]
+    )
+
+
+@router.delete("/{file_id}", status_code=204, responses=PROBLEMS, summary="Delete a file")
+async def delete_file(
+    file_id: str, service: UploadServiceDep, dispatcher: DispatcherDep, background: BackgroundTasks
+) -> Response:
+    await service.delete(file_id)
+    background.add_task(dispatcher.dispatch, [file_id])
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{file_id}/retry", response_model=FileOut, responses=PROBLEMS, summary="Re-queue failed tasks"
+)
+async def retry_file(
+    file_id: str, service: UploadServiceDep, dispatcher: DispatcherDep, background: BackgroundTasks
+) -> FileOut:
+    record = await service.retry(file_id)
+    background.add_task(dispatcher.dispatch, [file_id])
+    return FileOut.of(record)

@@ -1,0 +1,114 @@
+"""API schemas, kept apart from the tables they are built from."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from uploads_api.db.models import FileRecord, Task
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class TaskOut(BaseModel):
+    id: int
+    name: str
+    state: str = Field(description="queued, running, succeeded, failed or skipped")
+    attempts: int
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskOut:
+        return cls(
+            id=task.id,
+            name=task.name,
+            state=task.state,
+            attempts=task.attempts,
+            error=task.error,
+            started_at=_utc(task.started_at),
+            finished_at=_utc(task.finished_at),
+        )
+
+
+class TaskWithFileOut(TaskOut):
+    file_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, task: Task) -> TaskWithFileOut:
+        base = TaskOut.of(task).model_dump()
+        return cls(**base, file_id=task.file_id, created_at=_utc(task.created_at))
+
+
+class ThumbnailOut(BaseModel):
+    size: int
+    width: int
+    height: int
+    content_type: str
+    url: str
+
+
+class Links(BaseModel):
+    self: str
+    content: str
+
+
+class FileOut(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime
+    status: str = Field(description="processing, ready or failed")
+    metadata: dict[str, Any] | None
+    thumbnails: list[ThumbnailOut]
+    tasks: list[TaskOut]
+    links: Links
+
+    @classmethod
+    def of(cls, record: FileRecord) -> FileOut:
+        base = f"/v1/files/{record.id}"
+        return cls(
+            id=record.id,
+            filename=record.filename,
+            content_type=record.content_type,
+            size=record.size,
+            sha256=record.sha256,
+            created_at=_utc(record.created_at),  # type: ignore[arg-type]
+            status=record.status,
+            metadata=record.metadata,
+            thumbnails=[
+                ThumbnailOut(**thumb, url=f"{base}/thumbnails/{thumb['size']}")
+                for thumb in record.thumbnails
+            ],
+            tasks=[TaskOut.of(task) for task in record.tasks],
+            links=Links(self=base, content=f"{base}/content"),
+        )
+
+
+class FilesCreated(BaseModel):
+    files: list[FileOut]
+
+
+class FileList(BaseModel):
+    files: list[FileOut]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null at the end"
+    )
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskWithFileOut]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,89 @@
+"""Settings, read once from ``UPLOADS_*`` environment variables and passed down explicitly."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GiB = 1024**3
+MiB = 1024**2
+
+DEFAULT_IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIF", "TIFF", "BMP")
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. ``docs/configuration.md`` documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="UPLOADS_", extra="ignore")
+
+    data_dir: Path = Path("./storage")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default=1, ge=1)
+
+    max_file_size: int = Field(default=GiB, gt=0)
+    max_files_per_request: int = Field(default=100, gt=0)
+    max_fields_per_request: int = Field(default=1000, gt=0)
+    max_field_size: int = Field(default=64 * 1024, gt=0)
+    max_part_header_size: int = Field(default=16 * 1024, gt=0)
+
+    thumbnail_sizes: Annotated[tuple[int, ...], NoDecode] = (256, 1024)
+    thumbnail_format: Literal["webp", "jpeg", "png", "avif"] = "webp"
+    image_formats: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IMAGE_FORMATS
+    max_image_pixels: int = Field(default=100_000_000, gt=0)
+
+    task_concurrency: int = Field(default=max(2, os.cpu_count() or 1), gt=0)
+    image_workers: int = Field(default=os.cpu_count() or 1, gt=0)
+    task_max_attempts: int = Field(default=3, ge=1)
+    task_retry_base_delay: float = Field(default=2.0, ge=0)
+    task_lease_seconds: float = Field(default=30.0, gt=0)
+    task_poll_interval: float = Field(default=1.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+    sweep_interval: float = Field(default=300.0, gt=0)
+    temp_ttl: float = Field(default=3600.0, ge=0)
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("thumbnail_sizes", mode="before")
+    @classmethod
+    def _parse_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(int(part) for part in value.split(",") if part.strip())
+        if isinstance(value, (tuple, list)):
+            sizes = tuple(sorted({int(v) for v in value}, reverse=True))
+            if not sizes or any(s <= 0 or s > 8192 for s in sizes):
+                raise ValueError("thumbnail sizes must be between 1 and 8192 px")
+            return sizes
+        return value
+
+    @field_validator("image_formats", mode="before")
+    @classmethod
+    def _parse_formats(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if isinstance(value, (tuple, list)):
+            return tuple(str(v).strip().upper() for v in value)
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'uploads.db').resolve()}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False

@@ -1,0 +1,62 @@
+"""Async engines for SQLite (WAL, durable commits) and PostgreSQL, from one URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from uploads_api.db.tables import metadata
+
+
+@dataclass(frozen=True)
+class Engines:
+    """``writer`` runs transactions that write; ``reader`` runs reads that never block writers."""
+
+    writer: AsyncEngine
+    reader: AsyncEngine
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=8, max_overflow=8)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives power loss, not only a killed process.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading
+        # a read lock; WAL keeps readers going meanwhile.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def create_engines(url: str) -> Engines:
+    if url.startswith("sqlite"):
+        return Engines(
+            writer=_sqlite_engine(url, immediate=True),
+            reader=_sqlite_engine(url, immediate=False),
+        )
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return Engines(writer=engine, reader=engine)
+
+
+async def create_schema(engines: Engines) -> None:
+    async with engines.writer.begin() as connection:
+        await connection.run_sync(metadata.create_all)

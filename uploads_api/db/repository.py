@@ -1,0 +1,371 @@
+"""The repository: every query the service makes, on SQLite or PostgreSQL alike."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from uploads_api.db import tables
+from uploads_api.db.engine import Engines
+from uploads_api.db.models import (
+    ACTIVE_STATES,
+    CLEANUP,
+    FAILED,
+    FILE_FAILED,
+    PROCESSING,
+    QUEUED,
+    READY,
+    RUNNING,
+    FileRecord,
+    NewFile,
+    Task,
+)
+
+f = tables.files
+t = tables.tasks
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _task(row: Row[Any]) -> Task:
+    return Task(**row._mapping)
+
+
+def _file(row: Row[Any], file_tasks: list[Task]) -> FileRecord:
+    data = dict(row._mapping)
+    data["thumbnails"] = data["thumbnails"] or []
+    return FileRecord(**data, tasks=file_tasks)
+
+
+def encode_cursor(created_at: datetime, file_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{file_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    when, _, file_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+    return datetime.fromisoformat(when), file_id
+
+
+def _status_expression(file_id: Any) -> Any:
+    """A file is processing while any task is queued or running, failed if any failed."""
+    active = exists().where(t.c.file_id == file_id, t.c.state.in_(ACTIVE_STATES))
+    failed = exists().where(t.c.file_id == file_id, t.c.state == FAILED)
+    return case((active, PROCESSING), (failed, FILE_FAILED), else_=READY)
+
+
+class Repository:
+    def __init__(self, engines: Engines, *, max_attempts: int = 3) -> None:
+        self.engines = engines
+        self.max_attempts = max_attempts
+
+    # Files -------------------------------------------------------------------------------
+
+    async def create_files(self, new_files: Sequence[NewFile], task_names: Sequence[str]) -> None:
+        """Insert the files and their queued tasks in one transaction: all or nothing."""
+        now = utcnow()
+        file_rows = [
+            {
+                "id": nf.id,
+                "owner": nf.owner,
+                "filename": nf.filename,
+                "content_type": nf.content_type,
+                "size": nf.size,
+                "sha256": nf.sha256,
+                "storage_key": nf.storage_key,
+                # Distinct timestamps keep part order in the newest-first listing.
+                "created_at": now + timedelta(microseconds=i),
+                "status": PROCESSING,
+                "metadata": None,
+                "thumbnails": [],
+            }
+            for i, nf in enumerate(new_files)
+        ]
+        task_rows = [
+            self._new_task_row(nf.id, name, now, None) for nf in new_files for name in task_names
+        ]
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(insert(f), file_rows)
+            if task_rows:
+                await conn.execute(insert(t), task_rows)
+
+    def _new_task_row(
+        self, file_id: str | None, name: str, now: datetime, payload: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return {
+            "file_id": file_id,
+            "name": name,
+            "state": QUEUED,
+            "attempts": 0,
+            "max_attempts": self.max_attempts,
+            "error": None,
+            "payload": payload,
+            "created_at": now,
+            "run_after": now,
+        }
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        async with self.engines.reader.connect() as conn:
+            row = (await conn.execute(select(f).where(f.c.id == file_id))).first()
+            if row is None:
+                return None
+            by_file = await self._tasks_of(conn, [file_id])
+        return _file(row, by_file.get(file_id, []))
+
+    async def get_files(self, file_ids: Sequence[str]) -> list[FileRecord]:
+        """Several records, in the order of ``file_ids`` (missing ones left out)."""
+        async with self.engines.reader.connect() as conn:
+            rows = {r.id: r for r in await conn.execute(select(f).where(f.c.id.in_(file_ids)))}
+            by_file = await self._tasks_of(conn, list(rows))
+        return [_file(rows[i], by_file.get(i, [])) for i in file_ids if i in rows]
+
+    async def file_status(self, file_id: str) -> str | None:
+        async with self.engines.reader.connect() as conn:
+            return (await conn.execute(select(f.c.status).where(f.c.id == file_id))).scalar()
+
+    async def list_files(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: str | None = None,
+        sha256: str | None = None,
+    ) -> tuple[list[FileRecord], str | None]:
+        query = select(f).order_by(f.c.created_at.desc(), f.c.id.desc()).limit(limit + 1)
+        if cursor:
+            when, last_id = decode_cursor(cursor)
+            query = query.where(
+                or_(f.c.created_at < when, and_(f.c.created_at == when, f.c.id < last_id))
+            )
+        if status:
+            query = query.where(f.c.status == status)
+        if sha256:
+            query = query.where(f.c.sha256 == sha256.lower())
+        async with self.engines.reader.connect() as conn:
+            rows = list((await conn.execute(query)).all())
+            page, more = rows[:limit], len(rows) > limit
+            by_file = await self._tasks_of(conn, [r.id for r in page])
+        records = [_file(r, by_file.get(r.id, [])) for r in page]
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+        return records, next_cursor
+
+    async def _tasks_of(self, conn: AsyncConnection, file_ids: list[str]) -> dict[str, list[Task]]:
+        if not file_ids:
+            return {}
+        rows = await conn.execute(select(t).where(t.c.file_id.in_(file_ids)).order_by(t.c.id))
+        grouped: dict[str, list[Task]] = {}
+        for row in rows:
+            grouped.setdefault(row.file_id, []).append(_task(row))
+        return grouped
+
+    async def delete_file(self, file_id: str, cleanup_payload: dict[str, Any]) -> bool:
+        """Drop the record and its pending tasks; queue a cleanup of its bytes. One transaction."""
+        now = utcnow()
+        async with self.engines.writer.begin() as conn:
+            gone = await conn.execute(delete(f).where(f.c.id == file_id))
+            if gone.rowcount == 0:
+                return False
+            await conn.execute(delete(t).where(t.c.file_id == file_id, t.c.state != RUNNING))
+            await conn.execute(
+                insert(t), [self._new_task_row(file_id, CLEANUP, now, cleanup_payload)]
+            )
+        return True
+
+    async def set_metadata(self, file_id: str, file_metadata: dict[str, Any]) -> None:
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(update(f).where(f.c.id == file_id).values(metadata=file_metadata))
+
+    async def set_thumbnails(self, file_id: str, thumbnails: list[dict[str, Any]]) -> bool:
+        """Record the thumbnails; ``False`` when the file was deleted meanwhile."""
+        async with self.engines.writer.begin() as conn:
+            done = await conn.execute(
+                update(f).where(f.c.id == file_id).values(thumbnails=thumbnails)
+            )
+        return done.rowcount > 0
+
+    async def file_exists(self, file_id: str) -> bool:
+        async with self.engines.reader.connect() as conn:
+            found = await conn.execute(select(f.c.id).where(f.c.id == file_id))
+            return found.first() is not None
+
+    async def existing_file_ids(self, file_ids: Iterable[str]) -> set[str]:
+        ids = list(file_ids)
+        found: set[str] = set()
+        async with self.engines.reader.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = await conn.execute(select(f.c.id).where(f.c.id.in_(chunk)))
+                found.update(r.id for r in rows)
+        return found
+
+    async def retry_file(self, file_id: str) -> int:
+        """Queue the failed tasks of one file again, with a fresh attempt budget."""
+        now = utcnow()
+        async with self.engines.writer.begin() as conn:
+            done = await conn.execute(
+                update(t)
+                .where(t.c.file_id == file_id, t.c.state == FAILED)
+                .values(state=QUEUED, attempts=0, error=None, run_after=now, finished_at=None)
+            )
+            await self._refresh_status(conn, file_id)
+        return done.rowcount
+
+    # Tasks -------------------------------------------------------------------------------
+
+    async def list_tasks(
+        self, *, state: str | None, limit: int, after_id: int | None
+    ) -> list[Task]:
+        query = select(t).order_by(t.c.id.desc()).limit(limit)
+        if state:
+            query = query.where(t.c.state == state)
+        if after_id is not None:
+            query = query.where(t.c.id < after_id)
+        async with self.engines.reader.connect() as conn:
+            return [_task(r) for r in await conn.execute(query)]
+
+    async def claim_tasks(self, worker: str, limit: int, lease_seconds: float) -> list[Task]:
+        """Atomically take up to ``limit`` runnable tasks: queued and due, or running with a
+        lapsed lease (their process died). Cleanup of a file waits for its other tasks."""
+        now = utcnow()
+        sibling = t.alias("sibling")
+        busy_siblings = exists().where(
+            sibling.c.file_id == t.c.file_id,
+            sibling.c.name != CLEANUP,
+            sibling.c.state.in_(ACTIVE_STATES),
+        )
+        runnable = (
+            select(t.c.id)
+            .where(
+                or_(
+                    and_(t.c.state == QUEUED, t.c.run_after <= now),
+                    and_(t.c.state == RUNNING, t.c.lease_until < now),
+                ),
+                t.c.attempts < t.c.max_attempts,
+                or_(t.c.name != CLEANUP, t.c.file_id.is_(None), ~busy_siblings),
+            )
+            .order_by(t.c.run_after, t.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(t)
+            .where(t.c.id.in_(runnable.scalar_subquery()))
+            .values(
+                state=RUNNING,
+                attempts=t.c.attempts + 1,
+                lease_owner=worker,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                started_at=now,
+                finished_at=None,
+            )
+            .returning(*t.c)
+        )
+        async with self.engines.writer.begin() as conn:
+            claimed = [_task(r) for r in await conn.execute(claim)]
+            for file_id in {task.file_id for task in claimed if task.file_id}:
+                await self._refresh_status(conn, file_id)
+        return claimed
+
+    async def fail_exhausted_leases(self) -> list[Task]:
+        """Running tasks whose process died on their last attempt: failed for good."""
+        now = utcnow()
+        query = (
+            update(t)
+            .where(t.c.state == RUNNING, t.c.lease_until < now, t.c.attempts >= t.c.max_attempts)
+            .values(
+                state=FAILED,
+                finished_at=now,
+                lease_owner=None,
+                error=func.coalesce(t.c.error, "the worker stopped while running this task"),
+            )
+            .returning(*t.c)
+        )
+        async with self.engines.writer.begin() as conn:
+            failed = [_task(r) for r in await conn.execute(query)]
+            for file_id in {task.file_id for task in failed if task.file_id}:
+                await self._refresh_status(conn, file_id)
+        return failed
+
+    async def renew_leases(
+        self, worker: str, task_ids: Sequence[int], lease_seconds: float
+    ) -> None:
+        if not task_ids:
+            return
+        until = utcnow() + timedelta(seconds=lease_seconds)
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(
+                update(t)
+                .where(t.c.id.in_(task_ids), t.c.lease_owner == worker, t.c.state == RUNNING)
+                .values(lease_until=until)
+            )
+
+    async def finish_task(self, task: Task, worker: str, state: str, error: str | None) -> bool:
+        """End a run (succeeded, skipped or failed). ``False`` if the lease was lost meanwhile."""
+        return await self._end_run(
+            task, worker, state=state, error=error, finished_at=utcnow(), lease_until=None
+        )
+
+    async def requeue_task(
+        self, task: Task, worker: str, delay: float, error: str | None, *, refund: bool = False
+    ) -> bool:
+        """Put a task back in the queue after ``delay`` seconds (a retry, or a shutdown)."""
+        values: dict[str, Any] = {"run_after": utcnow() + timedelta(seconds=delay)}
+        if refund:
+            values["attempts"] = t.c.attempts - 1
+        return await self._end_run(
+            task, worker, state=QUEUED, error=error, lease_until=None, **values
+        )
+
+    async def _end_run(self, task: Task, worker: str, **values: Any) -> bool:
+        async with self.engines.writer.begin() as conn:
+            done = await conn.execute(
+                update(t)
+                .where(t.c.id == task.id, t.c.lease_owner == worker, t.c.state == RUNNING)
+                .values(lease_owner=None, **values)
+            )
+            if task.file_id:
+                await self._refresh_status(conn, task.file_id)
+        return done.rowcount > 0
+
+    async def _refresh_status(self, conn: AsyncConnection, file_id: str) -> None:
+        await conn.execute(
+            update(f).where(f.c.id == file_id).values(status=_status_expression(file_id))
+        )
+
+    async def enqueue_sweep(self) -> bool:
+        """Queue one sweep, unless one is already waiting."""
+        now = utcnow()
+        async with self.engines.writer.begin() as conn:
+            pending = await conn.execute(
+                select(t.c.id).where(
+                    t.c.name == CLEANUP, t.c.file_id.is_(None), t.c.state.in_(ACTIVE_STATES)
+                )
+            )
+            if pending.first() is not None:
+                return False
+            await conn.execute(insert(t), [self._new_task_row(None, CLEANUP, now, {"sweep": True})])
+        return True
+
+    async def queue_stats(self) -> tuple[int, float | None]:
+        """Queued task count, and the age in seconds of the oldest one."""
+        async with self.engines.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(func.count(), func.min(t.c.created_at)).where(t.c.state == QUEUED)
+                )
+            ).one()
+        oldest = (utcnow() - row[1]).total_seconds() if row[1] else None
+        return int(row[0]), oldest
+
+    async def ping(self) -> None:
+        async with self.engines.reader.connect() as conn:
+            await conn.execute(select(1))

@@ -1,0 +1,56 @@
+"""The schema. Times are naive UTC; the API layer adds the zone when it renders them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=True, index=True),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(127), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("storage_key", String(512), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("metadata", JSON, nullable=True),
+    Column("thumbnails", JSON, nullable=False),
+    Index("ix_files_created", "created_at", "id"),
+)
+
+# Task rows outlive the file they were for (the cleanup of a deleted file), so no foreign key.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("file_id", String(32), nullable=True, index=True),
+    Column("name", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("payload", JSON, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("run_after", DateTime, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Column("started_at", DateTime, nullable=True),
+    Column("finished_at", DateTime, nullable=True),
+    Index("ix_tasks_state_run_after", "state", "run_after"),
+)

@@ -1,0 +1,1 @@
+"""Intake: streaming multipart and raw bodies to storage, with limits enforced on the way."""

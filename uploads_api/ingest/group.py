@@ -1,0 +1,73 @@
+"""``SinkGroup``: the files of one request are stored all together or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from uploads_api.ingest.sink import FileSink, ReceivedFile
+from uploads_api.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+class SinkGroup:
+    """Use as ``async with``: any exception inside removes every temp file of the request."""
+
+    def __init__(self, storage: Storage, max_file_size: int) -> None:
+        self._storage = storage
+        self._max_file_size = max_file_size
+        self._sinks: list[FileSink] = []
+        self._finished: list[ReceivedFile] = []
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    async def open(self, filename: str | None) -> FileSink:
+        sink = await FileSink.open(self._storage, filename, self._max_file_size)
+        self._sinks.append(sink)
+        return sink
+
+    async def finish(self, sink: FileSink) -> None:
+        self._finished.append(await sink.finish())
+
+    async def commit_all(self) -> list[ReceivedFile]:
+        """Move every file into place; if one fails, take back those already moved."""
+        committed: list[ReceivedFile] = []
+        try:
+            for sink, received in zip(self._sinks, self._finished, strict=True):
+                await sink.commit()
+                committed.append(received)
+        except BaseException:
+            await self.remove(committed)
+            raise
+        return committed
+
+    async def remove(self, received: list[ReceivedFile]) -> None:
+        """Delete committed blobs whose records could not be written."""
+        for item in received:
+            try:
+                await self._storage.delete(item.storage_key)
+            except OSError:
+                log.exception("could not remove %s; the sweep will", item.storage_key)
+
+    async def __aenter__(self) -> SinkGroup:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            # Shielded: a cancelled request must still take its temp files with it.
+            await asyncio.shield(self._abort_all())
+
+    async def _abort_all(self) -> None:
+        for sink in self._sinks:
+            try:
+                await sink.abort()
+            except OSError:
+                log.exception("could not remove a temp file; the sweep will")

@@ -1,0 +1,180 @@
+"""Streaming ``multipart/form-data`` intake.
+
+python-multipart's parser does no I/O: it is fed the body chunk by chunk and calls back with
+small events, which are queued and then acted on here, where awaiting is allowed. Every part
+with a filename is a file, streamed straight to storage; other parts are small form fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import Enum, auto
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from uploads_api.errors import MalformedMultipart, NoFiles, PayloadTooLarge, TooManyParts
+from uploads_api.ingest.group import SinkGroup
+from uploads_api.ingest.limits import IngestLimits
+from uploads_api.ingest.sink import FileSink, ReceivedFile
+from uploads_api.storage import Storage
+
+
+class Event(Enum):
+    PART_BEGIN = auto()
+    HEADER_FIELD = auto()
+    HEADER_VALUE = auto()
+    HEADER_END = auto()
+    HEADERS_FINISHED = auto()
+    PART_DATA = auto()
+    PART_END = auto()
+    END = auto()
+
+
+@dataclass
+class _Part:
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    header_field: bytes = b""
+    header_value: bytes = b""
+    sink: FileSink | None = None
+    field_name: str | None = None
+    field_value: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class MultipartResult:
+    files: list[ReceivedFile]
+    fields: dict[str, str]
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    mime, params = parse_options_header(content_type or "")
+    if mime != b"multipart/form-data":
+        raise MalformedMultipart("expected a multipart/form-data body")
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise MalformedMultipart("the Content-Type header has no multipart boundary")
+    if len(boundary) > 200:
+        raise MalformedMultipart("the multipart boundary is longer than 200 characters")
+    return boundary
+
+
+class MultipartIntake:
+    def __init__(self, storage: Storage, limits: IngestLimits) -> None:
+        self._storage = storage
+        self._limits = limits
+        self._events: list[tuple[Event, bytes]] = []
+        self._part = _Part()
+        self._fields: dict[str, str] = {}
+        self._field_count = 0
+        self._ended = False
+
+    async def receive(
+        self, content_type: str | None, stream: AsyncIterator[bytes]
+    ) -> MultipartResult:
+        parser = self._parser(boundary_of(content_type))
+        async with SinkGroup(self._storage, self._limits.max_file_size) as group:
+            async for chunk in stream:
+                try:
+                    parser.write(chunk)
+                except MultipartParseError as exc:
+                    raise MalformedMultipart(f"malformed multipart body: {exc}") from exc
+                await self._handle_events(group)
+                if self._ended:
+                    break
+            if not self._ended:
+                raise MalformedMultipart("the body ended before the closing multipart boundary")
+            if len(group) == 0:
+                raise NoFiles("the request has no file part (a part with a filename)")
+            files = await group.commit_all()
+        return MultipartResult(files=files, fields=self._fields)
+
+    def _parser(self, boundary: bytes) -> MultipartParser:
+        def on(event: Event) -> object:
+            return lambda: self._events.append((event, b""))
+
+        def on_data(event: Event) -> object:
+            return lambda data, start, end: self._events.append((event, data[start:end]))
+
+        callbacks = {
+            "on_part_begin": on(Event.PART_BEGIN),
+            "on_header_field": on_data(Event.HEADER_FIELD),
+            "on_header_value": on_data(Event.HEADER_VALUE),
+            "on_header_end": on(Event.HEADER_END),
+            "on_headers_finished": on(Event.HEADERS_FINISHED),
+            "on_part_data": on_data(Event.PART_DATA),
+            "on_part_end": on(Event.PART_END),
+            "on_end": on(Event.END),
+        }
+        return MultipartParser(
+            boundary,
+            callbacks,  # type: ignore[arg-type]
+            max_header_count=self._limits.max_header_count,
+            max_header_size=self._limits.max_header_size,
+        )
+
+    async def _handle_events(self, group: SinkGroup) -> None:
+        events, self._events = self._events, []
+        part = self._part
+        for event, data in events:
+            if event is Event.PART_DATA:
+                await self._on_data(part, data)
+            elif event is Event.PART_BEGIN:
+                part = self._part = _Part()
+            elif event is Event.HEADER_FIELD:
+                part.header_field += data
+            elif event is Event.HEADER_VALUE:
+                part.header_value += data
+            elif event is Event.HEADER_END:
+                part.headers[part.header_field.lower()] = part.header_value
+                part.header_field, part.header_value = b"", b""
+            elif event is Event.HEADERS_FINISHED:
+                await self._start_part(part, group)
+            elif event is Event.PART_END:
+                await self._end_part(part, group)
+            elif event is Event.END:
+                self._ended = True
+
+    async def _start_part(self, part: _Part, group: SinkGroup) -> None:
+        disposition = part.headers.get(b"content-disposition")
+        if disposition is None:
+            raise MalformedMultipart("a part has no Content-Disposition header")
+        kind, options = parse_options_header(disposition)
+        if kind != b"form-data":
+            raise MalformedMultipart("a part's Content-Disposition is not form-data")
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in options:
+            if len(group) >= self._limits.max_files:
+                raise TooManyParts(
+                    f"more than {self._limits.max_files} files in one request",
+                    limit=self._limits.max_files,
+                )
+            filename = options[b"filename"].decode("utf-8", "replace")
+            part.sink = await group.open(filename)
+        else:
+            self._field_count += 1
+            if self._field_count > self._limits.max_fields:
+                raise TooManyParts(
+                    f"more than {self._limits.max_fields} form fields in one request",
+                    limit=self._limits.max_fields,
+                )
+            part.field_name = name
+
+    async def _on_data(self, part: _Part, data: bytes) -> None:
+        if part.sink is not None:
+            await part.sink.feed(data)
+            return
+        part.field_value += data
+        if len(part.field_value) > self._limits.max_field_size:
+            raise PayloadTooLarge(
+                f"form field {part.field_name!r} is larger than "
+                f"{self._limits.max_field_size} bytes",
+                limit=self._limits.max_field_size,
+            )
+
+    async def _end_part(self, part: _Part, group: SinkGroup) -> None:
+        if part.sink is not None:
+            await group.finish(part.sink)
+        elif part.field_name is not None:
+            self._fields[part.field_name] = part.field_value.decode("utf-8", "replace")

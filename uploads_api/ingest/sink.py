@@ -1,0 +1,113 @@
+"""``FileSink`` takes one file's bytes: buffers them into large writes, hashes and writes each
+buffer in two threads at once (both release the GIL), and keeps the head for type sniffing."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from uploads_api.errors import InsufficientStorage, PayloadTooLarge
+from uploads_api.ingest.names import clean_filename
+from uploads_api.sniff import sniff_content_type
+from uploads_api.storage import BlobWriter, Storage, original_key
+
+WRITE_BUFFER = 1024 * 1024
+SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    storage_key: str
+
+
+def new_file_id() -> str:
+    return secrets.token_hex(16)
+
+
+class FileSink:
+    def __init__(
+        self, writer: BlobWriter, file_id: str, key: str, filename: str | None, max_size: int
+    ) -> None:
+        self._writer = writer
+        self._id = file_id
+        self._key = key
+        self._filename = clean_filename(filename)
+        self._max_size = max_size
+        self._hash = hashlib.sha256()
+        self._buffer = bytearray()
+        self._head = b""
+        self._size = 0
+
+    @classmethod
+    async def open(cls, storage: Storage, filename: str | None, max_size: int) -> FileSink:
+        file_id = new_file_id()
+        key = original_key(file_id)
+        try:
+            writer = await storage.open_writer(key)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        return cls(writer, file_id, key, filename, max_size)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def feed(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._max_size:
+            raise PayloadTooLarge(
+                f"{self._filename!r} is larger than the limit of {self._max_size} bytes",
+                limit=self._max_size,
+            )
+        if len(self._head) < SNIFF_BYTES:
+            self._head += data[: SNIFF_BYTES - len(self._head)]
+        self._buffer += data
+        if len(self._buffer) >= WRITE_BUFFER:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._buffer:
+            return
+        chunk, self._buffer = bytes(self._buffer), bytearray()
+        try:
+            await asyncio.gather(
+                self._writer.write(chunk), asyncio.to_thread(self._hash.update, chunk)
+            )
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+
+    async def finish(self) -> ReceivedFile:
+        """Write out what is buffered. Nothing is visible at the key before ``commit``."""
+        await self._flush()
+        return ReceivedFile(
+            id=self._id,
+            filename=self._filename,
+            content_type=sniff_content_type(self._head),
+            size=self._size,
+            sha256=self._hash.hexdigest(),
+            storage_key=self._key,
+        )
+
+    async def commit(self) -> None:
+        """Make the blob durable at its key."""
+        try:
+            await self._writer.commit()
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+
+    async def abort(self) -> None:
+        await self._writer.abort()
+
+
+def _storage_error(exc: OSError) -> Exception:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("the server has no room left for this upload")
+    return exc

@@ -1,0 +1,114 @@
+"""The upload service: what the routes ask for, with no web framework in sight."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+from sqlalchemy.exc import OperationalError
+
+from uploads_api.db.models import FILE_TASKS, PROCESSING, FileRecord, NewFile
+from uploads_api.errors import NotFound, ServiceUnavailable
+from uploads_api.ingest.multipart import MultipartIntake
+from uploads_api.ingest.raw import receive_raw
+from uploads_api.ingest.sink import ReceivedFile
+from uploads_api.services import Services
+from uploads_api.storage import thumbnail_prefix
+from uploads_api.storage.keys import validate_file_id
+
+WAIT_POLL_SECONDS = 0.1
+
+
+class UploadService:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.repository = services.repository
+
+    async def upload_multipart(
+        self, content_type: str | None, stream: AsyncIterator[bytes], owner: str | None = None
+    ) -> list[ReceivedFile]:
+        intake = MultipartIntake(self.services.storage, self.services.limits)
+        result = await intake.receive(content_type, stream)
+        await self._record(result.files, owner)
+        return result.files
+
+    async def upload_raw(
+        self,
+        filename: str,
+        stream: AsyncIterator[bytes],
+        content_length: int | None,
+        owner: str | None = None,
+    ) -> ReceivedFile:
+        received = await receive_raw(
+            self.services.storage, self.services.limits, filename, stream, content_length
+        )
+        await self._record([received], owner)
+        return received
+
+    async def _record(self, received: list[ReceivedFile], owner: str | None) -> None:
+        """Commit records and tasks in one transaction; on failure the stored bytes go too."""
+        new_files = [
+            NewFile(
+                id=r.id,
+                filename=r.filename,
+                content_type=r.content_type,
+                size=r.size,
+                sha256=r.sha256,
+                storage_key=r.storage_key,
+                owner=owner,
+            )
+            for r in received
+        ]
+        try:
+            await self.repository.create_files(new_files, FILE_TASKS)
+        except BaseException as exc:
+            await asyncio.shield(self._remove_blobs(received))
+            if isinstance(exc, OperationalError):
+                raise ServiceUnavailable(
+                    "the database is not available; nothing was stored"
+                ) from exc
+            raise
+
+    async def _remove_blobs(self, received: list[ReceivedFile]) -> None:
+        for item in received:
+            await self.services.storage.delete(item.storage_key)
+
+    async def get(self, file_id: str, wait: float = 0) -> FileRecord:
+        """The record; with ``wait``, held until processing ends or ``wait`` seconds pass."""
+        self._check_id(file_id)
+        deadline = time.monotonic() + wait
+        while True:
+            record = await self.repository.get_file(file_id)
+            if record is None:
+                raise NotFound(f"no file with id {file_id}")
+            if record.status != PROCESSING or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+
+    async def delete(self, file_id: str) -> None:
+        self._check_id(file_id)
+        record = await self.repository.get_file(file_id)
+        if record is None:
+            raise NotFound(f"no file with id {file_id}")
+        payload = {
+            "deleted": True,
+            "storage_key": record.storage_key,
+            "thumbnail_prefix": thumbnail_prefix(file_id),
+        }
+        if not await self.repository.delete_file(file_id, payload):
+            raise NotFound(f"no file with id {file_id}")
+
+    async def retry(self, file_id: str) -> FileRecord:
+        self._check_id(file_id)
+        if not await self.repository.file_exists(file_id):
+            raise NotFound(f"no file with id {file_id}")
+        await self.repository.retry_file(file_id)
+        return await self.get(file_id)
+
+    @staticmethod
+    def _check_id(file_id: str) -> None:
+        try:
+            validate_file_id(file_id)
+        except ValueError as exc:
+            raise NotFound(f"no file with id {file_id}") from exc

@@ -1,0 +1,69 @@
+"""Builds every service from the settings and owns their start and stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from uploads_api.config import Settings
+from uploads_api.db.engine import Engines, create_engines, create_schema
+from uploads_api.db.repository import Repository
+from uploads_api.ingest.limits import IngestLimits
+from uploads_api.storage import Storage
+from uploads_api.storage.local import LocalStorage
+from uploads_api.tasks.cleanup import CleanupTask
+from uploads_api.tasks.metadata import MetadataTask
+from uploads_api.tasks.pool import ImagePool
+from uploads_api.tasks.runner import TaskRunner
+from uploads_api.tasks.thumbnails import ThumbnailTask
+from uploads_api.tasks.workspace import Workspace
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engines: Engines
+    repository: Repository
+    storage: Storage
+    pool: ImagePool
+    workspace: Workspace
+    runner: TaskRunner
+    limits: IngestLimits
+    cleanup: CleanupTask
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        data_dir = settings.data_dir.resolve()
+        temp_dir = data_dir / "tmp"
+        engines = create_engines(settings.resolved_database_url)
+        repository = Repository(engines, max_attempts=settings.task_max_attempts)
+        storage = LocalStorage(data_dir / "blobs", temp_dir)
+        pool = ImagePool(settings.image_workers, settings.max_image_pixels)
+        workspace = Workspace(temp_dir / "work")
+        cleanup = CleanupTask(settings, storage, repository, workspace, temp_dir)
+        handlers = {
+            "metadata": MetadataTask(settings, storage, repository, pool, workspace),
+            "thumbnails": ThumbnailTask(settings, storage, repository, pool, workspace),
+            "cleanup": cleanup,
+        }
+        runner = TaskRunner(settings, repository, handlers)
+        return cls(
+            settings=settings,
+            engines=engines,
+            repository=repository,
+            storage=storage,
+            pool=pool,
+            workspace=workspace,
+            runner=runner,
+            limits=IngestLimits.from_settings(settings),
+            cleanup=cleanup,
+        )
+
+    async def start(self) -> None:
+        await create_schema(self.engines)
+        await self.pool.start()
+        self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop(self.settings.shutdown_grace_seconds)
+        self.pool.shutdown()
+        await self.engines.dispose()

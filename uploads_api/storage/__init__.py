@@ -1,0 +1,13 @@
+"""Where bytes live: a small ``Storage`` protocol and its backends."""
+
+from uploads_api.storage.base import BlobWriter, LocalPaths, Storage
+from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix
+
+__all__ = [
+    "BlobWriter",
+    "LocalPaths",
+    "Storage",
+    "original_key",
+    "thumbnail_key",
+    "thumbnail_prefix",
+]

@@ -1,0 +1,1 @@
+"""The background pipeline: one module per task, a runner that executes task rows."""

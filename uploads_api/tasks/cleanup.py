@@ -1,0 +1,99 @@
+"""Cleanup: scratch space of a processed upload, the bytes of a deleted file, and the sweep
+of temp files and blobs that nothing references any more."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from uploads_api.config import Settings
+from uploads_api.db.models import Task
+from uploads_api.db.repository import Repository
+from uploads_api.storage import Storage, thumbnail_prefix
+from uploads_api.storage.keys import file_id_of
+from uploads_api.tasks.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class CleanupTask:
+    name = "cleanup"
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        repository: Repository,
+        workspace: Workspace,
+        temp_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.repository = repository
+        self.workspace = workspace
+        self.temp_dir = temp_dir
+
+    async def run(self, task: Task) -> None:
+        payload = task.payload or {}
+        if payload.get("sweep"):
+            await self.sweep()
+            return
+        assert task.file_id is not None
+        await self.workspace.remove(task.file_id)
+        if payload.get("deleted"):
+            await self.storage.delete(payload["storage_key"])
+            await self.storage.delete_prefix(thumbnail_prefix(task.file_id))
+
+    async def sweep(self) -> dict[str, int]:
+        """Remove temp files and scratch dirs older than the TTL, and unreferenced blobs."""
+        cutoff = time.time() - self.settings.temp_ttl
+        removed_temp = await asyncio.to_thread(_remove_old_entries, self.temp_dir, cutoff)
+        stale: dict[str, list[str]] = {}
+        for prefix in ("originals", "thumbnails"):
+            async for key, mtime in self.storage.list(prefix):
+                file_id = file_id_of(key)
+                # Young blobs may belong to an upload whose record is being committed.
+                if file_id and mtime < cutoff:
+                    stale.setdefault(file_id, []).append(key)
+        referenced = await self.repository.existing_file_ids(stale)
+        removed_blobs = 0
+        for file_id, keys in stale.items():
+            if file_id in referenced:
+                continue
+            for key in keys:
+                await self.storage.delete(key)
+                removed_blobs += 1
+        if removed_temp or removed_blobs:
+            log.info("sweep removed %d temp entries, %d blobs", removed_temp, removed_blobs)
+        return {"temp": removed_temp, "blobs": removed_blobs}
+
+
+def _remove_old_entries(root: Path, cutoff: float) -> int:
+    """Temp files (``*.part``) and work dirs last touched before ``cutoff``."""
+    removed = 0
+    for entry in [*root.glob("*.part"), *(root / "work").glob("*")]:
+        try:
+            newest = _newest_mtime(entry)
+            if newest >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def _newest_mtime(entry: Path) -> float:
+    newest = entry.stat().st_mtime
+    if entry.is_dir():
+        for dirpath, _dirs, files in os.walk(entry):
+            for name in files:
+                newest = max(newest, (Path(dirpath) / name).stat().st_mtime)
+    return newest

@@ -1,0 +1,78 @@
+"""Metadata extraction: basic facts for every file, image and PDF details where they apply."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from uploads_api import imaging
+from uploads_api.config import Settings
+from uploads_api.db.models import Task
+from uploads_api.db.repository import Repository
+from uploads_api.sniff import kind_for
+from uploads_api.storage import Storage
+from uploads_api.tasks.base import PermanentError
+from uploads_api.tasks.formats import decoder_format
+from uploads_api.tasks.pool import ImagePool
+from uploads_api.tasks.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class MetadataTask:
+    name = "metadata"
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        repository: Repository,
+        pool: ImagePool,
+        workspace: Workspace,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.repository = repository
+        self.pool = pool
+        self.workspace = workspace
+
+    async def run(self, task: Task) -> None:
+        assert task.file_id is not None
+        record = await self.repository.get_file(task.file_id)
+        if record is None:
+            return  # deleted meanwhile: nothing to describe
+        kind = kind_for(record.content_type)
+        basic: dict[str, Any] = {
+            "size": record.size,
+            "sha256": record.sha256,
+            "mime_type": record.content_type,
+            "kind": kind,
+            "empty": record.size == 0,
+        }
+        # The basic facts are saved first, so a file whose details cannot be read keeps them.
+        await self.repository.set_metadata(record.id, basic)
+        if record.size == 0:
+            return
+        details = await self._details(record.id, record.storage_key, record.content_type, kind)
+        if details:
+            await self.repository.set_metadata(record.id, {**basic, **details})
+
+    async def _details(
+        self, file_id: str, key: str, content_type: str, kind: str
+    ) -> dict[str, Any] | None:
+        formats = self.settings.image_formats
+        if kind == "image" and decoder_format(content_type, formats):
+            path = await self.workspace.local_path(self.storage, key, file_id)
+            try:
+                image = await self.pool.run(imaging.read_image_metadata, str(path), formats)
+            except imaging.ImageError as exc:
+                raise PermanentError(f"cannot read image metadata: {exc}") from exc
+            return {"image": image}
+        if kind == "pdf":
+            path = await self.workspace.local_path(self.storage, key, file_id)
+            try:
+                pdf = await self.pool.run(imaging.read_pdf_metadata, str(path))
+            except imaging.DocumentError as exc:
+                raise PermanentError(f"cannot read PDF metadata: {exc}") from exc
+            return {"pdf": pdf}
+        return None

@@ -1,0 +1,65 @@
+"""A process pool for image work: decoders run apart from the server, so a crash or a
+hostile file cannot take it down, and CPU-heavy work never holds the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from uploads_api import imaging
+from uploads_api.tasks.base import RetryableError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class ImagePool:
+    def __init__(self, workers: int, max_pixels: int) -> None:
+        self._workers = workers
+        self._max_pixels = max_pixels
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # forkserver: workers never inherit the server's threads and open sockets.
+        return ProcessPoolExecutor(
+            max_workers=self._workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=imaging.configure_worker,
+            initargs=(self._max_pixels,),
+        )
+
+    async def start(self) -> None:
+        """Start and warm every worker, so the first upload does not pay for imports."""
+        self._executor = self._new_executor()
+        loop = asyncio.get_running_loop()
+        warm = [
+            loop.run_in_executor(self._executor, imaging.configure_worker, self._max_pixels)
+            for _ in range(self._workers)
+        ]
+        await asyncio.gather(*warm)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            self._executor = self._new_executor()
+        executor = self._executor
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+        except BrokenProcessPool as exc:
+            self._replace(executor)
+            raise RetryableError("an image worker process crashed") from exc
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        if self._executor is broken:
+            log.warning("image worker pool broken; starting a new one")
+            self._executor = self._new_executor()
+            broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
