@@ -55,10 +55,10 @@ class Server:
         env.update(self.env)
         command = [sys.executable, "-m", "uploads_api.cli", "serve", "--port", str(self.port)]
         command += ["--data-dir", str(self.data_dir)]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

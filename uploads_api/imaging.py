@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import io
 import math
+import numbers
 import os
 import re
 import struct
@@ -26,10 +27,18 @@ import tempfile
 import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pillow_heif
-from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, features
+from PIL import (
+    ExifTags,
+    Image,
+    ImageCms,
+    ImageFile,
+    PngImagePlugin,
+    UnidentifiedImageError,
+    features,
+)
 from pypdf import PdfReader
 from pypdf.errors import PyPdfError
 
@@ -75,6 +84,10 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     ImageCms.PyCMSError,
 )
 _TOO_LARGE = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+# Pillow warns (UserWarning) about broken EXIF; under an "error" warnings filter that is
+# raised, and EXIF is only ever best-effort.
+_EXIF_ERRORS: tuple[type[BaseException], ...] = (*_DECODE_ERRORS, UserWarning)
+_PDF_ERRORS: tuple[type[BaseException], ...] = (PyPdfError, *_DECODE_ERRORS)
 
 # An MPO is a JPEG with more pictures appended; phones write them (Ultra HDR gain maps).
 _FORMAT_ALIASES = {"MPO": "JPEG"}
@@ -180,7 +193,7 @@ def read_pdf_metadata(src: str) -> dict[str, Any]:
             return {"pages": len(reader.pages)}
         except DocumentError:
             raise
-        except (PyPdfError, *_DECODE_ERRORS) as exc:
+        except _PDF_ERRORS as exc:
             raise DocumentError(f"PDF is unreadable: {_detail(exc)}") from exc
 
 
@@ -196,7 +209,7 @@ def _image_errors() -> Iterator[None]:
         raise
     except _TOO_LARGE as exc:
         raise ImageError(_too_large(str(exc))) from exc
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         raise ImageError("file is not an image in a known format") from exc
     except MemoryError as exc:
         raise ImageError("image needs too much memory to decode") from exc
@@ -243,7 +256,7 @@ def _exif(img: Image.Image) -> Image.Exif:
             # pixels; read only what precedes them (and XMP orientation).
             return Image.Image.getexif(img)
         return img.getexif()
-    except (*_DECODE_ERRORS, UserWarning):
+    except _EXIF_ERRORS:
         return Image.Exif()
 
 
@@ -275,7 +288,7 @@ def _to_eight_bit(img: Image.Image) -> Image.Image:
         return img.convert("I").point(lambda v: v / 257).convert("L")
     if img.mode in ("I", "F"):
         # No nominal range for 32-bit data: stretch what is there.
-        low, high = img.getextrema()
+        low, high = cast(tuple[float, float], img.getextrema())  # one band
         scale = 255 / (high - low) if high > low else 0
         return img.point(lambda v: (v - low) * scale).convert("L")
     return img
@@ -378,7 +391,7 @@ def _exif_fields(exif: Image.Exif) -> dict[str, Any]:
     try:
         details = {**exif, **exif.get_ifd(ExifTags.IFD.Exif)}
         gps = _gps(exif.get_ifd(ExifTags.IFD.GPSInfo))
-    except (*_DECODE_ERRORS, UserWarning):
+    except _EXIF_ERRORS:
         return {}
     tags = ExifTags.Base
     fields: dict[str, Any] = {
@@ -414,7 +427,7 @@ def _degrees(value: object, ref: object, negative: str) -> float | None:
     parts = [_number(part) for part in value]
     if any(part is None for part in parts):
         return None
-    degrees = sum(part / 60**i for i, part in enumerate(parts) if part is not None)
+    degrees = sum(part / 60.0**i for i, part in enumerate(parts) if part is not None)
     if _text(ref) == negative:
         degrees = -degrees
     return round(degrees, 7)  # about a centimetre; hides float noise such as ...0000001
@@ -431,10 +444,9 @@ def _text(value: object) -> str | None:
 def _number(value: object) -> float | None:
     if isinstance(value, tuple) and value:
         value = value[0]  # some writers store a list of one
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError, ZeroDivisionError):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
         return None
+    number: float = float(value)  # an IFDRational over zero gives nan, not an error
     return number if math.isfinite(number) else None
 
 

@@ -43,6 +43,8 @@ _OOXML_PARTS = (
     (b"ppt/", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
 )
 
+_MIME_NAME = re.compile(rb"[\w.+-]+/[\w.+-]+")
+
 # XML declaration, processing instructions, comments and doctypes before the root element.
 _PROLOG_ITEM = re.compile(
     rb"\s*(?:<\?.*?\?>|<!--.*?-->|<!doctype\s+([\w:.-]+)[^>\[]*(?:\[.*?\])?\s*>)",
@@ -122,10 +124,12 @@ def _is_bmp(head: bytes) -> bool:
 
 def _zip_type(head: bytes) -> str:
     # ODF and EPUB store their type uncompressed as the first entry, named "mimetype".
-    if head[30:38] == b"mimetype":
-        declared = re.match(rb"[\w.+-]+/[\w.+-]+", head[38:118])
-        if declared:
-            return declared.group(0).decode("ascii")
+    # The local header gives its length (bytes 18-21) and its name (from byte 30).
+    if head[26:38] == b"\x08\x00\x00\x00mimetype":
+        length = int.from_bytes(head[18:22], "little")
+        declared = head[38 : 38 + min(length, 100)]
+        if _MIME_NAME.fullmatch(declared):
+            return declared.decode("ascii")
     if b"[Content_Types].xml" in head:
         for part, content_type in _OOXML_PARTS:
             if part in head:

@@ -1,0 +1,287 @@
+"""End to end: the background pipeline on real images, and what happens when things go wrong."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests import imagegen
+from tests.conftest import Server, ServerFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def upload(client: httpx.Client, *paths: Path) -> list[dict]:
+    files = [("file", (p.name, p.read_bytes())) for p in paths]
+    response = client.post("/v1/files", files=files)
+    assert response.status_code == 201, response.text
+    return response.json()["files"]
+
+
+def wait_done(client: httpx.Client, file_id: str, timeout: float = 30) -> dict:
+    record = client.get(f"/v1/files/{file_id}", params={"wait": timeout}).json()
+    assert record["status"] != "processing", record
+    return record
+
+
+def task(record: dict, name: str) -> dict:
+    return next(t for t in record["tasks"] if t["name"] == name)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_thumbnails_follow_exif_orientation(
+    client: httpx.Client, tmp_path: Path, orientation: int
+) -> None:
+    source = imagegen.jpeg_with_orientation(tmp_path, orientation, size=(640, 320))
+    (record,) = upload(client, source)
+    record = wait_done(client, record["id"])
+    assert record["status"] == "ready", record
+    thumbs = {t["size"]: t for t in record["thumbnails"]}
+    assert set(thumbs) == {256, 1024}
+    # Displayed 640x320: the 256 thumbnail is 256x128, the 1024 one is never upscaled.
+    assert (thumbs[256]["width"], thumbs[256]["height"]) == (256, 128)
+    assert (thumbs[1024]["width"], thumbs[1024]["height"]) == (640, 320)
+    image = Image.open(io.BytesIO(client.get(thumbs[256]["url"]).content))
+    assert image.format == "WEBP"
+    assert image.size == (256, 128)
+    assert not image.getexif()
+    red, _green, blue = image.convert("RGB").getpixel((10, 10))
+    assert red > 200 and blue < 60, "the marker is top-left after orientation"
+    image_meta = record["metadata"]["image"]
+    assert (image_meta["width"], image_meta["height"]) == (640, 320)
+    assert image_meta["orientation"] == orientation
+
+
+def test_metadata_of_a_photo(client: httpx.Client, tmp_path: Path) -> None:
+    photo = imagegen.jpeg_photo(tmp_path, size=(1200, 900))
+    (record,) = upload(client, photo)
+    record = wait_done(client, record["id"])
+    meta = record["metadata"]
+    assert meta["kind"] == "image"
+    assert meta["mime_type"] == "image/jpeg"
+    assert meta["size"] == photo.stat().st_size
+    assert meta["sha256"] == record["sha256"]
+    image = meta["image"]
+    assert (image["format"], image["width"], image["height"]) == ("JPEG", 1200, 900)
+    assert image["mode"] == "RGB" and image["frames"] == 1 and image["has_alpha"] is False
+    exif = image["exif"]
+    assert exif["make"] == "Canon" and exif["model"] == "EOS Test"
+    assert exif["iso"] > 0 and exif["f_number"] > 0 and exif["focal_length"] > 0
+    assert exif["datetime_original"]
+    assert exif["gps"]["latitude"] == pytest.approx(48.8584, abs=1e-3)
+    assert exif["gps"]["longitude"] == pytest.approx(2.2945, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("maker", "mode_check"),
+    [
+        (imagegen.cmyk_jpeg, "RGB"),
+        (imagegen.png_16bit, "L"),
+        (imagegen.palette_png_transparent, "RGBA"),
+        (imagegen.animated_gif, None),
+        (imagegen.heic_image, None),
+        (imagegen.avif_image, None),
+        (imagegen.tiff_image, None),
+        (imagegen.rgba_png, "RGBA"),
+    ],
+)
+def test_unusual_images_get_thumbnails(
+    client: httpx.Client, tmp_path: Path, maker: object, mode_check: str | None
+) -> None:
+    source = maker(tmp_path)  # type: ignore[operator]
+    (record,) = upload(client, source)
+    record = wait_done(client, record["id"])
+    assert record["status"] == "ready", record
+    assert len(record["thumbnails"]) == 2
+    thumb = Image.open(io.BytesIO(client.get(record["thumbnails"][0]["url"]).content))
+    if mode_check == "RGBA":
+        assert thumb.mode == "RGBA"
+        assert thumb.getextrema()[3][0] < 255, "transparency survives"
+
+
+def test_pdf_and_text_metadata_and_skipped_thumbnails(client: httpx.Client, tmp_path: Path) -> None:
+    pdf = imagegen.pdf_file(tmp_path, pages=3)
+    text = imagegen.not_an_image(tmp_path)
+    pdf_record, text_record = upload(client, pdf, text)
+    pdf_record = wait_done(client, pdf_record["id"])
+    text_record = wait_done(client, text_record["id"])
+    assert pdf_record["metadata"]["kind"] == "pdf"
+    assert pdf_record["metadata"]["pdf"]["pages"] == 3
+    assert task(pdf_record, "thumbnails")["state"] == "skipped"
+    assert text_record["metadata"]["kind"] == "other"
+    assert task(text_record, "thumbnails")["state"] == "skipped"
+    assert text_record["status"] == "ready"
+
+
+@pytest.mark.parametrize("maker", [imagegen.truncated_jpeg, imagegen.decompression_bomb_png])
+def test_broken_images_fail_at_once_with_a_readable_error(
+    client: httpx.Client, tmp_path: Path, maker: object
+) -> None:
+    (record,) = upload(client, maker(tmp_path))  # type: ignore[operator]
+    record = wait_done(client, record["id"])
+    assert record["status"] == "failed"
+    thumbs = task(record, "thumbnails")
+    assert thumbs["state"] == "failed"
+    assert thumbs["attempts"] == 1, "a permanent failure is not retried"
+    assert thumbs["error"]
+    assert record["thumbnails"] == []
+    assert record["metadata"]["sha256"] == record["sha256"], "basic metadata is kept"
+    failed = client.get("/v1/tasks", params={"state": "failed"}).json()["tasks"]
+    assert any(t["file_id"] == record["id"] and t["name"] == "thumbnails" for t in failed)
+
+
+def test_oversized_file_gets_413_and_leaves_nothing(server_factory: ServerFactory) -> None:
+    server = server_factory(max_file_size=1024 * 1024)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        small = ("file", ("ok.bin", b"x" * 1000))
+        big = ("file", ("big.bin", os.urandom(3 * 1024 * 1024)))
+        response = client.post("/v1/files", files=[small, big])
+        assert response.status_code == 413
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "file-too-large"
+        raw = client.put("/v1/files/big.bin", content=os.urandom(2 * 1024 * 1024))
+        assert raw.status_code == 413
+        assert client.get("/v1/files").json()["files"] == [], "no record, not even the small file"
+        assert server.temp_files() == []
+        assert not list((server.data_dir / "blobs").rglob("*.*")) or True
+        assert not [p for p in (server.data_dir / "blobs").rglob("*") if p.is_file()]
+        assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [
+        ("multipart/form-data", b"--x\r\n", 400),
+        (
+            "multipart/form-data; boundary=x",
+            b"--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n--x--\r\n",
+            422,
+        ),
+        (
+            "multipart/form-data; boundary=x",
+            b"--x\r\nContent-Disposition: form-data; name=f; filename=a.txt\r\n\r\nabc",
+            400,
+        ),
+        ("multipart/form-data; boundary=x", b"garbage", 400),
+        ("text/plain", b"hello", 400),
+    ],
+)
+def test_malformed_bodies_are_refused(
+    client: httpx.Client, server: Server, content_type: str, body: bytes, status: int
+) -> None:
+    response = client.post("/v1/files", content=body, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert server.temp_files() == []
+    assert client.get("/v1/files").json()["files"] == []
+
+
+def test_too_many_files_is_refused(server_factory: ServerFactory) -> None:
+    server = server_factory(max_files_per_request=3)
+    with httpx.Client(base_url=server.url) as client:
+        files = [("file", (f"{i}.txt", b"x")) for i in range(4)]
+        response = client.post("/v1/files", files=files)
+        assert response.status_code == 400
+        assert response.json()["code"] == "too-many-parts"
+        assert client.get("/v1/files").json()["files"] == []
+        assert server.temp_files() == []
+
+
+def _wait_until(predicate: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.parametrize("route", ["multipart", "raw"])
+def test_client_disconnect_midway_leaves_nothing(server: Server, route: str) -> None:
+    total = 8 * 1024 * 1024
+    if route == "multipart":
+        head = b"--b\r\nContent-Disposition: form-data; name=file; filename=a.bin\r\n\r\n"
+        request = (
+            b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            + f"Content-Length: {total}\r\n\r\n".encode()
+            + head
+        )
+    else:
+        request = (
+            f"PUT /v1/files/a.bin HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n".encode()
+        )
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(request)
+        sock.sendall(os.urandom(3 * 1024 * 1024))
+        _wait_until(lambda: server.temp_files() != [])
+    _wait_until(lambda: server.temp_files() == [])
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/v1/files").json()["files"] == []
+        assert client.get("/healthz").status_code == 200
+
+
+def test_killed_server_finishes_every_acknowledged_upload(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    # Slow the pipeline down (one image worker, one task at a time) so work is left queued.
+    server = server_factory(task_concurrency=1, image_workers=1)
+    photos = [imagegen.jpeg_photo(tmp_path / str(i), size=(2400, 1800)) for i in range(6)]
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        acknowledged = [r["id"] for r in upload(client, *photos)]
+        acknowledged.append(client.put("/v1/files/extra.txt", content=b"text").json()["id"])
+    server.kill()
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        for file_id in acknowledged:
+            record = wait_done(client, file_id, timeout=60)
+            assert record["status"] == "ready", record
+            for t in record["tasks"]:
+                assert t["state"] in ("succeeded", "skipped")
+        assert len(client.get("/v1/files").json()["files"]) == len(acknowledged)
+
+
+def test_failing_task_is_retried_then_marked_failed(
+    client: httpx.Client, server: Server, tmp_path: Path
+) -> None:
+    # A file where the thumbnails folder must go: every write of a thumbnail fails (OSError).
+    blocker = server.data_dir / "blobs" / "thumbnails"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"not a directory")
+    (record,) = upload(client, imagegen.jpeg_photo(tmp_path, size=(400, 300)))
+    record = wait_done(client, record["id"])
+    thumbs = task(record, "thumbnails")
+    assert record["status"] == "failed"
+    assert thumbs["state"] == "failed"
+    assert thumbs["attempts"] == 3
+    assert "Error" in thumbs["error"]
+    assert task(record, "metadata")["state"] == "succeeded"
+    # Fixed, then retried through the API: the file ends ready.
+    blocker.unlink()
+    retried = client.post(f"/v1/files/{record['id']}/retry")
+    assert retried.status_code == 200
+    record = wait_done(client, record["id"])
+    assert record["status"] == "ready"
+    assert task(record, "thumbnails")["attempts"] == 1
+
+
+def test_sweep_removes_stale_temp_files_and_orphans(server_factory: ServerFactory) -> None:
+    server = server_factory(sweep_interval=0.5, temp_ttl=60)
+    tmp = server.data_dir / "tmp"
+    stale = tmp / "abandoned.part"
+    fresh = tmp / "inflight.part"
+    orphan = server.data_dir / "blobs" / "originals" / "ab" / ("ab" + "0" * 30)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    for path in (stale, fresh, orphan):
+        path.write_bytes(b"x" * 100)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(orphan, (old, old))
+    _wait_until(lambda: not stale.exists() and not orphan.exists(), timeout=15)
+    assert fresh.exists(), "a temp file younger than the TTL is left alone"
