@@ -150,7 +150,6 @@ def test_oversized_file_gets_413_and_leaves_nothing(server_factory: ServerFactor
         assert raw.status_code == 413
         assert client.get("/v1/files").json()["files"] == [], "no record, not even the small file"
         assert server.temp_files() == []
-        assert not list((server.data_dir / "blobs").rglob("*.*")) or True
         assert not [p for p in (server.data_dir / "blobs").rglob("*") if p.is_file()]
         assert client.get("/healthz").status_code == 200
 
@@ -209,7 +208,8 @@ def test_client_disconnect_midway_leaves_nothing(server: Server, route: str) -> 
     if route == "multipart":
         head = b"--b\r\nContent-Disposition: form-data; name=file; filename=a.bin\r\n\r\n"
         request = (
-            b"POST /v1/files HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"POST /v1/files HTTP/1.1\r\nHost: x\r\n"
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
             + f"Content-Length: {total}\r\n\r\n".encode()
             + head
         )

@@ -10,6 +10,7 @@ from uploads_api.db.repository import Repository
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.storage import Storage
 from uploads_api.storage.local import LocalStorage
+from uploads_api.tasks.base import TaskHandler
 from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.metadata import MetadataTask
 from uploads_api.tasks.pool import ImagePool
@@ -40,7 +41,7 @@ class Services:
         pool = ImagePool(settings.image_workers, settings.max_image_pixels)
         workspace = Workspace(temp_dir / "work")
         cleanup = CleanupTask(settings, storage, repository, workspace, temp_dir)
-        handlers = {
+        handlers: dict[str, TaskHandler] = {
             "metadata": MetadataTask(settings, storage, repository, pool, workspace),
             "thumbnails": ThumbnailTask(settings, storage, repository, pool, workspace),
             "cleanup": cleanup,

@@ -81,7 +81,7 @@ class FileOut(BaseModel):
             content_type=record.content_type,
             size=record.size,
             sha256=record.sha256,
-            created_at=_utc(record.created_at),  # type: ignore[arg-type]
+            created_at=record.created_at.replace(tzinfo=UTC),
             status=record.status,
             metadata=record.metadata,
             thumbnails=[

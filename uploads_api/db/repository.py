@@ -73,7 +73,7 @@ class Repository:
     async def create_files(self, new_files: Sequence[NewFile], task_names: Sequence[str]) -> None:
         """Insert the files and their queued tasks in one transaction: all or nothing."""
         now = utcnow()
-        file_rows = [
+        file_rows: list[dict[str, Any]] = [
             {
                 "id": nf.id,
                 "owner": nf.owner,
