@@ -169,7 +169,7 @@ def test_oversized_file_gets_413_and_leaves_nothing(server_factory: ServerFactor
             400,
         ),
         ("multipart/form-data; boundary=x", b"garbage", 400),
-        ("text/plain", b"hello", 400),
+        ("text/plain", b"hello", 415),
     ],
 )
 def test_malformed_bodies_are_refused(

@@ -373,6 +373,8 @@ def test_truncated_pdf(tmp_path: Path) -> None:
 CORPUS_FORMATS = frozenset(
     {*ALL_FORMATS, "ICO", "PSD", "JPEG2000", "TGA", "QOI", "DDS", "FLI", "PPM", "SGI"}
 )
+# Files that hang or crash the interpreter, with the reason. None with Pillow 13.0: every
+# file was first tried alone in a subprocess with a timeout.
 CORPUS_EXCLUDED: dict[str, str] = {}
 
 
@@ -382,9 +384,11 @@ def corpus_files() -> list[Path]:
     return sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix != ".txt")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CORPUS.is_dir(), reason=f"image corpus not present at {CORPUS}")
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about odd metadata
 def test_corpus_never_fails_unexpectedly(out_dir: Path) -> None:
+    """Each file gives valid thumbnails and JSON metadata, or an ImageError: nothing else."""
     outcomes: dict[str, str] = {}
     for path in corpus_files():
         if path.name in CORPUS_EXCLUDED:
@@ -393,16 +397,15 @@ def test_corpus_never_fails_unexpectedly(out_dir: Path) -> None:
         dest.mkdir()
         try:
             made = make_thumbnails(str(path), str(dest), SIZES, "webp", CORPUS_FORMATS)
+            json.dumps(read_image_metadata(str(path), CORPUS_FORMATS), allow_nan=False)
         except ImageError:
-            assert list(dest.iterdir()) == [], path.name
+            assert [p for p in dest.iterdir() if p.suffix == ".tmp"] == [], path.name
             outcomes[path.name] = "refused"
             continue
         except Exception as exc:
             pytest.fail(f"{path.name}: {exc!r} is not an ImageError")
         for thumb in made:
-            img = opened(thumb)
-            assert max(img.size) <= thumb["size"], path.name
-            img.load()
+            assert max(opened(thumb).size) <= thumb["size"], path.name
         outcomes[path.name] = "ok"
     assert "ok" in outcomes.values()
     assert "refused" in outcomes.values()

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GiB = 1024**3
@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
 
     sweep_interval: float = Field(default=300.0, gt=0)
-    temp_ttl: float = Field(default=3600.0, ge=0)
+    temp_ttl: float = Field(default=3600.0, ge=1)
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -72,6 +72,16 @@ class Settings(BaseSettings):
         if isinstance(value, (tuple, list)):
             return tuple(str(v).strip().upper() for v in value)
         return value
+
+    @model_validator(mode="after")
+    def _check_lease_renewal(self) -> Settings:
+        # Leases are renewed from the runner loop, which sleeps up to one poll interval.
+        if self.task_poll_interval > self.task_lease_seconds / 3:
+            raise ValueError("UPLOADS_TASK_POLL_INTERVAL must be at most a third of the lease")
+        unknown = set(self.image_formats) - set(DEFAULT_IMAGE_FORMATS)
+        if unknown:
+            raise ValueError(f"unknown image formats: {', '.join(sorted(unknown))}")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -2,15 +2,19 @@
 
 The tree::
 
-    UploadsError                 stable ``code``, HTTP ``status``, readable ``detail``
-    ├── BadRequest (400)         malformed body, boundary, headers, checksum
-    ├── NotFound (404)           unknown file, thumbnail or route
-    ├── PayloadTooLarge (413)    a file over the size limit
-    ├── UnsupportedMediaType (415)
-    ├── NoFiles (422)            a request that carried no file
-    ├── ClientDisconnected       the client went away; nothing is answered
-    ├── InsufficientStorage (507)
-    └── ServiceUnavailable (503) database or storage not reachable, shutting down
+    UploadsError                      stable ``code``, HTTP ``status``, readable ``detail``
+    ├── BadRequest (400)
+    │   ├── MalformedMultipart        missing boundary, bad part headers, truncated body
+    │   └── TooManyParts              more files or fields than allowed
+    ├── NotFound (404)                unknown file or thumbnail (also another owner's)
+    ├── PayloadTooLarge (413)         a file over the size limit
+    │   └── FieldTooLarge             a form field over its limit
+    ├── UnsupportedMediaType (415)    a POST body that is not multipart/form-data
+    ├── RangeNotSatisfiable (416)
+    ├── NoFiles (422)                 a request that carried no file
+    ├── ClientDisconnected (400)      the client went away; the answer reaches nobody
+    ├── ServiceUnavailable (503)      the database is not reachable
+    └── InsufficientStorage (507)     the disk is full
 
 Lower-level errors are translated where they are caught, with ``raise ... from exc``.
 """
@@ -40,6 +44,10 @@ class UploadsError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error calls for."""
+        return {}
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         problem: dict[str, Any] = {
@@ -75,6 +83,10 @@ class PayloadTooLarge(UploadsError):
     status, code, title = 413, "file-too-large", "File too large"
 
 
+class FieldTooLarge(PayloadTooLarge):
+    code, title = "field-too-large", "Form field too large"
+
+
 class UnsupportedMediaType(UploadsError):
     status, code, title = 415, "unsupported-media-type", "Unsupported media type"
 
@@ -85,6 +97,9 @@ class NoFiles(UploadsError):
 
 class RangeNotSatisfiable(UploadsError):
     status, code, title = 416, "range-not-satisfiable", "Range not satisfiable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.extra.get('size', '*')}"}
 
 
 class InsufficientStorage(UploadsError):
@@ -125,7 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _uploads_error(request: Request, exc: UploadsError) -> JSONResponse:
         if exc.status >= 500:
             log.warning("request failed: %s", exc.detail)
-        return problem_response(exc.status, exc.to_problem(request.url.path))
+        return problem_response(exc.status, exc.to_problem(request.url.path), exc.headers())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

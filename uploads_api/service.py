@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -18,6 +19,7 @@ from uploads_api.storage import thumbnail_prefix
 from uploads_api.storage.keys import validate_file_id
 
 WAIT_POLL_SECONDS = 0.1
+log = logging.getLogger(__name__)
 
 
 class UploadService:
@@ -72,7 +74,10 @@ class UploadService:
 
     async def _remove_blobs(self, received: list[ReceivedFile]) -> None:
         for item in received:
-            await self.services.storage.delete(item.storage_key)
+            try:
+                await self.services.storage.delete(item.storage_key)
+            except OSError:
+                log.exception("could not remove %s; the sweep will", item.storage_key)
 
     async def get(self, file_id: str, wait: float = 0) -> FileRecord:
         """The record; with ``wait``, held until processing ends or ``wait`` seconds pass."""

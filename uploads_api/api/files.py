@@ -54,6 +54,8 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
         (400, "Malformed body"),
         (404, "No such file"),
         (413, "File too large"),
+        (415, "Not a multipart/form-data body"),
+        (416, "Range not satisfiable"),
         (422, "No file in the request"),
         (503, "Database or storage unavailable"),
         (507, "No room left in storage"),

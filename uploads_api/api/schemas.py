@@ -106,7 +106,7 @@ class FileList(BaseModel):
 
 class TaskList(BaseModel):
     tasks: list[TaskWithFileOut]
-    next_cursor: str | None
+    next_cursor: int | None = Field(description="pass as ?cursor= for the next page")
 
 
 class Health(BaseModel):

@@ -216,6 +216,13 @@ class Repository:
                 .where(t.c.file_id == file_id, t.c.state == FAILED)
                 .values(state=QUEUED, attempts=0, error=None, run_after=now, finished_at=None)
             )
+            if done.rowcount:
+                # The retried run leaves scratch files too: clean up after it again.
+                await conn.execute(
+                    update(t)
+                    .where(t.c.file_id == file_id, t.c.name == CLEANUP, t.c.state != RUNNING)
+                    .values(state=QUEUED, attempts=0, error=None, run_after=now, finished_at=None)
+                )
             await self._refresh_status(conn, file_id)
         return done.rowcount
 

@@ -14,7 +14,13 @@ from enum import Enum, auto
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from uploads_api.errors import MalformedMultipart, NoFiles, PayloadTooLarge, TooManyParts
+from uploads_api.errors import (
+    FieldTooLarge,
+    MalformedMultipart,
+    NoFiles,
+    TooManyParts,
+    UnsupportedMediaType,
+)
 from uploads_api.ingest.group import SinkGroup
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.sink import FileSink, ReceivedFile
@@ -51,7 +57,9 @@ class MultipartResult:
 def boundary_of(content_type: str | None) -> bytes:
     mime, params = parse_options_header(content_type or "")
     if mime != b"multipart/form-data":
-        raise MalformedMultipart("expected a multipart/form-data body")
+        raise UnsupportedMediaType(
+            "POST a multipart/form-data body, or PUT the raw file to /v1/files/{filename}"
+        )
     boundary = params.get(b"boundary")
     if not boundary:
         raise MalformedMultipart("the Content-Type header has no multipart boundary")
@@ -167,7 +175,7 @@ class MultipartIntake:
             return
         part.field_value += data
         if len(part.field_value) > self._limits.max_field_size:
-            raise PayloadTooLarge(
+            raise FieldTooLarge(
                 f"form field {part.field_name!r} is larger than "
                 f"{self._limits.max_field_size} bytes",
                 limit=self._limits.max_field_size,

@@ -53,7 +53,8 @@ class FileSink:
         try:
             writer = await storage.open_writer(key)
         except OSError as exc:
-            raise _storage_error(exc) from exc
+            _raise_if_full(exc)
+            raise
         return cls(writer, file_id, key, filename, max_size)
 
     @property
@@ -82,7 +83,8 @@ class FileSink:
                 self._writer.write(chunk), asyncio.to_thread(self._hash.update, chunk)
             )
         except OSError as exc:
-            raise _storage_error(exc) from exc
+            _raise_if_full(exc)
+            raise
 
     async def finish(self) -> ReceivedFile:
         """Write out what is buffered. Nothing is visible at the key before ``commit``."""
@@ -101,13 +103,13 @@ class FileSink:
         try:
             await self._writer.commit()
         except OSError as exc:
-            raise _storage_error(exc) from exc
+            _raise_if_full(exc)
+            raise
 
     async def abort(self) -> None:
         await self._writer.abort()
 
 
-def _storage_error(exc: OSError) -> Exception:
+def _raise_if_full(exc: OSError) -> None:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientStorage("the server has no room left for this upload")
-    return exc
+        raise InsufficientStorage("the server has no room left for this upload") from exc

@@ -114,9 +114,13 @@ class TaskRunner:
 
     async def _execute(self, task: Task) -> None:
         started = time.perf_counter()
-        outcome = "succeeded"
+        outcome = "interrupted"
         try:
             outcome = await self._run_and_record(task)
+        except Exception:
+            # Recording the outcome failed (database gone): the lease lapses and it runs again.
+            outcome = "unrecorded"
+            log.exception("could not record the outcome of task %s", task.id)
         finally:
             self._running.pop(task.id, None)
             duration = time.perf_counter() - started
