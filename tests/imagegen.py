@@ -81,7 +81,7 @@ def jpeg_photo(
     if exif:
         _camera_exif(data)
     if gps:
-        _gps_exif(data, *(EIFFEL_TOWER if gps is True else gps))
+        _gps_exif(data, *(EIFFEL_TOWER if isinstance(gps, bool) else gps))
     return _save(_photo(size), dir, "photo.jpg", exif=data, quality=90)
 
 
@@ -128,6 +128,12 @@ def cmyk_jpeg(dir: Path, size: tuple[int, int] = (200, 100)) -> Path:
     img = Image.new("CMYK", size, (255, 0, 0, 0))
     img.paste((0, 0, 255, 0), (size[0] // 2, 0, size[0], size[1]))
     return _save(img, dir, "cmyk.jpg", quality=95)
+
+
+def lab_tiff(dir: Path, size: tuple[int, int] = (64, 64)) -> Path:
+    """A CIELAB TIFF of a red close to sRGB (255, 0, 0): L 53, a 80, b 67, as Pillow
+    stores them (L scaled to 0-255, a and b offset by 128)."""
+    return _save(Image.new("LAB", size, (135, 208, 195)), dir, "lab.tif")
 
 
 def png_16bit(dir: Path, size: tuple[int, int] = (512, 64)) -> Path:

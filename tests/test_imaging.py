@@ -126,6 +126,11 @@ def test_cmyk_becomes_rgb(tmp_path: Path, out_dir: Path) -> None:
     assert near(colour_at(img, 0.8, 0.5), (255, 255, 0, 255))  # yellow
 
 
+def test_lab_is_colour_converted(tmp_path: Path, out_dir: Path) -> None:
+    (thumb,) = thumbnails(imagegen.lab_tiff(tmp_path), out_dir, (32,))
+    assert near(colour_at(opened(thumb), 0.5, 0.5), (*imagegen.RED, 255), tolerance=15)
+
+
 def test_16_bit_is_scaled_not_clipped(tmp_path: Path, out_dir: Path) -> None:
     (thumb,) = thumbnails(imagegen.png_16bit(tmp_path), out_dir, (256,))
     img = opened(thumb).convert("L")

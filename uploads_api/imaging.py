@@ -16,6 +16,7 @@ the file, and propagates unchanged so that the task can be retried.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import math
@@ -25,7 +26,7 @@ import re
 import struct
 import tempfile
 import warnings
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -154,7 +155,8 @@ def make_thumbnails(
         img.draft("RGB", (largest, largest))
         orientation = _orientation(_exif(img))
         img.load()
-        thumbs = _cascade(_to_rgb(img), sizes, orientation)
+        colour = functools.partial(_to_rgb, icc=img.info.get("icc_profile"))
+        thumbs = _cascade(_resizable(img), sizes, orientation, colour)
     written = {size: _write(im, out_dir, size, output) for size, im in thumbs.items()}
     return [written[size] for size in sizes]
 
@@ -267,17 +269,26 @@ def _orientation(exif: Image.Exif) -> int | None:
     return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """An RGB or RGBA copy of ``img`` in sRGB, whatever its mode."""
-    icc = img.info.get("icc_profile")
+def _resizable(img: Image.Image) -> Image.Image:
+    """``img`` in a mode that resizes well: 8 bits per band, palettes expanded, any
+    transparency as an alpha band. Colour spaces (CMYK, LAB...) are left for ``_to_rgb``."""
     img = _to_eight_bit(img)
+    if img.has_transparency_data and img.mode not in ("LA", "RGBA"):
+        return img.convert("RGBA")
+    if img.mode == "P":
+        return img.convert("RGB")
+    if img.mode == "1":
+        return img.convert("L")  # resized to greys rather than picked nearest
+    return img
+
+
+def _to_rgb(img: Image.Image, icc: object) -> Image.Image:
+    """``img`` as RGB or RGBA in sRGB. Run on the largest thumbnail, not the full image:
+    an ICC transform costs some 20 ms per megapixel."""
     alpha = None
-    if img.has_transparency_data:
-        rgba = img.convert("RGBA")
-        alpha = rgba.getchannel("A")
-        img = rgba.convert("RGB")
-    elif img.mode in ("1", "P"):
-        img = img.convert("RGB")  # so that an RGB profile applies
+    if img.mode in ("LA", "RGBA"):
+        alpha = img.getchannel("A")
+        img = img.convert(img.mode[:-1])
     rgb = _to_srgb(img, icc) or img.convert("RGB")
     if alpha is not None:
         rgb.putalpha(alpha)
@@ -317,12 +328,15 @@ def _to_srgb(img: Image.Image, icc: object) -> Image.Image | None:
 
 
 def _cascade(
-    base: Image.Image, sizes: Sequence[int], orientation: int | None
+    base: Image.Image,
+    sizes: Sequence[int],
+    orientation: int | None,
+    finish: Callable[[Image.Image], Image.Image],
 ) -> dict[int, Image.Image]:
     """One image per size, largest first, each resized from the previous one.
 
-    Only the largest is resized from ``base``, and only it is transposed: cheaper than
-    transposing the full image.
+    Only the largest is made from ``base``; it alone is transposed and passed through
+    ``finish``, which is cheaper than doing either on the full image.
     """
     method = _TRANSPOSE.get(orientation or 1)
     swap = orientation in _SWAPS_AXES
@@ -335,6 +349,7 @@ def _cascade(
             current = _resize(base, (target[1], target[0]) if swap else target)
             if method is not None:
                 current = current.transpose(method)
+            current = finish(current)
         else:
             current = _resize(current, target)
         out[size] = current
