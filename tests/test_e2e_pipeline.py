@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import socket
@@ -77,6 +78,7 @@ def test_metadata_of_a_photo(client: httpx.Client, tmp_path: Path) -> None:
     assert exif["datetime_original"]
     assert exif["gps"]["latitude"] == pytest.approx(48.8584, abs=1e-3)
     assert exif["gps"]["longitude"] == pytest.approx(2.2945, abs=1e-3)
+    assert len(base64.b64decode(meta["thumbhash"])) > 5, "the page's placeholder"
 
 
 @pytest.mark.parametrize(

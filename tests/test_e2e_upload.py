@@ -190,3 +190,14 @@ def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:
     for path in ("/v1/files/{file_id}", "/v1/files/{file_id}/content", "/v1/tasks", "/readyz"):
         assert path in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_check_tells_which_hashes_are_present(client: httpx.Client) -> None:
+    stored = client.put("/v1/files/a.txt", content=b"already here").json()["sha256"]
+    absent = hashlib.sha256(b"never sent").hexdigest()
+    answer = client.post("/v1/files/check", json={"sha256": [absent, stored.upper(), stored]})
+    assert answer.status_code == 200
+    assert answer.json() == {"present": [stored], "missing": [absent]}
+    bad = client.post("/v1/files/check", json={"sha256": ["zz"]})
+    assert bad.status_code == 422
+    assert bad.headers["content-type"] == "application/problem+json"

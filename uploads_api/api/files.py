@@ -12,7 +12,7 @@ from starlette.requests import ClientDisconnect
 from uploads_api import metrics
 from uploads_api.api.deps import DispatcherDep, RepositoryDep, ServicesDep, UploadServiceDep
 from uploads_api.api.ranges import parse_range
-from uploads_api.api.schemas import FileList, FileOut, FilesCreated
+from uploads_api.api.schemas import FileList, FileOut, FilesCreated, HashCheck, HashCheckResult
 from uploads_api.db.models import FILE_STATUSES
 from uploads_api.errors import BadRequest, ClientDisconnected, NotFound, UploadsError
 from uploads_api.ingest.names import content_disposition
@@ -151,6 +151,19 @@ async def list_files(
     except ValueError as exc:
         raise BadRequest("the cursor is not valid") from exc
     return FileList(files=[FileOut.of(r) for r in records], next_cursor=next_cursor)
+
+
+@router.post(
+    "/check",
+    response_model=HashCheckResult,
+    summary="Which of these sha256 hashes are already uploaded",
+)
+async def check_hashes(body: HashCheck, repository: RepositoryDep) -> HashCheckResult:
+    wanted = list(dict.fromkeys(h.lower() for h in body.sha256))
+    present = await repository.present_hashes(wanted)
+    return HashCheckResult(
+        present=[h for h in wanted if h in present], missing=[h for h in wanted if h not in present]
+    )
 
 
 @router.get("/{file_id}", response_model=FileOut, responses=PROBLEMS, summary="One file")

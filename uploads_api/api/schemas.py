@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -107,6 +107,15 @@ class FileList(BaseModel):
 class TaskList(BaseModel):
     tasks: list[TaskWithFileOut]
     next_cursor: int | None = Field(description="pass as ?cursor= for the next page")
+
+
+class HashCheck(BaseModel):
+    sha256: list[Annotated[str, Field(pattern="^[0-9a-fA-F]{64}$")]] = Field(max_length=10_000)
+
+
+class HashCheckResult(BaseModel):
+    present: list[str] = Field(description="the hashes that already have a file")
+    missing: list[str]
 
 
 class Health(BaseModel):

@@ -167,6 +167,17 @@ class Repository:
             grouped.setdefault(row.file_id, []).append(_task(row))
         return grouped
 
+    async def present_hashes(self, hashes: Sequence[str], owner: str | None = None) -> set[str]:
+        """Which of ``hashes`` already have a file (of ``owner``, when given)."""
+        found: set[str] = set()
+        async with self.engines.reader.connect() as conn:
+            for start in range(0, len(hashes), 500):
+                query = select(f.c.sha256).where(f.c.sha256.in_(hashes[start : start + 500]))
+                if owner is not None:
+                    query = query.where(f.c.owner == owner)
+                found.update(r.sha256 for r in await conn.execute(query.distinct()))
+        return found
+
     async def delete_file(self, file_id: str, cleanup_payload: dict[str, Any]) -> bool:
         """Drop the record and its pending tasks; queue a cleanup of its bytes. One transaction."""
         now = utcnow()
@@ -180,9 +191,15 @@ class Repository:
             )
         return True
 
-    async def set_metadata(self, file_id: str, file_metadata: dict[str, Any]) -> None:
+    async def merge_metadata(self, file_id: str, fields: dict[str, Any]) -> None:
+        """Add ``fields`` to the file's metadata. Read and write share one write transaction,
+        so two tasks adding different fields never lose each other's."""
         async with self.engines.writer.begin() as conn:
-            await conn.execute(update(f).where(f.c.id == file_id).values(metadata=file_metadata))
+            current = (
+                await conn.execute(select(f.c.metadata).where(f.c.id == file_id).with_for_update())
+            ).scalar()
+            merged = {**(current or {}), **fields}
+            await conn.execute(update(f).where(f.c.id == file_id).values(metadata=merged))
 
     async def set_thumbnails(self, file_id: str, thumbnails: list[dict[str, Any]]) -> bool:
         """Record the thumbnails; ``False`` when the file was deleted meanwhile."""

@@ -50,12 +50,12 @@ class MetadataTask:
             "empty": record.size == 0,
         }
         # The basic facts are saved first, so a file whose details cannot be read keeps them.
-        await self.repository.set_metadata(record.id, basic)
+        await self.repository.merge_metadata(record.id, basic)
         if record.size == 0:
             return
         details = await self._details(record.id, record.storage_key, record.content_type, kind)
         if details:
-            await self.repository.set_metadata(record.id, {**basic, **details})
+            await self.repository.merge_metadata(record.id, details)
 
     async def _details(
         self, file_id: str, key: str, content_type: str, kind: str

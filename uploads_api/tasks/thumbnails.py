@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from uploads_api import imaging
+from uploads_api import imaging, placeholders
 from uploads_api.config import Settings
 from uploads_api.db.models import Task
 from uploads_api.db.repository import Repository
@@ -59,6 +59,8 @@ class ThumbnailTask:
             )
         except imaging.ImageError as exc:
             raise PermanentError(str(exc)) from exc
+        smallest = min(made, key=lambda thumb: thumb["size"])
+        placeholder = await self.pool.run(placeholders.thumbhash_of, smallest["path"])
         thumbnails = []
         for thumb in made:
             # Same key on every run: a thumbnail written twice is the same thumbnail.
@@ -69,3 +71,5 @@ class ThumbnailTask:
         if not await self.repository.set_thumbnails(record.id, thumbnails):
             # Deleted while we worked: take back what we just wrote.
             await self.storage.delete_prefix(thumbnail_prefix(record.id))
+            return
+        await self.repository.merge_metadata(record.id, {"thumbhash": placeholder})
