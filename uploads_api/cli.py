@@ -1,63 +1,13 @@
-"""The ``uploads-api`` command: ``serve`` and ``sweep``."""
+"""The ``uploads-api`` command. Each sub-command lives in ``uploads_api/commands``."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
+import importlib
 import sys
 from collections.abc import Sequence
 
-from uploads_api.config import Settings
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    # Worker processes build their own app from the environment, so settings travel there.
-    overrides = {
-        "HOST": args.host,
-        "PORT": args.port,
-        "DATA_DIR": args.data_dir,
-        "WORKERS": args.workers,
-    }
-    for name, value in overrides.items():
-        if value is not None:
-            os.environ[f"UPLOADS_{name}"] = str(value)
-    settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(
-        "uploads_api.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
-        h11_max_incomplete_event_size=64 * 1024,
-    )
-    return 0
-
-
-def _sweep(args: argparse.Namespace) -> int:
-    from uploads_api.services import Services
-
-    if args.data_dir:
-        os.environ["UPLOADS_DATA_DIR"] = args.data_dir
-    services = Services.build(Settings())
-
-    async def run() -> dict[str, int]:
-        from uploads_api.db.engine import create_schema
-
-        await create_schema(services.engines)
-        try:
-            return await services.cleanup.sweep()
-        finally:
-            await services.engines.dispose()
-
-    removed = asyncio.run(run())
-    print(f"removed {removed['temp']} temp entries and {removed['blobs']} unreferenced blobs")
-    return 0
+COMMAND_MODULES = ("server",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,20 +15,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="uploads-api", description="File upload processing service"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8000)")
-    serve.add_argument("--data-dir", help="data directory (default ./storage)")
-    serve.add_argument("--workers", type=int, help="server processes sharing the data dir")
-    serve.set_defaults(handler=_serve)
-    sweep = commands.add_parser("sweep", help="remove abandoned temp files and unreferenced blobs")
-    sweep.add_argument("--data-dir", help="data directory (default ./storage)")
-    sweep.set_defaults(handler=_sweep)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"uploads_api.commands.{name}").register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
 

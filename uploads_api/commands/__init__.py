@@ -1,0 +1,1 @@
+"""Sub-commands of ``uploads-api``; each module has ``register(subcommands)``."""
