@@ -12,8 +12,8 @@ from fastapi.responses import HTMLResponse
 from uploads_api import __version__
 from uploads_api.api import files as files_routes
 from uploads_api.api import health, tasks
+from uploads_api.api.problems import install_error_handlers
 from uploads_api.config import Settings
-from uploads_api.errors import install_error_handlers
 from uploads_api.logs import configure_logging
 from uploads_api.middleware import AccessLogMiddleware
 from uploads_api.services import Services

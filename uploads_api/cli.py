@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("server",)
+COMMAND_MODULES = ("server", "keys")
 
 
 def build_parser() -> argparse.ArgumentParser:

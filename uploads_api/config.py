@@ -32,6 +32,13 @@ class Settings(BaseSettings):
     max_fields_per_request: int = Field(default=1000, gt=0)
     max_field_size: int = Field(default=64 * 1024, gt=0)
     max_part_header_size: int = Field(default=16 * 1024, gt=0)
+    body_timeout: float = Field(default=30.0, gt=0)
+    allowed_types: Annotated[tuple[str, ...], NoDecode] = ()
+
+    quota_bytes: int | None = Field(default=None, gt=0)
+    quota_files: int | None = Field(default=None, gt=0)
+    max_concurrent_uploads: int | None = Field(default=None, gt=0)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     thumbnail_sizes: Annotated[tuple[int, ...], NoDecode] = (256, 1024)
     thumbnail_format: Literal["webp", "jpeg", "png", "avif"] = "webp"
@@ -62,6 +69,13 @@ class Settings(BaseSettings):
             if not sizes or any(s <= 0 or s > 8192 for s in sizes):
                 raise ValueError("thumbnail sizes must be between 1 and 8192 px")
             return sizes
+        return value
+
+    @field_validator("allowed_types", "cors_origins", mode="before")
+    @classmethod
+    def _parse_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("image_formats", mode="before")

@@ -6,33 +6,30 @@ The tree::
     ├── BadRequest (400)
     │   ├── MalformedMultipart        missing boundary, bad part headers, truncated body
     │   └── TooManyParts              more files or fields than allowed
+    │   └── ChecksumMismatch          the bytes do not match the client's sha256
+    ├── Unauthorized (401)            no key, or an unknown or revoked one
     ├── NotFound (404)                unknown file or thumbnail (also another owner's)
+    ├── RequestTimeout (408)          the body stalled for UPLOADS_BODY_TIMEOUT
     ├── PayloadTooLarge (413)         a file over the size limit
-    │   └── FieldTooLarge             a form field over its limit
+    │   ├── FieldTooLarge             a form field over its limit
+    │   └── QuotaExceeded             the owner's byte or file quota
     ├── UnsupportedMediaType (415)    a POST body that is not multipart/form-data
     ├── RangeNotSatisfiable (416)
     ├── NoFiles (422)                 a request that carried no file
+    ├── TooManyUploads (429)          over the per-key concurrent upload cap
     ├── ClientDisconnected (400)      the client went away; the answer reaches nobody
     ├── ServiceUnavailable (503)      the database is not reachable
     └── InsufficientStorage (507)     the disk is full
 
 Lower-level errors are translated where they are caught, with ``raise ... from exc``.
+``api/problems.py`` renders them; nothing here knows about the web framework.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://uploads-api.dev/problems/"
-
-log = logging.getLogger(__name__)
 
 
 class UploadsError(Exception):
@@ -75,6 +72,13 @@ class TooManyParts(BadRequest):
     code, title = "too-many-parts", "Too many parts"
 
 
+class Unauthorized(UploadsError):
+    status, code, title = 401, "unauthorized", "API key required"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="uploads-api"'}
+
+
 class NotFound(UploadsError):
     status, code, title = 404, "not-found", "Not found"
 
@@ -85,6 +89,10 @@ class PayloadTooLarge(UploadsError):
 
 class FieldTooLarge(PayloadTooLarge):
     code, title = "field-too-large", "Form field too large"
+
+
+class QuotaExceeded(PayloadTooLarge):
+    code, title = "quota-exceeded", "Quota exceeded"
 
 
 class UnsupportedMediaType(UploadsError):
@@ -102,6 +110,21 @@ class RangeNotSatisfiable(UploadsError):
         return {"Content-Range": f"bytes */{self.extra.get('size', '*')}"}
 
 
+class TooManyUploads(UploadsError):
+    status, code, title = 429, "too-many-uploads", "Too many concurrent uploads"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.extra.get("retry_after", 1))}
+
+
+class RequestTimeout(UploadsError):
+    status, code, title = 408, "body-timeout", "Request body timeout"
+
+
+class ChecksumMismatch(BadRequest):
+    code, title = "checksum-mismatch", "Checksum mismatch"
+
+
 class InsufficientStorage(UploadsError):
     status, code, title = 507, "insufficient-storage", "Insufficient storage"
 
@@ -114,66 +137,3 @@ class ClientDisconnected(UploadsError):
     """The client closed the connection mid-request; there is nobody to answer."""
 
     status, code, title = 400, "client-disconnected", "Client disconnected"
-
-
-_HTTP_CODES = {
-    400: ("bad-request", "Bad request"),
-    401: ("unauthorized", "Unauthorized"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not-found", "Not found"),
-    405: ("method-not-allowed", "Method not allowed"),
-    413: ("payload-too-large", "Payload too large"),
-    415: ("unsupported-media-type", "Unsupported media type"),
-    416: ("range-not-satisfiable", "Range not satisfiable"),
-    422: ("validation-error", "Invalid request"),
-}
-
-
-def problem_response(
-    status: int, problem: dict[str, Any], headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(UploadsError)
-    async def _uploads_error(request: Request, exc: UploadsError) -> JSONResponse:
-        if exc.status >= 500:
-            log.warning("request failed: %s", exc.detail)
-        return problem_response(exc.status, exc.to_problem(request.url.path), exc.headers())
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "HTTP error"))
-        problem = {
-            "type": PROBLEM_TYPE_BASE + code,
-            "title": title,
-            "status": exc.status_code,
-            "detail": str(exc.detail),
-            "code": code,
-            "instance": request.url.path,
-        }
-        return problem_response(exc.status_code, problem, dict(exc.headers or {}))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", ""))}
-            for err in exc.errors()
-        ]
-        problem = {
-            "type": PROBLEM_TYPE_BASE + "validation-error",
-            "title": "Invalid request",
-            "status": 422,
-            "detail": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
-            "code": "validation-error",
-            "instance": request.url.path,
-            "errors": errors,
-        }
-        return problem_response(422, problem)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        problem = UploadsError("an unexpected error occurred").to_problem(request.url.path)
-        return problem_response(500, problem)

@@ -1,4 +1,8 @@
-"""The upload service: what the routes ask for, with no web framework in sight."""
+"""The upload service: what the routes ask for, with no web framework in sight.
+
+Every call names its caller (a ``Principal``); a file another owner uploaded is reported
+as missing, never as forbidden, so ids reveal nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,14 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.exc import OperationalError
 
-from uploads_api.db.models import FILE_TASKS, PROCESSING, FileRecord, NewFile
+from uploads_api.auth import Principal
+from uploads_api.db.models import FILE_TASKS, PROCESSING, FileRecord, NewFile, Quota
 from uploads_api.errors import NotFound, ServiceUnavailable
 from uploads_api.ingest.multipart import MultipartIntake
+from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.raw import receive_raw
 from uploads_api.ingest.sink import ReceivedFile
+from uploads_api.ingest.stream import with_timeout
 from uploads_api.services import Services
 from uploads_api.storage import thumbnail_prefix
 from uploads_api.storage.keys import validate_file_id
@@ -23,16 +30,20 @@ log = logging.getLogger(__name__)
 
 
 class UploadService:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, principal: Principal) -> None:
         self.services = services
+        self.settings = services.settings
         self.repository = services.repository
+        self.principal = principal
 
     async def upload_multipart(
-        self, content_type: str | None, stream: AsyncIterator[bytes], owner: str | None = None
+        self, content_type: str | None, stream: AsyncIterator[bytes]
     ) -> list[ReceivedFile]:
-        intake = MultipartIntake(self.services.storage, self.services.limits)
-        result = await intake.receive(content_type, stream)
-        await self._record(result.files, owner)
+        with self.services.upload_slots.hold(self.principal.key_id):
+            policy = await self._policy()
+            intake = MultipartIntake(self.services.storage, self.services.limits, policy)
+            result = await intake.receive(content_type, self._timed(stream))
+            await self._record(result.files, policy.quota)
         return result.files
 
     async def upload_raw(
@@ -40,15 +51,36 @@ class UploadService:
         filename: str,
         stream: AsyncIterator[bytes],
         content_length: int | None,
-        owner: str | None = None,
+        expected_sha256: str | None = None,
     ) -> ReceivedFile:
-        received = await receive_raw(
-            self.services.storage, self.services.limits, filename, stream, content_length
-        )
-        await self._record([received], owner)
+        with self.services.upload_slots.hold(self.principal.key_id):
+            policy = await self._policy()
+            received = await receive_raw(
+                self.services.storage,
+                policy,
+                filename,
+                self._timed(stream),
+                content_length,
+                expected_sha256,
+            )
+            await self._record([received], policy.quota)
         return received
 
-    async def _record(self, received: list[ReceivedFile], owner: str | None) -> None:
+    def _timed(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return with_timeout(stream, self.settings.body_timeout)
+
+    async def _policy(self) -> UploadPolicy:
+        policy = UploadPolicy(
+            max_file_size=self.settings.max_file_size,
+            allowed_types=self.settings.allowed_types,
+        )
+        if self.settings.quota_bytes is not None or self.settings.quota_files is not None:
+            owner = self.principal.owner
+            policy.quota = Quota(owner, self.settings.quota_bytes, self.settings.quota_files)
+            policy.used_bytes, policy.used_files = await self.repository.usage(owner)
+        return policy
+
+    async def _record(self, received: list[ReceivedFile], quota: Quota | None) -> None:
         """Commit records and tasks in one transaction; on failure the stored bytes go too."""
         new_files = [
             NewFile(
@@ -58,12 +90,13 @@ class UploadService:
                 size=r.size,
                 sha256=r.sha256,
                 storage_key=r.storage_key,
-                owner=owner,
+                owner=self.principal.owner,
+                verified=r.verified,
             )
             for r in received
         ]
         try:
-            await self.repository.create_files(new_files, FILE_TASKS)
+            await self.repository.create_files(new_files, FILE_TASKS, quota)
         except BaseException as exc:
             await asyncio.shield(self._remove_blobs(received))
             if isinstance(exc, OperationalError):
@@ -84,7 +117,7 @@ class UploadService:
         self._check_id(file_id)
         deadline = time.monotonic() + wait
         while True:
-            record = await self.repository.get_file(file_id)
+            record = await self.repository.get_file(file_id, self.principal.scope)
             if record is None:
                 raise NotFound(f"no file with id {file_id}")
             if record.status != PROCESSING or time.monotonic() >= deadline:
@@ -92,10 +125,7 @@ class UploadService:
             await asyncio.sleep(WAIT_POLL_SECONDS)
 
     async def delete(self, file_id: str) -> None:
-        self._check_id(file_id)
-        record = await self.repository.get_file(file_id)
-        if record is None:
-            raise NotFound(f"no file with id {file_id}")
+        record = await self.get(file_id)
         payload = {
             "deleted": True,
             "storage_key": record.storage_key,
@@ -105,9 +135,7 @@ class UploadService:
             raise NotFound(f"no file with id {file_id}")
 
     async def retry(self, file_id: str) -> FileRecord:
-        self._check_id(file_id)
-        if not await self.repository.file_exists(file_id):
-            raise NotFound(f"no file with id {file_id}")
+        await self.get(file_id)
         await self.repository.retry_file(file_id)
         return await self.get(file_id)
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
 from uploads_api.db.engine import Engines, create_engines, create_schema
+from uploads_api.db.keys import KeyRepository
 from uploads_api.db.repository import Repository
 from uploads_api.ingest.limits import IngestLimits
+from uploads_api.ingest.slots import UploadSlots
 from uploads_api.storage import Storage
 from uploads_api.storage.local import LocalStorage
 from uploads_api.tasks.base import TaskHandler
@@ -30,6 +33,8 @@ class Services:
     runner: TaskRunner
     limits: IngestLimits
     cleanup: CleanupTask
+    authenticator: Authenticator
+    upload_slots: UploadSlots
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -57,6 +62,8 @@ class Services:
             runner=runner,
             limits=IngestLimits.from_settings(settings),
             cleanup=cleanup,
+            authenticator=Authenticator(KeyRepository(engines)),
+            upload_slots=UploadSlots(settings.max_concurrent_uploads),
         )
 
     async def start(self) -> None:

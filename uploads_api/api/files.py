@@ -5,21 +5,29 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from uploads_api import metrics
-from uploads_api.api.deps import DispatcherDep, RepositoryDep, ServicesDep, UploadServiceDep
+from uploads_api.api.deps import (
+    DispatcherDep,
+    PrincipalDep,
+    RepositoryDep,
+    ServicesDep,
+    UploadServiceDep,
+    get_principal,
+)
 from uploads_api.api.ranges import parse_range
 from uploads_api.api.schemas import FileList, FileOut, FilesCreated, HashCheck, HashCheckResult
 from uploads_api.db.models import FILE_STATUSES
 from uploads_api.errors import BadRequest, ClientDisconnected, NotFound, UploadsError
+from uploads_api.ingest.checksums import parse_content_digest
 from uploads_api.ingest.names import content_disposition
 from uploads_api.storage import thumbnail_key
 from uploads_api.tasks.thumbnails import EXTENSIONS
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
 
 MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
@@ -129,7 +137,10 @@ async def upload_raw(
         content_length = int(length_header) if length_header is not None else None
     except ValueError as exc:
         raise BadRequest("Content-Length is not a number") from exc
-    received = await _guarded(service.upload_raw(filename, request.stream(), content_length))
+    expected = parse_content_digest(request.headers.get("content-digest"))
+    received = await _guarded(
+        service.upload_raw(filename, request.stream(), content_length, expected)
+    )
     _observe("raw", [received], started)
     background.add_task(dispatcher.dispatch, [received.id])
     (record,) = await repository.get_files([received.id])
@@ -139,6 +150,7 @@ async def upload_raw(
 @router.get("", response_model=FileList, summary="List files, newest first")
 async def list_files(
     repository: RepositoryDep,
+    principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(FILE_STATUSES) + ")$")] = None,
@@ -146,7 +158,7 @@ async def list_files(
 ) -> FileList:
     try:
         records, next_cursor = await repository.list_files(
-            limit=limit, cursor=cursor, status=status, sha256=sha256
+            limit=limit, cursor=cursor, status=status, sha256=sha256, scope=principal.scope
         )
     except ValueError as exc:
         raise BadRequest("the cursor is not valid") from exc
@@ -158,9 +170,11 @@ async def list_files(
     response_model=HashCheckResult,
     summary="Which of these sha256 hashes are already uploaded",
 )
-async def check_hashes(body: HashCheck, repository: RepositoryDep) -> HashCheckResult:
+async def check_hashes(
+    body: HashCheck, repository: RepositoryDep, principal: PrincipalDep
+) -> HashCheckResult:
     wanted = list(dict.fromkeys(h.lower() for h in body.sha256))
-    present = await repository.present_hashes(wanted)
+    present = await repository.present_hashes(wanted, principal.scope)
     return HashCheckResult(
         present=[h for h in wanted if h in present], missing=[h for h in wanted if h not in present]
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from uploads_api import metrics
-from uploads_api.api.deps import ServicesDep
+from uploads_api.api.deps import ServicesDep, get_principal
 from uploads_api.api.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -44,7 +44,7 @@ async def readyz(services: ServicesDep) -> Response:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(get_principal)])
 async def prometheus_metrics(services: ServicesDep) -> Response:
     try:
         depth, oldest = await services.repository.queue_stats()

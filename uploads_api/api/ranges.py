@@ -12,7 +12,7 @@ _SINGLE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(start, end_exclusive)`` for one satisfiable range, ``None`` to send everything."""
-    if not header or len(header) > 200:
+    if not header or len(header) > 200 or size == 0:
         return None
     match = _SINGLE.match(header.strip())
     if match is None:

@@ -65,6 +65,7 @@ class FileOut(BaseModel):
     content_type: str
     size: int
     sha256: str
+    checksum_verified: bool = Field(description="the client's checksum was given and matched")
     created_at: datetime
     status: str = Field(description="processing, ready or failed")
     metadata: dict[str, Any] | None
@@ -81,6 +82,7 @@ class FileOut(BaseModel):
             content_type=record.content_type,
             size=record.size,
             sha256=record.sha256,
+            checksum_verified=record.verified,
             created_at=record.created_at.replace(tzinfo=UTC),
             status=record.status,
             metadata=record.metadata,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from typing import Any
 
+from uploads_api.commands.keys import active_key_count
 from uploads_api.config import Settings
 
 
@@ -37,6 +39,15 @@ def serve_command(args: argparse.Namespace) -> int:
             os.environ[f"UPLOADS_{name}"] = str(value)
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.is_loopback and active_key_count(settings) == 0:
+        print(
+            f"refusing to serve on {settings.host} without API keys: anyone could read and"
+            " delete every file. Create one first:\n"
+            f"  uploads-api keys create OWNER --data-dir {settings.data_dir}\n"
+            "or bind a loopback address (--host 127.0.0.1).",
+            file=sys.stderr,
+        )
+        return 2
     uvicorn.run(
         "uploads_api.app:create_app_from_env",
         factory=True,

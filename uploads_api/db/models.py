@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from uploads_api.errors import QuotaExceeded
+
 # Task names; one module each under uploads_api/tasks.
 THUMBNAILS = "thumbnails"
 METADATA = "metadata"
@@ -29,6 +31,30 @@ class NewFile:
     sha256: str
     storage_key: str
     owner: str | None = None
+    verified: bool = False
+
+
+@dataclass(frozen=True)
+class Quota:
+    """An owner's limits; ``check`` raises ``QuotaExceeded`` when a total would cross one."""
+
+    owner: str | None
+    max_bytes: int | None
+    max_files: int | None
+
+    def check(self, total_bytes: int, total_files: int) -> None:
+        if self.max_bytes is not None and total_bytes > self.max_bytes:
+            raise QuotaExceeded(
+                f"this upload would take the owner past the quota of {self.max_bytes} bytes",
+                quota="UPLOADS_QUOTA_BYTES",
+                limit=self.max_bytes,
+            )
+        if self.max_files is not None and total_files > self.max_files:
+            raise QuotaExceeded(
+                f"this upload would take the owner past the quota of {self.max_files} files",
+                quota="UPLOADS_QUOTA_FILES",
+                limit=self.max_files,
+            )
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,7 @@ class FileRecord:
     storage_key: str
     created_at: datetime
     status: str
+    verified: bool
     metadata: dict[str, Any] | None
     thumbnails: list[dict[str, Any]]
     tasks: list[Task] = field(default_factory=list)

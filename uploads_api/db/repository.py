@@ -24,6 +24,7 @@ from uploads_api.db.models import (
     RUNNING,
     FileRecord,
     NewFile,
+    Quota,
     Task,
 )
 
@@ -70,8 +71,17 @@ class Repository:
 
     # Files -------------------------------------------------------------------------------
 
-    async def create_files(self, new_files: Sequence[NewFile], task_names: Sequence[str]) -> None:
-        """Insert the files and their queued tasks in one transaction: all or nothing."""
+    async def create_files(
+        self,
+        new_files: Sequence[NewFile],
+        task_names: Sequence[str],
+        quota: Quota | None = None,
+    ) -> None:
+        """Insert the files and their queued tasks in one transaction: all or nothing.
+        With a quota, the owner's usage is checked inside that transaction, so two uploads
+        racing each other cannot both slip under it."""
+        if not new_files:
+            return
         now = utcnow()
         file_rows: list[dict[str, Any]] = [
             {
@@ -85,6 +95,7 @@ class Repository:
                 # Distinct timestamps keep part order in the newest-first listing.
                 "created_at": now + timedelta(microseconds=i),
                 "status": PROCESSING,
+                "verified": nf.verified,
                 "metadata": None,
                 "thumbnails": [],
             }
@@ -94,6 +105,11 @@ class Repository:
             self._new_task_row(nf.id, name, now, None) for nf in new_files for name in task_names
         ]
         async with self.engines.writer.begin() as conn:
+            if quota is not None:
+                used_bytes, used_files = await self._usage(conn, quota.owner)
+                quota.check(
+                    used_bytes + sum(nf.size for nf in new_files), used_files + len(new_files)
+                )
             await conn.execute(insert(f), file_rows)
             if task_rows:
                 await conn.execute(insert(t), task_rows)
@@ -113,9 +129,25 @@ class Repository:
             "run_after": now,
         }
 
-    async def get_file(self, file_id: str) -> FileRecord | None:
+    async def usage(self, owner: str | None) -> tuple[int, int]:
+        """Bytes and files an owner has stored."""
         async with self.engines.reader.connect() as conn:
-            row = (await conn.execute(select(f).where(f.c.id == file_id))).first()
+            return await self._usage(conn, owner)
+
+    async def _usage(self, conn: AsyncConnection, owner: str | None) -> tuple[int, int]:
+        query = select(func.coalesce(func.sum(f.c.size), 0), func.count()).where(
+            f.c.owner.is_(None) if owner is None else f.c.owner == owner
+        )
+        used_bytes, used_files = (await conn.execute(query)).one()
+        return int(used_bytes), int(used_files)
+
+    async def get_file(self, file_id: str, scope: str | None = None) -> FileRecord | None:
+        """The file, if it exists and ``scope`` (an owner; ``None`` for all) may see it."""
+        query = select(f).where(f.c.id == file_id)
+        if scope is not None:
+            query = query.where(f.c.owner == scope)
+        async with self.engines.reader.connect() as conn:
+            row = (await conn.execute(query)).first()
             if row is None:
                 return None
             by_file = await self._tasks_of(conn, [file_id])
@@ -139,8 +171,11 @@ class Repository:
         cursor: str | None = None,
         status: str | None = None,
         sha256: str | None = None,
+        scope: str | None = None,
     ) -> tuple[list[FileRecord], str | None]:
         query = select(f).order_by(f.c.created_at.desc(), f.c.id.desc()).limit(limit + 1)
+        if scope is not None:
+            query = query.where(f.c.owner == scope)
         if cursor:
             when, last_id = decode_cursor(cursor)
             query = query.where(
@@ -167,14 +202,14 @@ class Repository:
             grouped.setdefault(row.file_id, []).append(_task(row))
         return grouped
 
-    async def present_hashes(self, hashes: Sequence[str], owner: str | None = None) -> set[str]:
-        """Which of ``hashes`` already have a file (of ``owner``, when given)."""
+    async def present_hashes(self, hashes: Sequence[str], scope: str | None = None) -> set[str]:
+        """Which of ``hashes`` already have a file (of the owner ``scope``, when given)."""
         found: set[str] = set()
         async with self.engines.reader.connect() as conn:
             for start in range(0, len(hashes), 500):
                 query = select(f.c.sha256).where(f.c.sha256.in_(hashes[start : start + 500]))
-                if owner is not None:
-                    query = query.where(f.c.owner == owner)
+                if scope is not None:
+                    query = query.where(f.c.owner == scope)
                 found.update(r.sha256 for r in await conn.execute(query.distinct()))
         return found
 
@@ -246,9 +281,11 @@ class Repository:
     # Tasks -------------------------------------------------------------------------------
 
     async def list_tasks(
-        self, *, state: str | None, limit: int, after_id: int | None
+        self, *, state: str | None, limit: int, after_id: int | None, scope: str | None = None
     ) -> list[Task]:
         query = select(t).order_by(t.c.id.desc()).limit(limit)
+        if scope is not None:
+            query = query.where(t.c.file_id.in_(select(f.c.id).where(f.c.owner == scope)))
         if state:
             query = query.where(t.c.state == state)
         if after_id is not None:

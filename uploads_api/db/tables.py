@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -29,6 +30,8 @@ files = Table(
     Column("storage_key", String(512), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("status", String(16), nullable=False),
+    # The client sent a checksum and the bytes matched it.
+    Column("verified", Boolean, nullable=False, default=False),
     Column("metadata", JSON, nullable=True),
     Column("thumbnails", JSON, nullable=False),
     Index("ix_files_created", "created_at", "id"),
@@ -53,4 +56,17 @@ tasks = Table(
     Column("started_at", DateTime, nullable=True),
     Column("finished_at", DateTime, nullable=True),
     Index("ix_tasks_state_run_after", "state", "run_after"),
+)
+
+# Only a hash of each key is kept: a stolen database does not hand out working keys.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("admin", Boolean, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime, nullable=True),
 )

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from types import TracebackType
 
+from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.sink import FileSink, ReceivedFile
 from uploads_api.storage import Storage
 
@@ -15,17 +16,18 @@ log = logging.getLogger(__name__)
 class SinkGroup:
     """Use as ``async with``: any exception inside removes every temp file of the request."""
 
-    def __init__(self, storage: Storage, max_file_size: int) -> None:
+    def __init__(self, storage: Storage, policy: UploadPolicy) -> None:
         self._storage = storage
-        self._max_file_size = max_file_size
+        self._policy = policy
         self._sinks: list[FileSink] = []
         self._finished: list[ReceivedFile] = []
 
     def __len__(self) -> int:
         return len(self._sinks)
 
-    async def open(self, filename: str | None) -> FileSink:
-        sink = await FileSink.open(self._storage, filename, self._max_file_size)
+    async def open(self, filename: str | None, expected_sha256: str | None = None) -> FileSink:
+        self._policy.take_file()
+        sink = await FileSink.open(self._storage, filename, self._policy, expected_sha256)
         self._sinks.append(sink)
         return sink
 

@@ -21,8 +21,10 @@ from uploads_api.errors import (
     TooManyParts,
     UnsupportedMediaType,
 )
+from uploads_api.ingest.checksums import parse_sha256_hex
 from uploads_api.ingest.group import SinkGroup
 from uploads_api.ingest.limits import IngestLimits
+from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.sink import FileSink, ReceivedFile
 from uploads_api.storage import Storage
 
@@ -69,9 +71,11 @@ def boundary_of(content_type: str | None) -> bytes:
 
 
 class MultipartIntake:
-    def __init__(self, storage: Storage, limits: IngestLimits) -> None:
+    def __init__(self, storage: Storage, limits: IngestLimits, policy: UploadPolicy) -> None:
         self._storage = storage
         self._limits = limits
+        self._policy = policy
+        self._expected_sha256: str | None = None
         self._events: list[tuple[Event, bytes]] = []
         self._part = _Part()
         self._fields: dict[str, str] = {}
@@ -82,7 +86,7 @@ class MultipartIntake:
         self, content_type: str | None, stream: AsyncIterator[bytes]
     ) -> MultipartResult:
         parser = self._parser(boundary_of(content_type))
-        async with SinkGroup(self._storage, self._limits.max_file_size) as group:
+        async with SinkGroup(self._storage, self._policy) as group:
             async for chunk in stream:
                 try:
                     parser.write(chunk)
@@ -159,7 +163,9 @@ class MultipartIntake:
                     limit=self._limits.max_files,
                 )
             filename = options[b"filename"].decode("utf-8", "replace")
-            part.sink = await group.open(filename)
+            # A `sha256` field applies to the file part that follows it.
+            expected, self._expected_sha256 = self._expected_sha256, None
+            part.sink = await group.open(filename, expected)
         else:
             self._field_count += 1
             if self._field_count > self._limits.max_fields:
@@ -185,4 +191,7 @@ class MultipartIntake:
         if part.sink is not None:
             await group.finish(part.sink)
         elif part.field_name is not None:
-            self._fields[part.field_name] = part.field_value.decode("utf-8", "replace")
+            value = part.field_value.decode("utf-8", "replace")
+            self._fields[part.field_name] = value
+            if part.field_name == "sha256":
+                self._expected_sha256 = parse_sha256_hex(value)

@@ -25,7 +25,8 @@ def clean_filename(raw: str | None) -> str:
         return FALLBACK_NAME
     if _WINDOWS_RESERVED.match(name):
         name = "_" + name
-    return _truncate(name)
+    # Cutting may expose a trailing dot or space again.
+    return _truncate(name).rstrip(" .\t") or FALLBACK_NAME
 
 
 def _truncate(name: str) -> str:
@@ -36,13 +37,12 @@ def _truncate(name: str) -> str:
         stem, ext = name, ""
     suffix = f".{ext}" if ext else ""
     budget = MAX_NAME_BYTES - len(suffix.encode())
-    while len(stem.encode()) > budget:
-        stem = stem[:-1]
+    # Cut the bytes once; "ignore" drops a character split in half at the cut.
+    stem = stem.encode()[:budget].decode("utf-8", "ignore")
     return stem + suffix
 
 
 def content_disposition(filename: str) -> str:
     """``attachment`` with an ASCII fallback and the exact name in RFC 6266 ``filename*``."""
-    ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_")
-    ascii_name = ascii_name.replace("\\", "_").replace('"', "_")
+    ascii_name = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in filename)
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"

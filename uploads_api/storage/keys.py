@@ -10,13 +10,13 @@ _FILE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def validate_key(key: str) -> str:
     """Refuse anything that could step outside the storage root (``..``, ``/x``, odd bytes)."""
-    if len(key) > 512 or not _KEY.match(key) or ".." in key:
+    if len(key) > 512 or not _KEY.fullmatch(key) or ".." in key:
         raise ValueError(f"invalid storage key: {key!r}")
     return key
 
 
 def validate_file_id(file_id: str) -> str:
-    if not _FILE_ID.match(file_id):
+    if not _FILE_ID.fullmatch(file_id):
         raise ValueError(f"invalid file id: {file_id!r}")
     return file_id
 
@@ -38,6 +38,6 @@ def thumbnail_key(file_id: str, size: int, extension: str) -> str:
 def file_id_of(key: str) -> str | None:
     """The file id a key belongs to, for the sweep that looks for unreferenced blobs."""
     parts = key.split("/")
-    if len(parts) >= 3 and parts[0] in ("originals", "thumbnails") and _FILE_ID.match(parts[2]):
+    if len(parts) >= 3 and parts[0] in ("originals", "thumbnails") and _FILE_ID.fullmatch(parts[2]):
         return parts[2]
     return None

@@ -164,10 +164,12 @@ class TaskRunner:
             await repo.finish_task(task, worker, FAILED, str(exc))
             return "failed"
         except Exception as exc:
-            message = str(exc) or type(exc).__name__
-            if not isinstance(exc, RetryableError):
+            message, kind = str(exc), type(exc).__name__
+            if isinstance(exc, RetryableError):
+                message = message or kind
+            else:
                 log.exception("task %s file=%s raised", task.name, task.file_id)
-                message = f"{type(exc).__name__}: {message}"
+                message = f"{kind}: {message}" if message else kind
             if task.attempts >= task.max_attempts:
                 await repo.finish_task(task, worker, FAILED, message)
                 return "failed"

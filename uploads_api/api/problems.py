@@ -1,0 +1,80 @@
+"""Rendering every error as RFC 9457 ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from uploads_api.errors import PROBLEM_TYPE_BASE, UploadsError
+
+PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger(__name__)
+
+
+_HTTP_CODES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    416: ("range-not-satisfiable", "Range not satisfiable"),
+    422: ("validation-error", "Invalid request"),
+}
+
+
+def problem_response(
+    status: int, problem: dict[str, Any], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UploadsError)
+    async def _uploads_error(request: Request, exc: UploadsError) -> JSONResponse:
+        if exc.status >= 500:
+            log.warning("request failed: %s", exc.detail)
+        return problem_response(exc.status, exc.to_problem(request.url.path), exc.headers())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "HTTP error"))
+        problem = {
+            "type": PROBLEM_TYPE_BASE + code,
+            "title": title,
+            "status": exc.status_code,
+            "detail": str(exc.detail),
+            "code": code,
+            "instance": request.url.path,
+        }
+        return problem_response(exc.status_code, problem, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", ""))}
+            for err in exc.errors()
+        ]
+        problem = {
+            "type": PROBLEM_TYPE_BASE + "validation-error",
+            "title": "Invalid request",
+            "status": 422,
+            "detail": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
+            "code": "validation-error",
+            "instance": request.url.path,
+            "errors": errors,
+        }
+        return problem_response(422, problem)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        problem = UploadsError("an unexpected error occurred").to_problem(request.url.path)
+        return problem_response(500, problem)

@@ -1,0 +1,100 @@
+"""Who is calling: API keys checked against their stored hashes, with a short cache.
+
+Until the first key is created the server is open (and only allowed on loopback); from
+then on every API route needs ``Authorization: Bearer <key>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from uploads_api.db.keys import ApiKey, KeyRepository
+from uploads_api.errors import Unauthorized
+
+KEY_PREFIX = "upk_"
+# Revocations and the first key take effect within this many seconds in every process.
+CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    owner: str | None
+    admin: bool
+    key_id: int | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """The owner whose files this caller may see; ``None`` means every file."""
+        return None if self.admin else self.owner
+
+
+OPEN = Principal(owner=None, admin=True)
+
+
+def hash_key(key: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is enough: no dictionary to guess from.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class Authenticator:
+    def __init__(self, keys: KeyRepository) -> None:
+        self.keys = keys
+        self._open_until = 0.0
+        self._is_open = False
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def create(self, owner: str, *, admin: bool = False) -> tuple[str, ApiKey]:
+        key = new_key()
+        record = await self.keys.add(owner, hash_key(key), key[: len(KEY_PREFIX) + 6], admin)
+        self._open_until = 0.0
+        return key, record
+
+    async def is_open(self) -> bool:
+        now = time.monotonic()
+        if now >= self._open_until:
+            self._is_open = await self.keys.active_count() == 0
+            self._open_until = now + CACHE_SECONDS
+        return self._is_open
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if await self.is_open():
+            return OPEN
+        token = _bearer_token(authorization)
+        if token is None:
+            raise Unauthorized("this server needs an API key: send Authorization: Bearer <key>")
+        record = await self._lookup(hash_key(token))
+        if record is None or record.revoked_at is not None:
+            raise Unauthorized("the API key is not valid")
+        return Principal(owner=record.owner, admin=record.admin, key_id=record.id)
+
+    async def _lookup(self, key_hash: str) -> ApiKey | None:
+        now = time.monotonic()
+        cached = self._cache.get(key_hash)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await self.keys.by_hash(key_hash)
+        # The lookup is by hash; compare again in constant time so no branch depends on
+        # how much of a guessed key was right.
+        if record is not None and not hmac.compare_digest(record.key_hash, key_hash):
+            record = None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_hash] = (now + CACHE_SECONDS, record)
+        return record
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

@@ -1,0 +1,98 @@
+"""``uploads-api keys create|list|revoke``: API keys kept (as hashes) in the data dir's database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from uploads_api.auth import Authenticator
+from uploads_api.config import Settings
+from uploads_api.db.engine import create_engines, create_schema
+from uploads_api.db.keys import KeyRepository
+
+T = TypeVar("T")
+
+
+def register(commands: Any) -> None:
+    keys = commands.add_parser("keys", help="manage API keys")
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a key and print it (only once)")
+    create.add_argument("owner", help="who the key belongs to; files are scoped to it")
+    create.add_argument("--admin", action="store_true", help="may see every owner's files")
+    create.set_defaults(handler=_create)
+    listing = actions.add_parser("list", help="list keys (never the keys themselves)")
+    listing.set_defaults(handler=_list)
+    revoke = actions.add_parser("revoke", help="revoke a key by id or prefix")
+    revoke.add_argument("key", help="the id or the prefix shown by `keys list`")
+    revoke.set_defaults(handler=_revoke)
+    for action in (create, listing, revoke):
+        action.add_argument("--data-dir", help="data directory (default ./storage)")
+
+
+def _with_keys(args: argparse.Namespace, work: Callable[[KeyRepository], Awaitable[T]]) -> T:
+    if args.data_dir:
+        os.environ["UPLOADS_DATA_DIR"] = args.data_dir
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> T:
+        engines = create_engines(settings.resolved_database_url)
+        try:
+            await create_schema(engines)
+            return await work(KeyRepository(engines))
+        finally:
+            await engines.dispose()
+
+    return asyncio.run(run())
+
+
+def _create(args: argparse.Namespace) -> int:
+    if not args.owner.strip() or len(args.owner) > 64:
+        print("the owner must be 1 to 64 characters", file=sys.stderr)
+        return 2
+
+    async def work(keys: KeyRepository) -> str:
+        key, _record = await Authenticator(keys).create(args.owner.strip(), admin=args.admin)
+        return key
+
+    # The key alone on stdout, so `KEY=$(uploads-api keys create me)` captures it.
+    print(_with_keys(args, work))
+    print("store this key now: only its hash is kept", file=sys.stderr)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    records = _with_keys(args, lambda keys: keys.all())
+    print(f"{'id':>4}  {'prefix':<12} {'owner':<24} {'admin':<5}  created              revoked")
+    for r in records:
+        revoked = r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-"
+        created = r.created_at.isoformat(timespec="seconds")
+        print(f"{r.id:>4}  {r.prefix:<12} {r.owner:<24} {r.admin!s:<5}  {created}  {revoked}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    count = _with_keys(args, lambda keys: keys.revoke(args.key))
+    if count == 0:
+        print(f"no active key matches {args.key!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {count} key(s)", file=sys.stderr)
+    return 0
+
+
+def active_key_count(settings: Settings) -> int:
+    """For the start-up check in ``serve``."""
+
+    async def run() -> int:
+        engines = create_engines(settings.resolved_database_url)
+        try:
+            await create_schema(engines)
+            return await KeyRepository(engines).active_count()
+        finally:
+            await engines.dispose()
+
+    return asyncio.run(run())
