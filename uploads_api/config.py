@@ -23,6 +23,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./storage")
     database_url: str | None = None
+    database_busy_timeout: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(default=1, ge=1)

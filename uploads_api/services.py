@@ -40,7 +40,9 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         data_dir = settings.data_dir.resolve()
         temp_dir = data_dir / "tmp"
-        engines = create_engines(settings.resolved_database_url)
+        engines = create_engines(
+            settings.resolved_database_url, busy_timeout=settings.database_busy_timeout
+        )
         repository = Repository(engines, max_attempts=settings.task_max_attempts)
         storage = LocalStorage(data_dir / "blobs", temp_dir)
         pool = ImagePool(settings.image_workers, settings.max_image_pixels)

@@ -27,6 +27,9 @@ from uploads_api.ingest.names import content_disposition
 from uploads_api.storage import thumbnail_key
 from uploads_api.tasks.thumbnails import EXTENSIONS
 
+# User bytes never run as a page, even if a browser is talked into rendering them.
+USER_CONTENT_CSP = "default-src 'none'; sandbox"
+
 router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
 
 MULTIPART_BODY: dict[str, Any] = {
@@ -205,6 +208,7 @@ async def download(
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(record.filename),
         "Cache-Control": "private, max-age=0, must-revalidate",
+        "Content-Security-Policy": USER_CONTENT_CSP,
     }
     if etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
@@ -246,6 +250,7 @@ async def thumbnail(
         "Content-Length": str(length),
         "Cache-Control": "private, max-age=86400",
         "Content-Disposition": "inline",
+        "Content-Security-Policy": USER_CONTENT_CSP,
     }
     return StreamingResponse(
         services.storage.read(key), headers=headers, media_type=match["content_type"]

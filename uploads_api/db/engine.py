@@ -24,7 +24,7 @@ class Engines:
             await self.reader.dispose()
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
+def _sqlite_engine(url: str, *, immediate: bool, busy_timeout: float) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=8, max_overflow=8)
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -35,7 +35,7 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit survives power loss, not only a killed process.
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -47,11 +47,12 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     return engine
 
 
-def create_engines(url: str) -> Engines:
+def create_engines(url: str, *, busy_timeout: float = 30.0) -> Engines:
+    """``busy_timeout``: how long a statement waits for a lock before giving up (SQLite)."""
     if url.startswith("sqlite"):
         return Engines(
-            writer=_sqlite_engine(url, immediate=True),
-            reader=_sqlite_engine(url, immediate=False),
+            writer=_sqlite_engine(url, immediate=True, busy_timeout=busy_timeout),
+            reader=_sqlite_engine(url, immediate=False, busy_timeout=busy_timeout),
         )
     engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     return Engines(writer=engine, reader=engine)

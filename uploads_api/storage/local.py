@@ -15,6 +15,7 @@ import aiofiles
 import aiofiles.os
 
 from uploads_api.storage.keys import validate_key
+from uploads_api.storage.tempnames import temp_name
 
 READ_CHUNK = 1024 * 1024
 
@@ -80,7 +81,7 @@ class LocalStorage:
 
     async def open_writer(self, key: str) -> LocalBlobWriter:
         final = self.path_of(key)
-        temp = self.temp_dir / f"{secrets.token_hex(12)}.part"
+        temp = self.temp_dir / temp_name()
         handle = await aiofiles.open(temp, "wb")
         return LocalBlobWriter(final, temp, handle)
 

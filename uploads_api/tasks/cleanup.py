@@ -15,6 +15,7 @@ from uploads_api.db.models import Task
 from uploads_api.db.repository import Repository
 from uploads_api.storage import Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
+from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,12 @@ class CleanupTask:
 
 
 def _remove_old_entries(root: Path, cutoff: float) -> int:
-    """Temp files (``*.part``) and work dirs last touched before ``cutoff``."""
+    """Temp files (``*.part``) whose writer died or that were last touched before ``cutoff``,
+    and work dirs last touched before ``cutoff``."""
     removed = 0
     for entry in [*root.glob("*.part"), *(root / "work").glob("*")]:
         try:
-            newest = _newest_mtime(entry)
-            if newest >= cutoff:
+            if not writer_is_gone(entry.name) and _newest_mtime(entry) >= cutoff:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
