@@ -10,23 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Mapping, Sequence
 
 from uploads_api import metrics
 from uploads_api.config import Settings
-from uploads_api.db.models import FAILED, SKIPPED, SUCCEEDED, Task
+from uploads_api.db.models import Task
 from uploads_api.db.repository import Repository
-from uploads_api.tasks.base import PermanentError, RetryableError, TaskHandler, TaskSkipped
+from uploads_api.tasks.base import TaskHandler
+from uploads_api.tasks.executor import TaskExecutor, backoff_delay, new_worker_id
+
+__all__ = ["TaskRunner", "backoff_delay"]
 
 log = logging.getLogger(__name__)
-
-
-def backoff_delay(settings: Settings, attempts: int) -> float:
-    return float(settings.task_retry_base_delay * (2 ** max(0, attempts - 1)))
 
 
 class TaskRunner:
@@ -36,7 +32,8 @@ class TaskRunner:
         self.settings = settings
         self.repository = repository
         self.handlers = dict(handlers)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.worker_id = new_worker_id()
+        self.executor = TaskExecutor(settings, repository, handlers, self.worker_id)
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -113,68 +110,8 @@ class TaskRunner:
             metrics.TASK_RUNS.labels(task.name, "failed").inc()
 
     async def _execute(self, task: Task) -> None:
-        started = time.perf_counter()
-        outcome = "interrupted"
         try:
-            outcome = await self._run_and_record(task)
-        except Exception:
-            # Recording the outcome failed (database gone): the lease lapses and it runs again.
-            outcome = "unrecorded"
-            log.exception("could not record the outcome of task %s", task.id)
+            await self.executor.execute(task)
         finally:
             self._running.pop(task.id, None)
-            duration = time.perf_counter() - started
-            metrics.TASK_RUNS.labels(task.name, outcome).inc()
-            metrics.TASK_DURATION.labels(task.name).observe(duration)
-            log.info(
-                "task %s file=%s task_id=%s attempt=%s outcome=%s duration=%.3fs",
-                task.name,
-                task.file_id,
-                task.id,
-                task.attempts,
-                outcome,
-                duration,
-                extra={
-                    "task": task.name,
-                    "file_id": task.file_id,
-                    "task_id": task.id,
-                    "attempt": task.attempts,
-                    "outcome": outcome,
-                    "duration": round(duration, 4),
-                },
-            )
             self._wake.set()
-
-    async def _run_and_record(self, task: Task) -> str:
-        handler = self.handlers.get(task.name)
-        repo, worker = self.repository, self.worker_id
-        try:
-            if handler is None:
-                raise PermanentError(f"no handler for task {task.name!r}")
-            await handler.run(task)
-        except asyncio.CancelledError:
-            # Shutdown: the attempt did not fail, so it is refunded and the row queued again.
-            await asyncio.shield(repo.requeue_task(task, worker, 0, None, refund=True))
-            raise
-        except TaskSkipped as exc:
-            await repo.finish_task(task, worker, SKIPPED, str(exc))
-            return "skipped"
-        except PermanentError as exc:
-            log.warning("task %s file=%s failed: %s", task.name, task.file_id, exc)
-            await repo.finish_task(task, worker, FAILED, str(exc))
-            return "failed"
-        except Exception as exc:
-            message, kind = str(exc), type(exc).__name__
-            if isinstance(exc, RetryableError):
-                message = message or kind
-            else:
-                log.exception("task %s file=%s raised", task.name, task.file_id)
-                message = f"{kind}: {message}" if message else kind
-            if task.attempts >= task.max_attempts:
-                await repo.finish_task(task, worker, FAILED, message)
-                return "failed"
-            delay = backoff_delay(self.settings, task.attempts)
-            await repo.requeue_task(task, worker, delay, message)
-            return "retried"
-        await repo.finish_task(task, worker, SUCCEEDED, None)
-        return "succeeded"
