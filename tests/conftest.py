@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytest_plugins = ["tests.service_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 

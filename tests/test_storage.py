@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.service_fixtures import s3_client
 from uploads_api.storage import LocalPaths, Storage
 from uploads_api.storage.keys import (
     file_id_of,
@@ -24,6 +25,7 @@ from uploads_api.storage.keys import (
     validate_key,
 )
 from uploads_api.storage.local import READ_CHUNK, LocalStorage
+from uploads_api.storage.s3 import S3Storage
 
 MiB = 1024 * 1024
 
@@ -44,13 +46,24 @@ def _local(tmp_path: Path) -> Backend:
     return Backend(storage, lambda: sorted(p.name for p in (tmp_path / "tmp").iterdir()))
 
 
-# Add "s3" here (and a factory) to run the whole suite against another backend.
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"local": _local}
+def _s3(request: pytest.FixtureRequest) -> Backend:
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    client = s3_client(endpoint)
+    storage = S3Storage(f"s3://{bucket}/some/prefix", client=client)
+
+    def pending_uploads() -> list[str]:
+        found = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return sorted(upload["Key"] for upload in found)
+
+    return Backend(storage, pending_uploads)
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=["local", "s3"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    if request.param == "s3":
+        return _s3(request)
+    return _local(tmp_path)
 
 
 @pytest.fixture

@@ -24,6 +24,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./storage")
     database_url: str | None = None
     database_busy_timeout: float = Field(default=30.0, gt=0)
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    task_backend: Literal["inprocess", "celery"] = "inprocess"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    reconcile_after: float = Field(default=60.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(default=1, ge=1)

@@ -12,7 +12,7 @@ from uploads_api.db.repository import Repository
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.storage import Storage
-from uploads_api.storage.local import LocalStorage
+from uploads_api.storage.factory import build_storage
 from uploads_api.tasks.base import TaskHandler
 from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.metadata import MetadataTask
@@ -44,7 +44,7 @@ class Services:
             settings.resolved_database_url, busy_timeout=settings.database_busy_timeout
         )
         repository = Repository(engines, max_attempts=settings.task_max_attempts)
-        storage = LocalStorage(data_dir / "blobs", temp_dir)
+        storage = build_storage(settings, data_dir, temp_dir)
         pool = ImagePool(settings.image_workers, settings.max_image_pixels)
         workspace = Workspace(temp_dir / "work")
         cleanup = CleanupTask(settings, storage, repository, workspace, temp_dir)
