@@ -36,16 +36,16 @@ from uploads_api.errors import QuotaExceeded
 from uploads_api.storage import original_key
 
 # Add "postgresql" here (a URL to a fresh, empty database) to run every test against it too.
-DATABASES: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp_path: f"sqlite+aiosqlite:///{tmp_path}/t.db",
-}
 
 Body = Callable[[Repository], Awaitable[None]]
 
 
-@pytest.fixture(params=sorted(DATABASES))
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return DATABASES[request.param](tmp_path)
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path}/t.db"
 
 
 @asynccontextmanager
@@ -410,11 +410,12 @@ def test_a_lapsed_lease_is_claimable_again(with_repo: Callable[..., None]) -> No
 def test_renew_leases_extends_only_the_owners_rows(with_repo: Callable[..., None]) -> None:
     async def body(repo: Repository) -> None:
         await add_files(repo, 2, (METADATA,))
-        (mine,) = await repo.claim_tasks("me", 1, 0.05)
-        (theirs,) = await repo.claim_tasks("them", 1, 0.05)
+        # Leases long enough that a slow machine cannot let one lapse between the claims.
+        (mine,) = await repo.claim_tasks("me", 1, 1.0)
+        (theirs,) = await repo.claim_tasks("them", 1, 1.0)
         await repo.renew_leases("me", [mine.id, theirs.id], 30)
         await repo.renew_leases("me", [], 30)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.1)
         (stolen,) = await repo.claim_tasks("thief", 10, 30)
         assert stolen.id == theirs.id
 

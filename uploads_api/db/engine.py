@@ -8,8 +8,6 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from uploads_api.db.tables import metadata
-
 
 @dataclass(frozen=True)
 class Engines:
@@ -59,5 +57,7 @@ def create_engines(url: str, *, busy_timeout: float = 30.0) -> Engines:
 
 
 async def create_schema(engines: Engines) -> None:
-    async with engines.writer.begin() as connection:
-        await connection.run_sync(metadata.create_all)
+    """Bring the schema up to date (the Alembic migrations)."""
+    from uploads_api.db.migrate import upgrade
+
+    await upgrade(engines)

@@ -106,6 +106,10 @@ class Repository:
         ]
         async with self.engines.writer.begin() as conn:
             if quota is not None:
+                if conn.dialect.name == "postgresql":
+                    # READ COMMITTED lets two uploads read the same usage; serialise per owner.
+                    lock_key = func.hashtext(quota.owner or "")
+                    await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
                 used_bytes, used_files = await self._usage(conn, quota.owner)
                 quota.check(
                     used_bytes + sum(nf.size for nf in new_files), used_files + len(new_files)
@@ -331,7 +335,10 @@ class Repository:
             .returning(*t.c)
         )
         async with self.engines.writer.begin() as conn:
-            claimed = [_task(r) for r in await conn.execute(claim)]
+            # RETURNING has no order of its own: oldest first, as claimed.
+            claimed = sorted(
+                (_task(r) for r in await conn.execute(claim)), key=lambda t: (t.run_after, t.id)
+            )
             for file_id in {task.file_id for task in claimed if task.file_id}:
                 await self._refresh_status(conn, file_id)
         return claimed
