@@ -13,7 +13,7 @@ from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.storage import Storage
 from uploads_api.storage.factory import build_storage
-from uploads_api.tasks.base import TaskHandler
+from uploads_api.tasks.base import TaskDispatcher, TaskHandler
 from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.metadata import MetadataTask
 from uploads_api.tasks.pool import ImagePool
@@ -31,6 +31,8 @@ class Services:
     pool: ImagePool
     workspace: Workspace
     runner: TaskRunner
+    handlers: dict[str, TaskHandler]
+    dispatcher: TaskDispatcher
     limits: IngestLimits
     cleanup: CleanupTask
     authenticator: Authenticator
@@ -54,6 +56,11 @@ class Services:
             "cleanup": cleanup,
         }
         runner = TaskRunner(settings, repository, handlers)
+        dispatcher: TaskDispatcher = runner
+        if settings.task_backend == "celery":
+            from uploads_api.tasks.celery_app import CeleryDispatcher, make_celery
+
+            dispatcher = CeleryDispatcher(repository, make_celery(settings))
         return cls(
             settings=settings,
             engines=engines,
@@ -62,6 +69,8 @@ class Services:
             pool=pool,
             workspace=workspace,
             runner=runner,
+            handlers=handlers,
+            dispatcher=dispatcher,
             limits=IngestLimits.from_settings(settings),
             cleanup=cleanup,
             authenticator=Authenticator(KeyRepository(engines)),
@@ -69,9 +78,16 @@ class Services:
         )
 
     async def start(self) -> None:
+        """Start an API process; with in-process tasks it runs them too."""
+        await create_schema(self.engines)
+        if self.settings.task_backend == "inprocess":
+            await self.pool.start()
+            self.runner.start()
+
+    async def start_worker(self) -> None:
+        """Start a Celery worker process: it runs tasks, never the in-process runner."""
         await create_schema(self.engines)
         await self.pool.start()
-        self.runner.start()
 
     async def stop(self) -> None:
         await self.runner.stop(self.settings.shutdown_grace_seconds)

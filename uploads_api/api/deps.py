@@ -50,7 +50,7 @@ def get_upload_service(services: ServicesDep, principal: PrincipalDep) -> Upload
 
 
 def get_dispatcher(services: ServicesDep) -> TaskDispatcher:
-    return services.runner
+    return services.dispatcher
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

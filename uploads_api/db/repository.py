@@ -57,6 +57,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return datetime.fromisoformat(when), file_id
 
 
+def _runnable(now: datetime) -> Any:
+    """Queued and due, or running on a lapsed lease; a file's cleanup waits for the rest."""
+    sibling = t.alias("sibling")
+    busy_siblings = exists().where(
+        sibling.c.file_id == t.c.file_id,
+        sibling.c.name != CLEANUP,
+        sibling.c.state.in_(ACTIVE_STATES),
+    )
+    return and_(
+        or_(
+            and_(t.c.state == QUEUED, t.c.run_after <= now),
+            and_(t.c.state == RUNNING, t.c.lease_until < now),
+        ),
+        t.c.attempts < t.c.max_attempts,
+        or_(t.c.name != CLEANUP, t.c.file_id.is_(None), ~busy_siblings),
+    )
+
+
 def _status_expression(file_id: Any) -> Any:
     """A file is processing while any task is queued or running, failed if any failed."""
     active = exists().where(t.c.file_id == file_id, t.c.state.in_(ACTIVE_STATES))
@@ -297,29 +315,18 @@ class Repository:
         async with self.engines.reader.connect() as conn:
             return [_task(r) for r in await conn.execute(query)]
 
-    async def claim_tasks(self, worker: str, limit: int, lease_seconds: float) -> list[Task]:
-        """Atomically take up to ``limit`` runnable tasks: queued and due, or running with a
-        lapsed lease (their process died). Cleanup of a file waits for its other tasks."""
+    async def claim_tasks(
+        self, worker: str, limit: int, lease_seconds: float, task_id: int | None = None
+    ) -> list[Task]:
+        """Atomically take up to ``limit`` runnable tasks (or the one ``task_id``, if it is
+        runnable): queued and due, or running with a lapsed lease (their process died).
+        Cleanup of a file waits for its other tasks."""
         now = utcnow()
-        sibling = t.alias("sibling")
-        busy_siblings = exists().where(
-            sibling.c.file_id == t.c.file_id,
-            sibling.c.name != CLEANUP,
-            sibling.c.state.in_(ACTIVE_STATES),
-        )
+        runnable = select(t.c.id).where(_runnable(now))
+        if task_id is not None:
+            runnable = runnable.where(t.c.id == task_id)
         runnable = (
-            select(t.c.id)
-            .where(
-                or_(
-                    and_(t.c.state == QUEUED, t.c.run_after <= now),
-                    and_(t.c.state == RUNNING, t.c.lease_until < now),
-                ),
-                t.c.attempts < t.c.max_attempts,
-                or_(t.c.name != CLEANUP, t.c.file_id.is_(None), ~busy_siblings),
-            )
-            .order_by(t.c.run_after, t.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            runnable.order_by(t.c.run_after, t.c.id).limit(limit).with_for_update(skip_locked=True)
         )
         claim = (
             update(t)
@@ -342,6 +349,28 @@ class Repository:
             for file_id in {task.file_id for task in claimed if task.file_id}:
                 await self._refresh_status(conn, file_id)
         return claimed
+
+    async def runnable_task_ids(
+        self,
+        *,
+        file_ids: Sequence[str] | None = None,
+        sweeps: bool = False,
+        due_for: float = 0,
+        limit: int = 1000,
+    ) -> list[int]:
+        """Ids of tasks a worker could claim now: of these files, or the queued sweeps, or
+        (``due_for``) those that have been waiting at least that many seconds."""
+        now = utcnow()
+        query = select(t.c.id).where(_runnable(now)).order_by(t.c.run_after, t.c.id).limit(limit)
+        if file_ids is not None:
+            query = query.where(t.c.file_id.in_(file_ids))
+        if sweeps:
+            query = query.where(t.c.file_id.is_(None))
+        if due_for:
+            waited = now - timedelta(seconds=due_for)
+            query = query.where(or_(t.c.state == RUNNING, t.c.run_after <= waited))
+        async with self.engines.reader.connect() as conn:
+            return [row.id for row in await conn.execute(query)]
 
     async def fail_exhausted_leases(self) -> list[Task]:
         """Running tasks whose process died on their last attempt: failed for good."""
