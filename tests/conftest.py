@@ -103,12 +103,11 @@ ServerFactory = Callable[..., Server]
 def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     started: list[Server] = []
 
-    def make(**env: str) -> Server:
+    def make(extra_env: dict[str, str] | None = None, **settings: object) -> Server:
         data_dir = tmp_path / f"data{len(started)}"
+        env = {f"UPLOADS_{k.upper()}": str(v) for k, v in settings.items()}
         server = Server(
-            data_dir,
-            {f"UPLOADS_{k.upper()}": str(v) for k, v in env.items()},
-            tmp_path / f"server{len(started)}.log",
+            data_dir, {**env, **(extra_env or {})}, tmp_path / f"server{len(started)}.log"
         )
         server.start()
         started.append(server)

@@ -317,12 +317,17 @@ def test_metadata_is_merged_and_thumbnails_replaced(with_repo: Callable[..., Non
         thumbs = [{"size": 256, "width": 256, "height": 100, "content_type": "image/webp"}]
         await repo.merge_metadata(item.id, {"kind": "other", "size": item.size})
         await repo.merge_metadata(item.id, {"exif": {"Make": "X"}, "kind": "image"})
-        assert await repo.set_thumbnails(item.id, thumbs)
-        assert await repo.set_thumbnails(item.id, thumbs[:1])
-        assert not await repo.set_thumbnails(secrets.token_hex(16), thumbs)
+        assert await repo.set_thumbnails(item.id, thumbs, {"thumbhash": "a"})
+        assert await repo.set_thumbnails(item.id, thumbs[:1], {"thumbhash": "b"})
+        assert not await repo.set_thumbnails(secrets.token_hex(16), thumbs, {})
         record = await repo.get_file(item.id)
         assert record is not None
-        assert record.metadata == {"kind": "image", "size": item.size, "exif": {"Make": "X"}}
+        assert record.metadata == {
+            "kind": "image",
+            "size": item.size,
+            "exif": {"Make": "X"},
+            "thumbhash": "b",
+        }
         assert record.thumbnails == thumbs
 
     with_repo(body)

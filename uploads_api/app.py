@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from uploads_api import __version__
 from uploads_api.api import files as files_routes
@@ -18,10 +23,32 @@ from uploads_api.logs import configure_logging
 from uploads_api.middleware import AccessLogMiddleware
 from uploads_api.services import Services
 
+# The page's scripts and styles are files under /static: nothing inline is allowed. Images
+# may be blob: URLs (thumbnails fetched with an API key) and data: URLs (placeholders).
 PAGE_CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
 )
+
+
+class PageFiles(StaticFiles):
+    """The page's scripts, styles and icons, from ``uploads_api/web``.
+
+    ``no-cache`` makes browsers revalidate (by ETag) on each load, so after an upgrade a
+    page never runs with the previous version's scripts.
+    """
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,13 +75,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files_routes.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
+    if settings.cors_origins:
+        # Off unless configured: a browser page elsewhere may not call this API by default.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Content-Digest"],
+        )
     app.add_middleware(AccessLogMiddleware)
 
     page = files("uploads_api.web").joinpath("index.html").read_text(encoding="utf-8")
+    page_headers = {"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
+        return HTMLResponse(page, headers=page_headers)
+
+    app.mount("/static", PageFiles(packages=[("uploads_api", "web")]), name="static")
 
     return app
 

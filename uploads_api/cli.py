@@ -7,7 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES = ("server", "keys")
+COMMAND_MODULES = ("server", "keys", "database", "worker", "upload", "files")
 
 
 def build_parser() -> argparse.ArgumentParser:

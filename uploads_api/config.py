@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     task_backend: Literal["inprocess", "celery"] = "inprocess"
     broker_url: str = "redis://127.0.0.1:6379/0"
+    celery_queue: str = "uploads"
     reconcile_after: float = Field(default=60.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000

@@ -87,6 +87,8 @@ class Services:
     async def start_worker(self) -> None:
         """Start a Celery worker process: it runs tasks, never the in-process runner."""
         await create_schema(self.engines)
+        # Scratch left by a killed run on this machine; no other process would find it.
+        await self.cleanup.sweep_local()
         await self.pool.start()
 
     async def stop(self) -> None:

@@ -87,7 +87,13 @@ class FileOut(BaseModel):
             status=record.status,
             metadata=record.metadata,
             thumbnails=[
-                ThumbnailOut(**thumb, url=f"{base}/thumbnails/{thumb['size']}")
+                ThumbnailOut(
+                    size=thumb["size"],
+                    width=thumb["width"],
+                    height=thumb["height"],
+                    content_type=thumb["content_type"],
+                    url=f"{base}/thumbnails/{thumb['size']}?v={thumb.get('version', '0')}",
+                )
                 for thumb in record.thumbnails
             ],
             tasks=[TaskOut.of(task) for task in record.tasks],

@@ -27,6 +27,7 @@ def _app(args: argparse.Namespace) -> Any:
     if args.data_dir:
         os.environ["UPLOADS_DATA_DIR"] = args.data_dir
     settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
     configure_logging(settings.log_format, settings.log_level)
     return make_celery(settings), settings
 

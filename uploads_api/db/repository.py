@@ -258,13 +258,23 @@ class Repository:
             merged = {**(current or {}), **fields}
             await conn.execute(update(f).where(f.c.id == file_id).values(metadata=merged))
 
-    async def set_thumbnails(self, file_id: str, thumbnails: list[dict[str, Any]]) -> bool:
-        """Record the thumbnails; ``False`` when the file was deleted meanwhile."""
+    async def set_thumbnails(
+        self, file_id: str, thumbnails: list[dict[str, Any]], metadata_fields: dict[str, Any]
+    ) -> bool:
+        """Record the thumbnails and add ``metadata_fields`` in one write, so no reader sees
+        one without the other; ``False`` when the file was deleted meanwhile."""
         async with self.engines.writer.begin() as conn:
-            done = await conn.execute(
-                update(f).where(f.c.id == file_id).values(thumbnails=thumbnails)
+            current = await conn.execute(
+                select(f.c.metadata).where(f.c.id == file_id).with_for_update()
             )
-        return done.rowcount > 0
+            row = current.first()
+            if row is None:
+                return False
+            merged = {**(row.metadata or {}), **metadata_fields}
+            await conn.execute(
+                update(f).where(f.c.id == file_id).values(thumbnails=thumbnails, metadata=merged)
+            )
+        return True
 
     async def file_exists(self, file_id: str) -> bool:
         async with self.engines.reader.connect() as conn:

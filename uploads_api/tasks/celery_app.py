@@ -44,6 +44,7 @@ def make_celery(settings: Settings) -> Celery:
         # Longer than any task: Redis redelivers unacknowledged messages after this.
         broker_transport_options={"visibility_timeout": 3600},
         task_ignore_result=True,
+        task_default_queue=settings.celery_queue,
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,

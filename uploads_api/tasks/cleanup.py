@@ -4,6 +4,7 @@ of temp files and blobs that nothing references any more."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -49,10 +50,16 @@ class CleanupTask:
             await self.storage.delete(payload["storage_key"])
             await self.storage.delete_prefix(thumbnail_prefix(task.file_id))
 
+    async def sweep_local(self, cutoff: float | None = None) -> int:
+        """This machine's temp files and scratch: see ``remove_abandoned``."""
+        if cutoff is None:
+            cutoff = time.time() - self.settings.temp_ttl
+        return await asyncio.to_thread(remove_abandoned, self.temp_dir, cutoff)
+
     async def sweep(self) -> dict[str, int]:
         """Remove temp files and scratch dirs older than the TTL, and unreferenced blobs."""
         cutoff = time.time() - self.settings.temp_ttl
-        removed_temp = await asyncio.to_thread(_remove_old_entries, self.temp_dir, cutoff)
+        removed_temp = await self.sweep_local(cutoff)
         stale: dict[str, list[str]] = {}
         for prefix in ("originals", "thumbnails"):
             async for key, mtime in self.storage.list(prefix):
@@ -73,21 +80,23 @@ class CleanupTask:
         return {"temp": removed_temp, "blobs": removed_blobs}
 
 
-def _remove_old_entries(root: Path, cutoff: float) -> int:
-    """Temp files (``*.part``) whose writer died or that were last touched before ``cutoff``,
-    and work dirs last touched before ``cutoff``."""
+def remove_abandoned(root: Path, cutoff: float) -> int:
+    """Temp files (``*.part``) and task scratch whose writer died, or that were last touched
+    before ``cutoff``. Safe while other processes write there: live writers are left alone."""
     removed = 0
-    for entry in [*root.glob("*.part"), *(root / "work").glob("*")]:
-        try:
-            if not writer_is_gone(entry.name) and _newest_mtime(entry) >= cutoff:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
+    for entry in root.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            if writer_is_gone(entry.name) or entry.stat().st_mtime < cutoff:
                 entry.unlink(missing_ok=True)
-            removed += 1
-        except FileNotFoundError:
-            continue
+                removed += 1
+    for file_dir in (root / "work").glob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            for run in file_dir.iterdir():
+                if writer_is_gone(run.name) or _newest_mtime(run) < cutoff:
+                    shutil.rmtree(run, ignore_errors=True)
+                    removed += 1
+            with contextlib.suppress(OSError):
+                file_dir.rmdir()  # only once empty
     return removed
 
 

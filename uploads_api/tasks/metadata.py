@@ -62,17 +62,17 @@ class MetadataTask:
     ) -> dict[str, Any] | None:
         formats = self.settings.image_formats
         if kind == "image" and decoder_format(content_type, formats):
-            path = await self.workspace.local_path(self.storage, key, file_id)
-            try:
-                image = await self.pool.run(imaging.read_image_metadata, str(path), formats)
-            except imaging.ImageError as exc:
-                raise PermanentError(f"cannot read image metadata: {exc}") from exc
+            async with self.workspace.local_copy(self.storage, key, file_id) as path:
+                try:
+                    image = await self.pool.run(imaging.read_image_metadata, str(path), formats)
+                except imaging.ImageError as exc:
+                    raise PermanentError(f"cannot read image metadata: {exc}") from exc
             return {"image": image}
         if kind == "pdf":
-            path = await self.workspace.local_path(self.storage, key, file_id)
-            try:
-                pdf = await self.pool.run(imaging.read_pdf_metadata, str(path))
-            except imaging.DocumentError as exc:
-                raise PermanentError(f"cannot read PDF metadata: {exc}") from exc
+            async with self.workspace.local_copy(self.storage, key, file_id) as path:
+                try:
+                    pdf = await self.pool.run(imaging.read_pdf_metadata, str(path))
+                except imaging.DocumentError as exc:
+                    raise PermanentError(f"cannot read PDF metadata: {exc}") from exc
             return {"pdf": pdf}
         return None

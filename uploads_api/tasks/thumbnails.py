@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 
 from uploads_api import imaging, placeholders
@@ -45,31 +46,36 @@ class ThumbnailTask:
         formats = self.settings.image_formats
         if record.size == 0 or not decoder_format(record.content_type, formats):
             raise TaskSkipped(f"no thumbnails for {record.content_type}")
-        source = await self.workspace.local_path(self.storage, record.storage_key, record.id)
-        out_dir = await self.workspace.make_dir(record.id, f"thumbnails-{task.attempts}")
         fmt = self.settings.thumbnail_format
-        try:
-            made = await self.pool.run(
-                imaging.make_thumbnails,
-                str(source),
-                str(out_dir),
-                self.settings.thumbnail_sizes,
-                fmt,
-                formats,
-            )
-        except imaging.ImageError as exc:
-            raise PermanentError(str(exc)) from exc
-        smallest = min(made, key=lambda thumb: thumb["size"])
-        placeholder = await self.pool.run(placeholders.thumbhash_of, smallest["path"])
-        thumbnails = []
-        for thumb in made:
-            # Same key on every run: a thumbnail written twice is the same thumbnail.
-            key = thumbnail_key(record.id, thumb["size"], EXTENSIONS[fmt])
-            await self.storage.put_file(key, Path(thumb["path"]))
-            thumbnails.append({k: v for k, v in thumb.items() if k != "path"})
-        thumbnails.sort(key=lambda thumb: thumb["size"])
-        if not await self.repository.set_thumbnails(record.id, thumbnails):
+        async with (
+            self.workspace.local_copy(self.storage, record.storage_key, record.id) as source,
+            self.workspace.scratch(record.id, "thumbnails") as out_dir,
+        ):
+            try:
+                made = await self.pool.run(
+                    imaging.make_thumbnails,
+                    str(source),
+                    str(out_dir),
+                    self.settings.thumbnail_sizes,
+                    fmt,
+                    formats,
+                )
+            except imaging.ImageError as exc:
+                raise PermanentError(str(exc)) from exc
+            smallest = min(made, key=lambda thumb: thumb["size"])
+            placeholder = await self.pool.run(placeholders.thumbhash_of, smallest["path"])
+            # A new version on every run, so browsers never show a stale cached thumbnail.
+            version = secrets.token_hex(4)
+            thumbnails = []
+            for thumb in sorted(made, key=lambda thumb: thumb["size"]):
+                # Same key on every run: a thumbnail written twice is the same thumbnail.
+                key = thumbnail_key(record.id, thumb["size"], EXTENSIONS[fmt])
+                await self.storage.put_file(key, Path(thumb["path"]))
+                fields = {k: v for k, v in thumb.items() if k != "path"}
+                thumbnails.append({**fields, "version": version})
+        recorded = await self.repository.set_thumbnails(
+            record.id, thumbnails, {"thumbhash": placeholder}
+        )
+        if not recorded:
             # Deleted while we worked: take back what we just wrote.
             await self.storage.delete_prefix(thumbnail_prefix(record.id))
-            return
-        await self.repository.merge_metadata(record.id, {"thumbhash": placeholder})

@@ -1,0 +1,332 @@
+"""``AsyncClient``: the API over one httpx connection pool, for asyncio code."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from uploads_api.client import calls
+from uploads_api.client.batch import BatchUploader
+from uploads_api.client.errors import (
+    ApiError,
+    NotFound,
+    ProcessingTimeout,
+    error_from_response,
+    transport_error,
+)
+from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
+from uploads_api.client.results import UploadResult
+from uploads_api.client.retry import Retrying, RetryPolicy, describe, may_have_stored
+from uploads_api.client.sinks import Destination, DownloadSink
+from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
+
+T = TypeVar("T")
+Progress = Callable[[int], None]
+OnRetry = Callable[[Retrying], None]
+
+
+class AsyncClient:
+    """An uploads-api server. ``url`` and ``api_key`` default to ``UPLOADS_URL`` and
+    ``UPLOADS_API_KEY``. Use as ``async with AsyncClient() as client:``, or ``aclose()``.
+
+    Transient failures (no connection, 5xx, 408, 429) are retried per ``retry``; other
+    errors raise ``ApiError`` subclasses carrying the server's problem document.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = calls.DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = calls.resolve_url(url)
+        self.retry_policy = retry or RetryPolicy()
+        self._timeout = httpx.Timeout(timeout)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=calls.default_headers(calls.resolve_api_key(api_key)),
+            timeout=self._timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def full_url(self, path: str) -> str:
+        """An absolute URL for a path the API returned (``links``, thumbnail ``url``)."""
+        return self.url + path if path.startswith("/") else path
+
+    # Uploads
+
+    async def upload(
+        self,
+        source: Source,
+        filename: str | None = None,
+        *,
+        sha256: str | None = None,
+        progress: Progress | None = None,
+        on_retry: OnRetry | None = None,
+    ) -> FileRecord:
+        """Upload a path, bytes or a binary file object with ``PUT /v1/files/{filename}``,
+        streamed in 1 MiB chunks. ``filename`` defaults to the path's (or file's) name.
+
+        ``progress(n)`` hears the bytes sent so far in the current try (0 when a try
+        starts). With ``sha256`` (the bytes' hash, known beforehand) the server checks the
+        bytes before committing, and a retry after a failure that may have stored the file
+        first asks the server for it instead of sending it twice.
+        """
+        upload = UploadSource(source, filename)
+        path = calls.upload_path(upload.name)
+
+        async def attempt() -> FileRecord:
+            return await self._upload_once(upload, path, sha256, progress)
+
+        async def already_there() -> FileRecord | None:
+            assert sha256 is not None
+            async with contextlib.aclosing(self.list(sha256=sha256, limit=1)) as found:
+                async for record in found:
+                    return record
+            return None
+
+        return await self._retrying(
+            attempt,
+            retryable=lambda: upload.retryable,
+            on_retry=on_retry,
+            recover=already_there if sha256 is not None else None,
+        )
+
+    async def _upload_once(
+        self, upload: UploadSource, path: str, sha256: str | None, progress: Progress | None
+    ) -> FileRecord:
+        reader = await asyncio.to_thread(upload.open) if upload.blocking else upload.open()
+        try:
+            if progress is not None:
+                progress(0)
+            response = await self._http.put(
+                path,
+                content=_chunks(reader, upload.blocking, progress),
+                headers=calls.upload_headers(reader.size, sha256),
+            )
+        finally:
+            reader.close()
+        record = calls.parse_record(response)
+        return calls.verify_upload(record, reader.sent, reader.hexdigest())
+
+    async def upload_many(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        concurrency: int = 4,
+        skip_existing: bool = False,
+        wait: bool = False,
+    ) -> builtins.list[UploadResult]:
+        """Upload files ``concurrency`` at a time; one ``UploadResult`` per path, in order.
+        Failures are reported in the results, not raised. ``BatchUploader`` does the work
+        and can report progress."""
+        uploader = BatchUploader(
+            self, concurrency=concurrency, skip_existing=skip_existing, wait=wait
+        )
+        return await uploader.run([Path(p) for p in paths])
+
+    # Reading
+
+    async def get(self, file_id: str, wait: float | None = None) -> FileRecord:
+        """One file. ``wait`` (at most 60 s) holds the answer until processing ends."""
+        response = await self._request(
+            "GET",
+            calls.file_path(file_id),
+            params=calls.get_params(wait),
+            timeout=calls.get_timeout(self._timeout, wait),
+        )
+        return calls.parse_record(response)
+
+    async def wait(self, file_id: str, timeout: float = 300.0) -> FileRecord:
+        """The file once it is no longer ``processing``; ``ProcessingTimeout`` after
+        ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            record = await self.get(file_id, wait=max(0.0, min(calls.MAX_SERVER_WAIT, remaining)))
+            if not record.processing:
+                return record
+            if deadline - time.monotonic() <= 0:
+                raise ProcessingTimeout(f"{file_id} still processing after {timeout:g} s", record)
+
+    async def list(
+        self,
+        status: str | None = None,
+        *,
+        sha256: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> AsyncGenerator[FileRecord, None]:
+        """Files, newest first, across every page (at most ``limit`` of them)."""
+        seen = 0
+        cursor: str | None = None
+        while limit is None or seen < limit:
+            size = calls.page_size(limit, seen, page_size)
+            params = calls.list_params(status, sha256, size, cursor)
+            records, cursor = calls.parse_files_page(
+                await self._request("GET", calls.FILES, params=params)
+            )
+            for record in records[: None if limit is None else limit - seen]:
+                yield record
+                seen += 1
+            if cursor is None or not records:
+                return
+
+    async def tasks(
+        self, state: str | None = None, *, limit: int | None = None, page_size: int = 100
+    ) -> AsyncGenerator[TaskRecord, None]:
+        """Task rows, newest first, across every page (at most ``limit`` of them)."""
+        seen = 0
+        cursor: int | None = None
+        while limit is None or seen < limit:
+            params = calls.tasks_params(state, calls.page_size(limit, seen, page_size), cursor)
+            tasks, cursor = calls.parse_tasks_page(
+                await self._request("GET", calls.TASKS, params=params)
+            )
+            for task in tasks[: None if limit is None else limit - seen]:
+                yield task
+                seen += 1
+            if cursor is None or not tasks:
+                return
+
+    async def check(self, sha256s: Iterable[str]) -> HashCheck:
+        """Which hashes the server has; sent in batches of at most 10,000."""
+        responses = [
+            await self._request("POST", f"{calls.FILES}/check", json={"sha256": batch})
+            for batch in calls.check_batches(sha256s)
+        ]
+        return calls.parse_check(responses)
+
+    async def download(self, file_id: str, dest: Destination) -> int:
+        """Stream a file's bytes to a path or a binary file object; returns the byte count.
+        A path is written only once the bytes match the server's sha256."""
+
+        async def attempt() -> httpx.Response:
+            return await self._send_once("GET", calls.file_path(file_id, "content"), stream=True)
+
+        response = await self._retrying(attempt)
+        sink: DownloadSink | None = None
+        try:
+            sink = await asyncio.to_thread(DownloadSink, dest)
+            async for chunk in response.aiter_bytes(CHUNK_SIZE):
+                await asyncio.to_thread(sink.write, chunk)
+            calls.check_download(calls.etag_sha256(response), sink.hexdigest(), file_id)
+            await asyncio.to_thread(sink.commit)
+            return sink.written
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        finally:
+            if sink is not None:
+                await asyncio.shield(asyncio.to_thread(sink.abort))
+            await response.aclose()
+
+    # Changing
+
+    async def delete(self, file_id: str) -> None:
+        retried = False
+
+        def note(_: Retrying) -> None:
+            nonlocal retried
+            retried = True
+
+        try:
+            await self._request("DELETE", calls.file_path(file_id), on_retry=note)
+        except NotFound:
+            # An earlier try may have deleted it before its answer was lost.
+            if not retried:
+                raise
+
+    async def retry(self, file_id: str) -> FileRecord:
+        """Queue the file's failed tasks again."""
+        return calls.parse_record(await self._request("POST", calls.file_path(file_id, "retry")))
+
+    # Plumbing
+
+    async def _request(
+        self, method: str, path: str, *, on_retry: OnRetry | None = None, **options: Any
+    ) -> httpx.Response:
+        async def attempt() -> httpx.Response:
+            return await self._send_once(method, path, **options)
+
+        return await self._retrying(attempt, on_retry=on_retry)
+
+    async def _send_once(
+        self, method: str, path: str, *, stream: bool = False, **options: Any
+    ) -> httpx.Response:
+        """One try. A non-2xx answer is raised as ``ApiError``."""
+        request = self._http.build_request(method, path, **options)
+        response = await self._http.send(request, stream=stream)
+        if not response.is_success:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise error_from_response(response)
+        return response
+
+    async def _retrying(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        retryable: Callable[[], bool] = lambda: True,
+        on_retry: OnRetry | None = None,
+        recover: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Run ``attempt`` until it succeeds or the policy gives up. ``recover`` runs
+        before a retry that might repeat work the server already did."""
+        state = self.retry_policy.start()
+        while True:
+            try:
+                return await attempt()
+            except (httpx.TransportError, ApiError) as exc:
+                pause = state.pause_for(exc) if retryable() else None
+                if pause is None:
+                    if isinstance(exc, ApiError):
+                        raise
+                    raise transport_error(exc) from exc
+                if on_retry is not None:
+                    on_retry(Retrying(state.failed_tries, pause, describe(exc)))
+                await asyncio.sleep(pause)
+                if recover is not None and may_have_stored(exc):
+                    found = await recover()
+                    if found is not None:
+                        return found
+
+
+async def _chunks(
+    reader: Reader, blocking: bool, progress: Progress | None
+) -> AsyncIterator[bytes]:
+    """The body: chunks read in a thread when reading blocks. ``progress`` is told after
+    httpx asks for the next chunk, that is once the previous one went out."""
+    while not reader.finished:
+        chunk = await asyncio.to_thread(reader.read) if blocking else reader.read()
+        if chunk:
+            yield chunk
+        if progress is not None:
+            progress(reader.sent)

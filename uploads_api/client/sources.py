@@ -1,0 +1,141 @@
+"""What an upload reads: a path, bytes or a binary file object, one chunk at a time.
+
+A source is opened once per attempt, so a retry sends the bytes again from the start. The
+reader hashes what it hands out, so the client can check the server stored exactly that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from uploads_api.client.errors import IntegrityError
+
+CHUNK_SIZE = 1024 * 1024
+Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
+_BYTES = (bytes, bytearray, memoryview)
+
+
+class Reader:
+    """One attempt's view of a source: chunks of at most ``CHUNK_SIZE``, hashed as read."""
+
+    def __init__(self, stream: BinaryIO, size: int | None, label: str, owned: bool) -> None:
+        self.size = size  # None: unknown, so the body is sent chunked
+        self.sent = 0
+        self._stream = stream
+        self._label = label
+        self._owned = owned
+        self._hash = hashlib.sha256()
+        self._done = False
+
+    def read(self) -> bytes:
+        """The next chunk, ``b""`` at the end. Blocking for files."""
+        if self._done:
+            return b""
+        if self.size is None:
+            chunk = self._stream.read(CHUNK_SIZE)
+            self._done = not chunk
+        else:
+            want = min(CHUNK_SIZE, self.size - self.sent)
+            chunk = _read_up_to(self._stream, want)
+            if len(chunk) < want:
+                raise IntegrityError(f"{self._label} shrank while being sent")
+            if self.sent + len(chunk) == self.size:
+                self._done = True
+                # Read past the end in the same call: a file still growing would otherwise
+                # be sent cut short, under a Content-Length that looked right.
+                if self._stream.read(1):
+                    raise IntegrityError(f"{self._label} grew while being sent")
+        self._hash.update(chunk)
+        self.sent += len(chunk)
+        return chunk
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def hexdigest(self) -> str | None:
+        """The sha256 of everything read, once the end has been reached."""
+        return self._hash.hexdigest() if self._done else None
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+
+
+def _read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes, fewer only at the end (a raw stream may return less per read)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size and (part := stream.read(size - got)):
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+class UploadSource:
+    """A source and how to open it again for each attempt."""
+
+    def __init__(self, source: Source, filename: str | None = None) -> None:
+        self._source = source
+        self._start: int | None = None
+        self.opened = 0
+        # Opening and reading files blocks; the async client does it in a thread.
+        self.blocking = not isinstance(source, _BYTES)
+        if isinstance(source, _BYTES):
+            if filename is None:
+                raise ValueError("uploading bytes needs filename=")
+            self.name = filename
+        elif isinstance(source, str | os.PathLike):
+            self.name = filename or Path(source).name
+        else:
+            self.name = filename or Path(str(getattr(source, "name", "") or "upload")).name
+            if source.seekable():
+                self._start = source.tell()
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt can send the same bytes again."""
+        if isinstance(self._source, (str, os.PathLike, *_BYTES)):
+            return True
+        return self._start is not None or self.opened == 0
+
+    def open(self) -> Reader:
+        """A reader from the first byte (files are opened and stat'ed here)."""
+        self.opened += 1
+        source = self._source
+        if isinstance(source, _BYTES):
+            return Reader(io.BytesIO(source), memoryview(source).nbytes, self.name, owned=True)
+        if isinstance(source, str | os.PathLike):
+            stream = open(source, "rb")  # noqa: SIM115 -- the reader closes it
+            try:
+                info = os.fstat(stream.fileno())
+            except BaseException:
+                stream.close()
+                raise
+            # A pipe or a device has no meaningful size: it is sent chunked.
+            size = info.st_size if stat.S_ISREG(info.st_mode) else None
+            return Reader(stream, size, os.fspath(source), owned=True)
+        if self._start is None:
+            return Reader(source, None, self.name, owned=False)
+        end = source.seek(0, io.SEEK_END)
+        source.seek(self._start)
+        return Reader(source, end - self._start, self.name, owned=False)
+
+
+def sha256_file(path: str | os.PathLike[str], stop: threading.Event | None = None) -> str:
+    """The hex sha256 of a file, read in chunks. hashlib releases the GIL on large
+    updates, so threads hash several files at once. Setting ``stop`` abandons the work
+    (``InterruptedError``): a thread hashing a huge file would otherwise hold up exit."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK_SIZE):
+            if stop is not None and stop.is_set():
+                raise InterruptedError(f"hashing {os.fspath(path)} was stopped")
+            digest.update(chunk)
+    return digest.hexdigest()

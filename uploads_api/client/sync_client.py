@@ -1,0 +1,363 @@
+"""``Client``: the same API as ``AsyncClient`` for code without an event loop.
+
+Requests and answers are built and read by ``calls``; only the sending, sleeping and
+threading differ from the async client.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from uploads_api.client import calls
+from uploads_api.client.errors import (
+    ApiError,
+    NotFound,
+    ProcessingTimeout,
+    UploadsClientError,
+    error_from_response,
+    transport_error,
+)
+from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
+from uploads_api.client.results import Triage, UploadResult, unreadable
+from uploads_api.client.retry import Retrying, RetryPolicy, describe, may_have_stored
+from uploads_api.client.sinks import Destination, DownloadSink
+from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource, sha256_file
+
+T = TypeVar("T")
+Progress = Callable[[int], None]
+OnRetry = Callable[[Retrying], None]
+
+
+class Client:
+    """An uploads-api server. ``url`` and ``api_key`` default to ``UPLOADS_URL`` and
+    ``UPLOADS_API_KEY``. Use as ``with Client() as client:``, or ``close()``. Safe to share
+    between threads.
+
+    Transient failures (no connection, 5xx, 408, 429) are retried per ``retry``; other
+    errors raise ``ApiError`` subclasses carrying the server's problem document.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = calls.DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_connections: int = 20,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = calls.resolve_url(url)
+        self.retry_policy = retry or RetryPolicy()
+        self._timeout = httpx.Timeout(timeout)
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=calls.default_headers(calls.resolve_api_key(api_key)),
+            timeout=self._timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def full_url(self, path: str) -> str:
+        """An absolute URL for a path the API returned (``links``, thumbnail ``url``)."""
+        return self.url + path if path.startswith("/") else path
+
+    # Uploads
+
+    def upload(
+        self,
+        source: Source,
+        filename: str | None = None,
+        *,
+        sha256: str | None = None,
+        progress: Progress | None = None,
+        on_retry: OnRetry | None = None,
+    ) -> FileRecord:
+        """See ``AsyncClient.upload``."""
+        upload = UploadSource(source, filename)
+        path = calls.upload_path(upload.name)
+
+        def already_there() -> FileRecord | None:
+            assert sha256 is not None
+            return next(self.list(sha256=sha256, limit=1), None)
+
+        return self._retrying(
+            lambda: self._upload_once(upload, path, sha256, progress),
+            retryable=lambda: upload.retryable,
+            on_retry=on_retry,
+            recover=already_there if sha256 is not None else None,
+        )
+
+    def _upload_once(
+        self, upload: UploadSource, path: str, sha256: str | None, progress: Progress | None
+    ) -> FileRecord:
+        reader = upload.open()
+        try:
+            if progress is not None:
+                progress(0)
+            response = self._http.put(
+                path,
+                content=_chunks(reader, progress),
+                headers=calls.upload_headers(reader.size, sha256),
+            )
+        finally:
+            reader.close()
+        record = calls.parse_record(response)
+        return calls.verify_upload(record, reader.sent, reader.hexdigest())
+
+    def upload_many(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        concurrency: int = 4,
+        skip_existing: bool = False,
+    ) -> builtins.list[UploadResult]:
+        """Upload files from ``concurrency`` threads; one ``UploadResult`` per path, in
+        order. Failures are reported in the results, not raised. With ``skip_existing``,
+        files whose bytes the server (or an earlier file of the batch) has are skipped."""
+        files = [Path(p) for p in paths]
+        results: dict[int, UploadResult] = {}
+        send: builtins.list[tuple[int, str | None]] = [(i, None) for i in range(len(files))]
+        with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="upload") as pool:
+            if skip_existing:
+                send = self._missing(files, results, pool)
+            for (index, _), result in zip(
+                send,
+                pool.map(lambda item: self._upload_result(files[item[0]], item[1]), send),
+                strict=True,
+            ):
+                results[index] = result
+        return [results[index] for index in range(len(files))]
+
+    def _missing(
+        self, files: builtins.list[Path], results: dict[int, UploadResult], pool: ThreadPoolExecutor
+    ) -> builtins.list[tuple[int, str | None]]:
+        def hash_one(path: Path) -> tuple[int, str] | OSError:
+            try:
+                return path.stat().st_size, sha256_file(path)
+            except OSError as exc:
+                return exc
+
+        hashed: builtins.list[tuple[int, Path, int, str]] = []
+        for index, (path, outcome) in enumerate(zip(files, pool.map(hash_one, files), strict=True)):
+            if isinstance(outcome, OSError):
+                results[index] = unreadable(path, 0, outcome)
+            else:
+                hashed.append((index, path, *outcome))
+        present = self.check(item[3] for item in hashed).present
+        send, decided = Triage().sort(hashed, present)
+        results.update(decided)
+        return [(index, digest) for index, digest in send]
+
+    def _upload_result(self, path: Path, digest: str | None) -> UploadResult:
+        started = time.monotonic()
+        try:
+            record = self.upload(path, sha256=digest)
+        except (UploadsClientError, OSError) as exc:
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = 0
+            return UploadResult(
+                path,
+                "failed",
+                size,
+                error=exc,
+                sha256=digest,
+                reason=str(exc),
+                seconds=time.monotonic() - started,
+            )
+        return UploadResult(
+            path,
+            "uploaded",
+            record.size,
+            record=record,
+            sha256=record.sha256,
+            seconds=time.monotonic() - started,
+        )
+
+    # Reading
+
+    def get(self, file_id: str, wait: float | None = None) -> FileRecord:
+        """One file. ``wait`` (at most 60 s) holds the answer until processing ends."""
+        response = self._request(
+            "GET",
+            calls.file_path(file_id),
+            params=calls.get_params(wait),
+            timeout=calls.get_timeout(self._timeout, wait),
+        )
+        return calls.parse_record(response)
+
+    def wait(self, file_id: str, timeout: float = 300.0) -> FileRecord:
+        """The file once it is no longer ``processing``; ``ProcessingTimeout`` after
+        ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            record = self.get(file_id, wait=max(0.0, min(calls.MAX_SERVER_WAIT, remaining)))
+            if not record.processing:
+                return record
+            if deadline - time.monotonic() <= 0:
+                raise ProcessingTimeout(f"{file_id} still processing after {timeout:g} s", record)
+
+    def list(
+        self,
+        status: str | None = None,
+        *,
+        sha256: str | None = None,
+        limit: int | None = None,
+        page_size: int = 100,
+    ) -> Iterator[FileRecord]:
+        """Files, newest first, across every page (at most ``limit`` of them)."""
+        seen = 0
+        cursor: str | None = None
+        while limit is None or seen < limit:
+            size = calls.page_size(limit, seen, page_size)
+            params = calls.list_params(status, sha256, size, cursor)
+            records, cursor = calls.parse_files_page(
+                self._request("GET", calls.FILES, params=params)
+            )
+            for record in records[: None if limit is None else limit - seen]:
+                yield record
+                seen += 1
+            if cursor is None or not records:
+                return
+
+    def tasks(
+        self, state: str | None = None, *, limit: int | None = None, page_size: int = 100
+    ) -> Iterator[TaskRecord]:
+        """Task rows, newest first, across every page (at most ``limit`` of them)."""
+        seen = 0
+        cursor: int | None = None
+        while limit is None or seen < limit:
+            params = calls.tasks_params(state, calls.page_size(limit, seen, page_size), cursor)
+            tasks, cursor = calls.parse_tasks_page(self._request("GET", calls.TASKS, params=params))
+            for task in tasks[: None if limit is None else limit - seen]:
+                yield task
+                seen += 1
+            if cursor is None or not tasks:
+                return
+
+    def check(self, sha256s: Iterable[str]) -> HashCheck:
+        """Which hashes the server has; sent in batches of at most 10,000."""
+        return calls.parse_check(
+            self._request("POST", f"{calls.FILES}/check", json={"sha256": batch})
+            for batch in calls.check_batches(sha256s)
+        )
+
+    def download(self, file_id: str, dest: Destination) -> int:
+        """See ``AsyncClient.download``."""
+        response = self._retrying(
+            lambda: self._send_once("GET", calls.file_path(file_id, "content"), stream=True)
+        )
+        sink: DownloadSink | None = None
+        try:
+            sink = DownloadSink(dest)
+            for chunk in response.iter_bytes(CHUNK_SIZE):
+                sink.write(chunk)
+            calls.check_download(calls.etag_sha256(response), sink.hexdigest(), file_id)
+            sink.commit()
+            return sink.written
+        except httpx.TransportError as exc:
+            raise transport_error(exc) from exc
+        finally:
+            if sink is not None:
+                sink.abort()
+            response.close()
+
+    # Changing
+
+    def delete(self, file_id: str) -> None:
+        retried = False
+
+        def note(_: Retrying) -> None:
+            nonlocal retried
+            retried = True
+
+        try:
+            self._request("DELETE", calls.file_path(file_id), on_retry=note)
+        except NotFound:
+            # An earlier try may have deleted it before its answer was lost.
+            if not retried:
+                raise
+
+    def retry(self, file_id: str) -> FileRecord:
+        """Queue the file's failed tasks again."""
+        return calls.parse_record(self._request("POST", calls.file_path(file_id, "retry")))
+
+    # Plumbing
+
+    def _request(
+        self, method: str, path: str, *, on_retry: OnRetry | None = None, **options: Any
+    ) -> httpx.Response:
+        return self._retrying(lambda: self._send_once(method, path, **options), on_retry=on_retry)
+
+    def _send_once(
+        self, method: str, path: str, *, stream: bool = False, **options: Any
+    ) -> httpx.Response:
+        """One try. A non-2xx answer is raised as ``ApiError``."""
+        request = self._http.build_request(method, path, **options)
+        response = self._http.send(request, stream=stream)
+        if not response.is_success:
+            try:
+                response.read()
+            finally:
+                response.close()
+            raise error_from_response(response)
+        return response
+
+    def _retrying(
+        self,
+        attempt: Callable[[], T],
+        *,
+        retryable: Callable[[], bool] = lambda: True,
+        on_retry: OnRetry | None = None,
+        recover: Callable[[], T | None] | None = None,
+    ) -> T:
+        """See ``AsyncClient._retrying``."""
+        state = self.retry_policy.start()
+        while True:
+            try:
+                return attempt()
+            except (httpx.TransportError, ApiError) as exc:
+                pause = state.pause_for(exc) if retryable() else None
+                if pause is None:
+                    if isinstance(exc, ApiError):
+                        raise
+                    raise transport_error(exc) from exc
+                if on_retry is not None:
+                    on_retry(Retrying(state.failed_tries, pause, describe(exc)))
+                time.sleep(pause)
+                if recover is not None and may_have_stored(exc):
+                    found = recover()
+                    if found is not None:
+                        return found
+
+
+def _chunks(reader: Reader, progress: Progress | None) -> Iterator[bytes]:
+    while not reader.finished:
+        if chunk := reader.read():
+            yield chunk
+        if progress is not None:
+            progress(reader.sent)

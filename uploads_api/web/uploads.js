@@ -1,0 +1,295 @@
+// The upload queue: one row per file, one request per file, three requests at a time.
+
+import { uploadFile } from "./api.js";
+import { announce, h, setText } from "./dom.js";
+import { extensionLabel, formatBytes, formatPercent } from "./format.js";
+
+export const CONCURRENCY = 3;
+// Local previews decode the original in the page; past this size they cost too much.
+const PREVIEW_MAX_BYTES = 25_000_000;
+
+let nextId = 1;
+
+/**
+ * States: queued → uploading → uploaded (→ processed or failed via `follow`), or failed,
+ * or cancelled. A failed or cancelled row can be sent again.
+ */
+export class UploadQueue {
+  constructor({ list, section, summary, clearButton, onUploaded, onActivity }) {
+    this.list = list;
+    this.section = section;
+    this.summary = summary;
+    this.clearButton = clearButton;
+    this.onUploaded = onUploaded;
+    this.onActivity = onActivity;
+    this.items = [];
+    this.lastSummary = "";
+    clearButton.addEventListener("click", () => this.clearFinished());
+  }
+
+  get active() {
+    return this.items.some((item) => item.state === "queued" || item.state === "uploading");
+  }
+
+  add(files) {
+    const added = [];
+    for (const file of files) {
+      const item = { id: nextId++, file, state: "queued", loaded: 0, record: null, error: "" };
+      item.row = this.renderRow(item);
+      this.updateRow(item);
+      this.items.push(item);
+      this.list.append(item.row);
+      added.push(item);
+    }
+    if (!added.length) return;
+    this.section.hidden = false;
+    announce(added.length === 1 ? `Uploading ${added[0].file.name}` : `Uploading ${added.length} files`);
+    this.pump();
+  }
+
+  /** Start queued uploads while fewer than CONCURRENCY are running. */
+  pump() {
+    let running = this.items.filter((item) => item.state === "uploading").length;
+    for (const item of this.items) {
+      if (running >= CONCURRENCY) break;
+      if (item.state !== "queued") continue;
+      running++;
+      this.start(item);
+    }
+    this.update();
+  }
+
+  async start(item) {
+    item.state = "uploading";
+    item.loaded = 0;
+    item.error = "";
+    const transfer = uploadFile(item.file, (loaded) => {
+      item.loaded = loaded;
+      this.updateRow(item);
+      this.updateSummary();
+    });
+    item.abort = () => transfer.abort();
+    this.updateRow(item);
+    this.onActivity();
+    try {
+      item.record = await transfer.done;
+      item.loaded = item.file.size;
+      item.state = "uploaded";
+      this.onUploaded(item.record);
+    } catch (error) {
+      if (error && error.name === "AbortError") {
+        item.state = "cancelled";
+      } else {
+        item.state = "failed";
+        item.error = (error && error.message) || "The upload failed.";
+        announce(`${item.file.name} was not uploaded: ${item.error}`);
+      }
+    } finally {
+      item.abort = null;
+      this.updateRow(item);
+      this.pump();
+    }
+  }
+
+  cancel(item) {
+    if (item.state === "queued") {
+      item.state = "cancelled";
+      this.updateRow(item);
+      this.update();
+    } else if (item.state === "uploading" && item.abort) {
+      item.abort();
+    }
+    announce(`Cancelled ${item.file.name}`);
+  }
+
+  retry(item) {
+    item.state = "queued";
+    item.loaded = 0;
+    item.error = "";
+    this.updateRow(item);
+    this.pump();
+    this.onActivity();
+  }
+
+  remove(item) {
+    if (item.state === "uploading" || item.state === "queued") this.cancel(item);
+    const index = this.items.indexOf(item);
+    const next = this.items[index + 1] || this.items[index - 1];
+    this.items.splice(index, 1);
+    if (item.previewURL) URL.revokeObjectURL(item.previewURL);
+    item.row.remove();
+    if (next) next.row.querySelector("button")?.focus();
+    this.update();
+  }
+
+  clearFinished() {
+    for (const item of [...this.items]) {
+      if (!["queued", "uploading"].includes(item.state)) this.remove(item);
+    }
+    if (!this.items.length) this.section.hidden = true;
+  }
+
+  /** A gallery record changed: rows of files uploaded here follow their processing. */
+  follow(record) {
+    for (const item of this.items) {
+      if (item.record && item.record.id === record.id) {
+        item.record = record;
+        this.updateRow(item);
+      }
+    }
+    this.updateSummary();
+  }
+
+  renderRow(item) {
+    const { file } = item;
+    const preview = h("span", { class: "upload-thumb", "aria-hidden": "true" });
+    if (file.type.startsWith("image/") && file.size <= PREVIEW_MAX_BYTES) {
+      item.previewURL = URL.createObjectURL(file);
+      const img = h("img", { alt: "", src: item.previewURL, decoding: "async" });
+      // Formats the browser cannot show (HEIC, TIFF) fall back to the type label.
+      img.addEventListener("error", () => img.replaceWith(h("span", { text: extensionLabel(file.name) })));
+      preview.append(img);
+    } else {
+      preview.append(h("span", { text: extensionLabel(file.name) }));
+    }
+    const progress = h("progress", { max: "100", value: "0" });
+    progress.setAttribute("aria-label", `Upload of ${file.name}`);
+    const row = h(
+      "li",
+      { class: "upload", dataset: { uploadId: String(item.id) } },
+      preview,
+      h(
+        "div",
+        { class: "upload-line" },
+        h("bdi", { class: "upload-name", title: file.name, text: file.name || "(no name)" }),
+        h("span", { class: "upload-size", text: formatBytes(file.size) }),
+      ),
+      progress,
+      h("span", { class: "upload-status" }),
+      h("div", { class: "upload-actions" }),
+    );
+    item.progress = progress;
+    item.status = row.querySelector(".upload-status");
+    item.actions = row.querySelector(".upload-actions");
+    item.shownActions = "";
+    return row;
+  }
+
+  updateRow(item) {
+    const { row, file, progress } = item;
+    let state = item.state;
+    if (state === "uploaded" && item.record) {
+      if (item.record.status === "ready") state = "done";
+      else if (item.record.status === "failed") state = "processing-failed";
+      else if (item.record.status === "deleted") state = "deleted";
+    }
+    row.dataset.state = state;
+    const total = file.size;
+    const fraction = total > 0 ? item.loaded / total : item.state === "queued" ? 0 : 1;
+    const percent = ["uploaded", "done", "processing-failed", "deleted"].includes(state) ? 100 : Math.floor(fraction * 100);
+    if (progress.value !== percent) progress.value = percent;
+    progress.setAttribute("aria-valuetext", `${percent} %`);
+    const status = {
+      queued: "Waiting to upload",
+      uploading: `${formatPercent(fraction)} · ${formatBytes(item.loaded)} of ${formatBytes(total)}`,
+      uploaded: "100 % · processing…",
+      done: "100 % · ready",
+      "processing-failed": "100 % · uploaded, but processing failed",
+      deleted: "100 % · deleted since",
+      failed: item.error,
+      cancelled: "Cancelled",
+    }[state];
+    setText(item.status, status);
+    item.status.classList.toggle("is-error", state === "failed");
+    this.renderActions(item, state);
+  }
+
+  renderActions(item, state) {
+    const kind = ["queued", "uploading"].includes(state)
+      ? "cancel"
+      : ["failed", "cancelled"].includes(state)
+        ? "retry"
+        : "done";
+    if (item.shownActions === kind) return;
+    const hadFocus = item.actions.contains(document.activeElement);
+    item.shownActions = kind;
+    const name = item.file.name;
+    const buttons = {
+      cancel: [
+        h("button", {
+          type: "button",
+          class: "button small",
+          text: "Cancel",
+          "aria-label": `Cancel upload of ${name}`,
+          onclick: () => this.cancel(item),
+        }),
+      ],
+      retry: [
+        h("button", {
+          type: "button",
+          class: "button small",
+          text: "Retry",
+          "aria-label": `Retry upload of ${name}`,
+          onclick: () => this.retry(item),
+        }),
+        h("button", {
+          type: "button",
+          class: "button small subtle",
+          text: "Remove",
+          "aria-label": `Remove ${name} from the list`,
+          onclick: () => this.remove(item),
+        }),
+      ],
+      done: [
+        h("button", {
+          type: "button",
+          class: "button small subtle",
+          text: "Remove",
+          "aria-label": `Remove ${name} from the list`,
+          onclick: () => this.remove(item),
+        }),
+      ],
+    }[kind];
+    item.actions.replaceChildren(...buttons);
+    if (hadFocus) buttons[0].focus();
+  }
+
+  update() {
+    this.updateSummary();
+    const finished = this.items.some((item) => !["queued", "uploading"].includes(item.state));
+    this.clearButton.hidden = !finished;
+  }
+
+  updateSummary() {
+    const items = this.items;
+    if (!items.length) {
+      setText(this.summary, "");
+      return;
+    }
+    const sending = items.filter((item) => item.state === "uploading" || item.state === "queued");
+    const failed = items.filter((item) => item.state === "failed").length;
+    const sent = items.filter((item) => item.state === "uploaded").length;
+    let text;
+    if (sending.length) {
+      const counted = items.filter((item) => ["queued", "uploading", "uploaded"].includes(item.state));
+      const total = counted.reduce((sum, item) => sum + item.file.size, 0);
+      const loaded = counted.reduce(
+        (sum, item) => sum + (item.state === "uploaded" ? item.file.size : item.loaded),
+        0,
+      );
+      // Steps of 10 % keep screen readers from reading out every progress event.
+      const percent = total ? Math.floor((loaded / total) * 10) * 10 : 0;
+      const left = sending.length === 1 ? "1 file left" : `${sending.length} files left`;
+      text = `Uploading · ${left} · ${percent} % done`;
+    } else {
+      text = `${sent} uploaded`;
+      if (failed) text += ` · ${failed} failed`;
+      const cancelled = items.filter((item) => item.state === "cancelled").length;
+      if (cancelled) text += ` · ${cancelled} cancelled`;
+    }
+    if (text !== this.lastSummary) {
+      this.lastSummary = text;
+      setText(this.summary, text);
+    }
+  }
+}
