@@ -8,8 +8,6 @@ import os
 from typing import Any
 
 from uploads_api.config import Settings
-from uploads_api.db.engine import create_engines
-from uploads_api.db.migrate import current_revision, upgrade
 
 
 def register(commands: Any) -> None:
@@ -33,6 +31,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    from uploads_api.db.engine import create_engines
+    from uploads_api.db.migrate import current_revision, upgrade
+
     engines = create_engines(_settings(args).resolved_database_url)
 
     async def run() -> tuple[str | None, str | None]:
@@ -48,6 +49,9 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _current(args: argparse.Namespace) -> int:
+    from uploads_api.db.engine import create_engines
+    from uploads_api.db.migrate import current_revision
+
     engines = create_engines(_settings(args).resolved_database_url)
 
     async def run() -> tuple[str | None, str | None]:

@@ -7,12 +7,15 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
-from uploads_api.db.engine import create_engines, create_schema
-from uploads_api.db.keys import KeyRepository
+
+if TYPE_CHECKING:
+    from uploads_api.db.keys import KeyRepository
+
+# Database modules are imported inside the commands: every `uploads-api` call builds this
+# parser, and a client command should not pay for SQLAlchemy and Alembic.
 
 T = TypeVar("T")
 
@@ -39,6 +42,9 @@ def _with_keys(args: argparse.Namespace, work: Callable[[KeyRepository], Awaitab
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
+    from uploads_api.db.engine import create_engines, create_schema
+    from uploads_api.db.keys import KeyRepository
+
     async def run() -> T:
         engines = create_engines(settings.resolved_database_url)
         try:
@@ -54,6 +60,8 @@ def _create(args: argparse.Namespace) -> int:
     if not args.owner.strip() or len(args.owner) > 64:
         print("the owner must be 1 to 64 characters", file=sys.stderr)
         return 2
+
+    from uploads_api.auth import Authenticator
 
     async def work(keys: KeyRepository) -> str:
         key, _record = await Authenticator(keys).create(args.owner.strip(), admin=args.admin)
@@ -86,6 +94,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def active_key_count(settings: Settings) -> int:
     """For the start-up check in ``serve``."""
+    from uploads_api.db.engine import create_engines, create_schema
+    from uploads_api.db.keys import KeyRepository
 
     async def run() -> int:
         engines = create_engines(settings.resolved_database_url)
