@@ -25,7 +25,9 @@ from uploads_api.services import Services
 from uploads_api.storage import thumbnail_prefix
 from uploads_api.storage.keys import validate_file_id
 
-WAIT_POLL_SECONDS = 0.1
+# Waiting polls the record: quickly at first (most files are done in well under a second),
+# then less often, so many waiting clients do not crowd the database.
+WAIT_POLL_FIRST, WAIT_POLL_MAX = 0.05, 0.5
 log = logging.getLogger(__name__)
 
 
@@ -116,13 +118,15 @@ class UploadService:
         """The record; with ``wait``, held until processing ends or ``wait`` seconds pass."""
         self._check_id(file_id)
         deadline = time.monotonic() + wait
+        pause = WAIT_POLL_FIRST
         while True:
             record = await self.repository.get_file(file_id, self.principal.scope)
             if record is None:
                 raise NotFound(f"no file with id {file_id}")
             if record.status != PROCESSING or time.monotonic() >= deadline:
                 return record
-            await asyncio.sleep(WAIT_POLL_SECONDS)
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, WAIT_POLL_MAX)
 
     async def delete(self, file_id: str) -> None:
         record = await self.get(file_id)
