@@ -120,9 +120,76 @@ def test_exposes_the_default_port() -> None:
     assert str(Settings.model_fields["port"].default) in arguments_of("EXPOSE")
 
 
+def pip_install_targets() -> list[str]:
+    """What ``pip install`` is given in the RUN instructions (flags left out)."""
+    targets: list[str] = []
+    for run in arguments_of("RUN"):
+        for command in re.split(r"&&|;", run):
+            argv = shlex.split(command)
+            if argv[:2] == ["pip", "install"]:
+                targets += without_flags(argv[2:])
+    return targets
+
+
 def test_installs_the_source_tree_with_pip() -> None:
     runs = " ".join(arguments_of("RUN"))
-    assert "pip install --no-cache-dir ." in runs
+    assert "pip install --no-cache-dir" in runs, "no pip cache left in the image"
+    targets = pip_install_targets()
+    assert len(targets) == 1, targets
+    assert re.fullmatch(r"\.(\[[a-z,-]+\])?", targets[0]), targets
+
+
+def test_the_image_can_run_every_role_of_the_cluster() -> None:
+    """One image for API, worker and scheduler: PostgreSQL, S3 and Celery installed."""
+    (target,) = pip_install_targets()
+    extras = set(re.findall(r"[a-z-]+", target.partition("[")[2]))
+    optional = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert extras <= set(optional), extras - set(optional)
+    installed = " ".join(dep for extra in extras for dep in optional[extra])
+    for needed in ("asyncpg", "boto3", "celery"):
+        assert needed in installed, f"{needed} is not installed in the image"
+
+
+def test_package_data_is_installed() -> None:
+    """Files the server reads at run time (the page, the migrations) must be in the wheel:
+    every directory with Python code is a package, every other file matches package-data."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["uploads_api"]
+    package = ROOT / "uploads_api"
+    for path in package.rglob("*"):
+        if "__pycache__" in path.parts or path.is_dir():
+            continue
+        relative = path.relative_to(package)
+        if path.suffix == ".py":
+            for parent in path.relative_to(ROOT).parents[:-1]:
+                assert (ROOT / parent / "__init__.py").is_file(), f"{parent} is not a package"
+        else:
+            assert any(relative.match(pattern) for pattern in patterns), (
+                f"uploads_api/{relative} is not in [tool.setuptools.package-data]"
+            )
+    for needed in ("web/index.html", "web/app.js", "db/migrations/script.py.mako"):
+        assert (package / needed).is_file(), needed
+
+
+def test_copies_what_the_build_reads() -> None:
+    copied = {
+        source.rstrip("/")
+        for copy in arguments_of("COPY")
+        for source in without_flags(exec_form(copy))[:-1]
+    }
+    assert {"pyproject.toml", "uploads_api"} <= copied, copied
+    readme = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("readme")
+    if isinstance(readme, str):
+        assert readme in copied, f"pyproject.toml names {readme} as the readme: copy it"
+
+
+def test_documents_creating_a_key_for_the_public_bind() -> None:
+    """The image binds 0.0.0.0, where ``serve`` refuses to start without an API key."""
+    assert env_values().get("UPLOADS_HOST") == "0.0.0.0"
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^#.*docker run .*-v \S+:/data .*uploads-api keys create", text, re.M)
 
 
 @pytest.mark.parametrize("copy", arguments_of("COPY"))
@@ -135,14 +202,26 @@ def test_copy_sources_exist(copy: str) -> None:
         assert glob.glob(source, root_dir=ROOT), f"COPY source {source!r} is not in the repo"
 
 
-def test_dockerignore_keeps_local_state_out() -> None:
-    patterns = {
+def dockerignore_patterns() -> set[str]:
+    return {
         line.strip().rstrip("/")
         for line in DOCKERIGNORE.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     }
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    patterns = dockerignore_patterns()
     for required in (".venv", ".git"):
         assert required in patterns, required
+
+
+@pytest.mark.parametrize("copy", arguments_of("COPY"))
+def test_dockerignore_keeps_copied_sources(copy: str) -> None:
+    *sources, _destination = without_flags(exec_form(copy))
+    for source in sources:
+        for pattern in dockerignore_patterns():
+            assert not Path(source).match(pattern), f"{source} is excluded by {pattern!r}"
 
 
 def test_configuration_doc_lists_every_setting() -> None:

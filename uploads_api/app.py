@@ -82,6 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Content-Digest"],
+            expose_headers=[
+                "ETag",
+                "Retry-After",
+                "Content-Range",
+                "Content-Disposition",
+                "Content-Length",
+            ],
         )
     app.add_middleware(AccessLogMiddleware)
 

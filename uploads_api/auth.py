@@ -1,7 +1,8 @@
 """Who is calling: API keys checked against their stored hashes, with a short cache.
 
 Until the first key is created the server is open (and only allowed on loopback); from
-then on every API route needs ``Authorization: Bearer <key>``.
+then on every API route needs ``Authorization: Bearer <key>``, even after every key has
+been revoked.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class Authenticator:
     async def is_open(self) -> bool:
         now = time.monotonic()
         if now >= self._open_until:
-            self._is_open = await self.keys.active_count() == 0
+            self._is_open = not await self.keys.ever_created()
             self._open_until = now + CACHE_SECONDS
         return self._is_open
 

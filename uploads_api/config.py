@@ -86,6 +86,11 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("allowed_types", mode="after")
+    @classmethod
+    def _lower_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(part.lower() for part in value)
+
     @field_validator("image_formats", mode="before")
     @classmethod
     def _parse_formats(cls, value: object) -> object:

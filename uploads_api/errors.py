@@ -5,7 +5,7 @@ The tree::
     UploadsError                      stable ``code``, HTTP ``status``, readable ``detail``
     ├── BadRequest (400)
     │   ├── MalformedMultipart        missing boundary, bad part headers, truncated body
-    │   └── TooManyParts              more files or fields than allowed
+    │   ├── TooManyParts              more files or fields than allowed
     │   └── ChecksumMismatch          the bytes do not match the client's sha256
     ├── Unauthorized (401)            no key, or an unknown or revoked one
     ├── NotFound (404)                unknown file or thumbnail (also another owner's)
@@ -13,12 +13,12 @@ The tree::
     ├── PayloadTooLarge (413)         a file over the size limit
     │   ├── FieldTooLarge             a form field over its limit
     │   └── QuotaExceeded             the owner's byte or file quota
-    ├── UnsupportedMediaType (415)    a POST body that is not multipart/form-data
+    ├── UnsupportedMediaType (415)    not multipart/form-data; a type UPLOADS_ALLOWED_TYPES refuses
     ├── RangeNotSatisfiable (416)
     ├── NoFiles (422)                 a request that carried no file
     ├── TooManyUploads (429)          over the per-key concurrent upload cap
     ├── ClientDisconnected (400)      the client went away; the answer reaches nobody
-    ├── ServiceUnavailable (503)      the database is not reachable
+    ├── ServiceUnavailable (503)      the database is not reachable or locked
     └── InsufficientStorage (507)     the disk is full
 
 Lower-level errors are translated where they are caught, with ``raise ... from exc``.

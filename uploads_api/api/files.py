@@ -62,12 +62,15 @@ RAW_BODY: dict[str, Any] = {
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/problem+json": {}}}
     for status, text in [
-        (400, "Malformed body"),
+        (400, "Malformed body, or a checksum that does not match"),
+        (401, "API key missing or not valid"),
         (404, "No such file"),
-        (413, "File too large"),
-        (415, "Not a multipart/form-data body"),
+        (408, "The request body stalled"),
+        (413, "File too large, or over the owner's quota"),
+        (415, "Not a multipart/form-data body, or a file type this server refuses"),
         (416, "Range not satisfiable"),
         (422, "No file in the request"),
+        (429, "Too many uploads at once for this key"),
         (503, "Database or storage unavailable"),
         (507, "No room left in storage"),
     ]

@@ -106,6 +106,8 @@ class FileRecord:
     thumbnails: tuple[Thumbnail, ...]
     tasks: tuple[Task, ...]
     links: Links
+    # The client sent a checksum with the upload and the server found the bytes matched.
+    checksum_verified: bool = False
     # The document as the server sent it, including fields newer than this client.
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -128,6 +130,7 @@ class FileRecord:
                 self=str(links.get("self", base)),
                 content=str(links.get("content", f"{base}/content")),
             ),
+            checksum_verified=bool(data.get("checksum_verified", False)),
             raw=data,
         )
 

@@ -54,6 +54,11 @@ class KeyRepository:
             query = select(func.count()).select_from(k).where(k.c.revoked_at.is_(None))
             return int((await conn.execute(query)).scalar_one())
 
+    async def ever_created(self) -> bool:
+        """Whether any key was ever made: revoking every key must not reopen the server."""
+        async with self.engines.reader.connect() as conn:
+            return (await conn.execute(select(k.c.id).limit(1))).first() is not None
+
     async def revoke(self, prefix_or_id: str) -> int:
         """Revoke by numeric id or key prefix; the number of keys revoked."""
         match = (

@@ -28,6 +28,8 @@ from uploads_api.db.models import (
     Task,
 )
 
+_SWEEP_LOCK = 0x7377_6570  # any fixed number, private to enqueue_sweep
+
 f = tables.files
 t = tables.tasks
 
@@ -452,6 +454,9 @@ class Repository:
         """Queue one sweep, unless one is already waiting."""
         now = utcnow()
         async with self.engines.writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Check-then-insert: two processes must not both see "none queued".
+                await conn.execute(select(func.pg_advisory_xact_lock(_SWEEP_LOCK)))
             pending = await conn.execute(
                 select(t.c.id).where(
                     t.c.name == CLEANUP, t.c.file_id.is_(None), t.c.state.in_(ACTIVE_STATES)

@@ -15,6 +15,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from uploads_api.errors import (
+    BadRequest,
     FieldTooLarge,
     MalformedMultipart,
     NoFiles,
@@ -97,6 +98,8 @@ class MultipartIntake:
                     break
             if not self._ended:
                 raise MalformedMultipart("the body ended before the closing multipart boundary")
+            if self._expected_sha256 is not None:
+                raise BadRequest("a sha256 field must come before the file part it describes")
             if len(group) == 0:
                 raise NoFiles("the request has no file part (a part with a filename)")
             files = await group.commit_all()

@@ -1,11 +1,12 @@
 """Where bytes live: a small ``Storage`` protocol and its backends."""
 
-from uploads_api.storage.base import BlobWriter, LocalPaths, Storage
+from uploads_api.storage.base import BlobWriter, LocalPaths, PendingUploads, Storage
 from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix
 
 __all__ = [
     "BlobWriter",
     "LocalPaths",
+    "PendingUploads",
     "Storage",
     "original_key",
     "thumbnail_key",

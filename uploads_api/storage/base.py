@@ -54,6 +54,15 @@ class Storage(Protocol):
 
 
 @runtime_checkable
+class PendingUploads(Protocol):
+    """An optional power: the backend keeps unfinished uploads (S3 multipart) that a killed
+    process leaves behind, invisible to ``list``."""
+
+    async def abort_pending(self, started_before: float) -> int:
+        """Abort unfinished uploads begun before that Unix time; how many were aborted."""
+
+
+@runtime_checkable
 class LocalPaths(Protocol):
     """An optional power: the backend keeps blobs as local files the server may send directly."""
 

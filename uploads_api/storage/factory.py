@@ -11,9 +11,13 @@ from uploads_api.storage.local import LocalStorage
 
 def build_storage(settings: Settings, data_dir: Path, temp_dir: Path) -> Storage:
     url = settings.storage_url
-    if url is None or url.startswith("file:") or "://" not in url:
-        root = Path(url.removeprefix("file://")) if url else data_dir / "blobs"
-        return LocalStorage(root, temp_dir)
+    if url is None:
+        return LocalStorage(data_dir / "blobs", temp_dir)
+    if url.startswith("file:") or "://" not in url:
+        # file:///abs, file:rel and a bare path all name a local directory.
+        path = url.removeprefix("file:")
+        path = "/" + path.lstrip("/") if url.startswith("file://") else path
+        return LocalStorage(Path(path), temp_dir)
     if url.startswith("s3://"):
         from uploads_api.storage.s3 import S3Storage
 

@@ -183,6 +183,23 @@ class S3Storage:
             for item in page.get("Contents", []):
                 yield self._storage_key(item["Key"]), item["LastModified"].timestamp()
 
+    async def abort_pending(self, started_before: float) -> int:
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        prefix = self._object_key("originals")
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
+        aborted = 0
+        while page := await asyncio.to_thread(next, pages, None):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() < started_before:
+                    await asyncio.to_thread(
+                        self._client.abort_multipart_upload,
+                        Bucket=self.bucket,
+                        Key=upload["Key"],
+                        UploadId=upload["UploadId"],
+                    )
+                    aborted += 1
+        return aborted
+
     async def check(self) -> None:
         await asyncio.to_thread(self._client.head_bucket, Bucket=self.bucket)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from uploads_api.config import Settings
 from uploads_api.db.models import Task
 from uploads_api.db.repository import Repository
-from uploads_api.storage import Storage, thumbnail_prefix
+from uploads_api.storage import PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
 from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
@@ -67,6 +67,9 @@ class CleanupTask:
                 # Young blobs may belong to an upload whose record is being committed.
                 if file_id and mtime < cutoff:
                     stale.setdefault(file_id, []).append(key)
+        if isinstance(self.storage, PendingUploads):
+            # Uploads a killed process began and never finished or aborted.
+            removed_temp += await self.storage.abort_pending(cutoff)
         referenced = await self.repository.existing_file_ids(stale)
         removed_blobs = 0
         for file_id, keys in stale.items():
