@@ -123,6 +123,22 @@ def server(server_factory: ServerFactory) -> Server:
     return server_factory()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for a whole module, for tests that only look at their own files."""
+    root = tmp_path_factory.mktemp("shared")
+    server = Server(root / "data", {}, root / "server.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shared_client(shared_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=shared_server.url, timeout=60) as http:
+        yield http
+
+
 @pytest.fixture
 def client(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=60) as http:

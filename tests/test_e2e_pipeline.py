@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import socket
 import time
@@ -11,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 from tests import imagegen
 from tests.conftest import Server, ServerFactory
@@ -34,109 +31,6 @@ def wait_done(client: httpx.Client, file_id: str, timeout: float = 30) -> dict:
 
 def task(record: dict, name: str) -> dict:
     return next(t for t in record["tasks"] if t["name"] == name)
-
-
-@pytest.mark.parametrize("orientation", range(1, 9))
-def test_thumbnails_follow_exif_orientation(
-    client: httpx.Client, tmp_path: Path, orientation: int
-) -> None:
-    source = imagegen.jpeg_with_orientation(tmp_path, orientation, size=(640, 320))
-    (record,) = upload(client, source)
-    record = wait_done(client, record["id"])
-    assert record["status"] == "ready", record
-    thumbs = {t["size"]: t for t in record["thumbnails"]}
-    assert set(thumbs) == {256, 1024}
-    # Displayed 640x320: the 256 thumbnail is 256x128, the 1024 one is never upscaled.
-    assert (thumbs[256]["width"], thumbs[256]["height"]) == (256, 128)
-    assert (thumbs[1024]["width"], thumbs[1024]["height"]) == (640, 320)
-    image = Image.open(io.BytesIO(client.get(thumbs[256]["url"]).content))
-    assert image.format == "WEBP"
-    assert image.size == (256, 128)
-    assert not image.getexif()
-    red, _green, blue = image.convert("RGB").getpixel((10, 10))
-    assert red > 200 and blue < 60, "the marker is top-left after orientation"
-    image_meta = record["metadata"]["image"]
-    assert (image_meta["width"], image_meta["height"]) == (640, 320)
-    assert image_meta["orientation"] == orientation
-
-
-def test_metadata_of_a_photo(client: httpx.Client, tmp_path: Path) -> None:
-    photo = imagegen.jpeg_photo(tmp_path, size=(1200, 900))
-    (record,) = upload(client, photo)
-    record = wait_done(client, record["id"])
-    meta = record["metadata"]
-    assert meta["kind"] == "image"
-    assert meta["mime_type"] == "image/jpeg"
-    assert meta["size"] == photo.stat().st_size
-    assert meta["sha256"] == record["sha256"]
-    image = meta["image"]
-    assert (image["format"], image["width"], image["height"]) == ("JPEG", 1200, 900)
-    assert image["mode"] == "RGB" and image["frames"] == 1 and image["has_alpha"] is False
-    exif = image["exif"]
-    assert exif["make"] == "Canon" and exif["model"] == "EOS Test"
-    assert exif["iso"] > 0 and exif["f_number"] > 0 and exif["focal_length"] > 0
-    assert exif["datetime_original"]
-    assert exif["gps"]["latitude"] == pytest.approx(48.8584, abs=1e-3)
-    assert exif["gps"]["longitude"] == pytest.approx(2.2945, abs=1e-3)
-    assert len(base64.b64decode(meta["thumbhash"])) > 5, "the page's placeholder"
-
-
-@pytest.mark.parametrize(
-    ("maker", "mode_check"),
-    [
-        (imagegen.cmyk_jpeg, "RGB"),
-        (imagegen.png_16bit, "L"),
-        (imagegen.palette_png_transparent, "RGBA"),
-        (imagegen.animated_gif, None),
-        (imagegen.heic_image, None),
-        (imagegen.avif_image, None),
-        (imagegen.tiff_image, None),
-        (imagegen.rgba_png, "RGBA"),
-    ],
-)
-def test_unusual_images_get_thumbnails(
-    client: httpx.Client, tmp_path: Path, maker: object, mode_check: str | None
-) -> None:
-    source = maker(tmp_path)  # type: ignore[operator]
-    (record,) = upload(client, source)
-    record = wait_done(client, record["id"])
-    assert record["status"] == "ready", record
-    assert len(record["thumbnails"]) == 2
-    thumb = Image.open(io.BytesIO(client.get(record["thumbnails"][0]["url"]).content))
-    if mode_check == "RGBA":
-        assert thumb.mode == "RGBA"
-        assert thumb.getextrema()[3][0] < 255, "transparency survives"
-
-
-def test_pdf_and_text_metadata_and_skipped_thumbnails(client: httpx.Client, tmp_path: Path) -> None:
-    pdf = imagegen.pdf_file(tmp_path, pages=3)
-    text = imagegen.not_an_image(tmp_path)
-    pdf_record, text_record = upload(client, pdf, text)
-    pdf_record = wait_done(client, pdf_record["id"])
-    text_record = wait_done(client, text_record["id"])
-    assert pdf_record["metadata"]["kind"] == "pdf"
-    assert pdf_record["metadata"]["pdf"]["pages"] == 3
-    assert task(pdf_record, "thumbnails")["state"] == "skipped"
-    assert text_record["metadata"]["kind"] == "other"
-    assert task(text_record, "thumbnails")["state"] == "skipped"
-    assert text_record["status"] == "ready"
-
-
-@pytest.mark.parametrize("maker", [imagegen.truncated_jpeg, imagegen.decompression_bomb_png])
-def test_broken_images_fail_at_once_with_a_readable_error(
-    client: httpx.Client, tmp_path: Path, maker: object
-) -> None:
-    (record,) = upload(client, maker(tmp_path))  # type: ignore[operator]
-    record = wait_done(client, record["id"])
-    assert record["status"] == "failed"
-    thumbs = task(record, "thumbnails")
-    assert thumbs["state"] == "failed"
-    assert thumbs["attempts"] == 1, "a permanent failure is not retried"
-    assert thumbs["error"]
-    assert record["thumbnails"] == []
-    assert record["metadata"]["sha256"] == record["sha256"], "basic metadata is kept"
-    failed = client.get("/v1/tasks", params={"state": "failed"}).json()["tasks"]
-    assert any(t["file_id"] == record["id"] and t["name"] == "thumbnails" for t in failed)
 
 
 def test_oversized_file_gets_413_and_leaves_nothing(server_factory: ServerFactory) -> None:
