@@ -37,40 +37,41 @@ def free_port() -> int:
         return port
 
 
-class Server:
-    """One ``uploads-api serve`` process; ``kill`` and ``start`` again keep the data dir."""
+class ServiceProcess:
+    """One ``uploads-api`` process with its own log; ``kill`` and ``start`` again keep the
+    data dir, as after a crash and a restart."""
+
+    what = "process"
 
     def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
         self.data_dir = data_dir
         self.env = env
         self.log_path = log_path
-        self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30) -> None:
+    def _launch(self, *args: str) -> int:
+        """Start ``uploads-api ARGS``; the log's length before it, to read only what's new."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADS_")}
         env.update(TEST_ENV)
         env.update(self.env)
-        command = [sys.executable, "-m", "uploads_api.cli", "serve", "--port", str(self.port)]
-        command += ["--data-dir", str(self.data_dir)]
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        command = [sys.executable, "-m", "uploads_api.cli", *args]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
             )
+        return offset
+
+    def _wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.what} exited early:\n{self.logs()[-3000:]}")
+            if ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.what} did not start:\n{self.logs()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as after a crash or an OOM kill."""
@@ -84,13 +85,37 @@ class Server:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Server(ServiceProcess):
+    """``uploads-api serve`` on a free loopback port."""
+
+    what = "server"
+
+    def __init__(self, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(data_dir, env, log_path)
+        self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        self._launch("serve", "--port", str(self.port), "--data-dir", str(self.data_dir))
+        self._wait_until(self._answers, timeout)
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def temp_files(self) -> list[Path]:
         return sorted((self.data_dir / "tmp").glob("*.part"))

@@ -6,39 +6,20 @@ import logging
 from typing import Any
 
 from uploads_api import imaging
-from uploads_api.config import Settings
 from uploads_api.db.models import Task
-from uploads_api.db.repository import Repository
 from uploads_api.sniff import kind_for
-from uploads_api.storage import Storage
 from uploads_api.tasks.base import PermanentError
+from uploads_api.tasks.file_task import FileTask
 from uploads_api.tasks.formats import decoder_format
-from uploads_api.tasks.pool import ImagePool
-from uploads_api.tasks.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 
-class MetadataTask:
+class MetadataTask(FileTask):
     name = "metadata"
 
-    def __init__(
-        self,
-        settings: Settings,
-        storage: Storage,
-        repository: Repository,
-        pool: ImagePool,
-        workspace: Workspace,
-    ) -> None:
-        self.settings = settings
-        self.storage = storage
-        self.repository = repository
-        self.pool = pool
-        self.workspace = workspace
-
     async def run(self, task: Task) -> None:
-        assert task.file_id is not None
-        record = await self.repository.get_file(task.file_id)
+        record = await self.file_of(task)
         if record is None:
             return  # deleted meanwhile: nothing to describe
         kind = kind_for(record.content_type)

@@ -7,40 +7,22 @@ import secrets
 from pathlib import Path
 
 from uploads_api import imaging, placeholders
-from uploads_api.config import Settings
 from uploads_api.db.models import Task
-from uploads_api.db.repository import Repository
-from uploads_api.storage import Storage, thumbnail_key, thumbnail_prefix
+from uploads_api.storage import thumbnail_key, thumbnail_prefix
 from uploads_api.tasks.base import PermanentError, TaskSkipped
+from uploads_api.tasks.file_task import FileTask
 from uploads_api.tasks.formats import decoder_format
-from uploads_api.tasks.pool import ImagePool
-from uploads_api.tasks.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = {"webp": "webp", "jpeg": "jpg", "png": "png", "avif": "avif"}
 
 
-class ThumbnailTask:
+class ThumbnailTask(FileTask):
     name = "thumbnails"
 
-    def __init__(
-        self,
-        settings: Settings,
-        storage: Storage,
-        repository: Repository,
-        pool: ImagePool,
-        workspace: Workspace,
-    ) -> None:
-        self.settings = settings
-        self.storage = storage
-        self.repository = repository
-        self.pool = pool
-        self.workspace = workspace
-
     async def run(self, task: Task) -> None:
-        assert task.file_id is not None
-        record = await self.repository.get_file(task.file_id)
+        record = await self.file_of(task)
         if record is None:
             return
         formats = self.settings.image_formats

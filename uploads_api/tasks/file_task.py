@@ -1,0 +1,28 @@
+"""What the metadata and thumbnail tasks share: their services, and the file they work on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from uploads_api.config import Settings
+from uploads_api.db.models import FileRecord, Task
+from uploads_api.db.repository import Repository
+from uploads_api.storage import Storage
+from uploads_api.tasks.pool import ImagePool
+from uploads_api.tasks.workspace import Workspace
+
+
+@dataclass
+class FileTask:
+    """A task about one file's bytes, with its services injected."""
+
+    settings: Settings
+    storage: Storage
+    repository: Repository
+    pool: ImagePool
+    workspace: Workspace
+
+    async def file_of(self, task: Task) -> FileRecord | None:
+        """The task's file, or ``None`` if it was deleted meanwhile (then there is no work)."""
+        assert task.file_id is not None
+        return await self.repository.get_file(task.file_id)
