@@ -18,6 +18,7 @@ from uploads_api.api.deps import (
     UploadServiceDep,
     get_principal,
 )
+from uploads_api.api.problems import COMMON_PROBLEMS, problem_doc
 from uploads_api.api.ranges import parse_range
 from uploads_api.api.schemas import FileList, FileOut, FilesCreated, HashCheck, HashCheckResult
 from uploads_api.db.models import FILE_STATUSES
@@ -30,7 +31,12 @@ from uploads_api.tasks.thumbnails import EXTENSIONS
 # User bytes never run as a page, even if a browser is talked into rendering them.
 USER_CONTENT_CSP = "default-src 'none'; sandbox"
 
-router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
+router = APIRouter(
+    prefix="/v1/files",
+    tags=["files"],
+    dependencies=[Depends(get_principal)],
+    responses=COMMON_PROBLEMS,
+)
 
 MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
@@ -43,6 +49,7 @@ MULTIPART_BODY: dict[str, Any] = {
                         "file": {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
                             "description": "One or more files (every part with a filename).",
                         }
                     },
@@ -59,22 +66,26 @@ RAW_BODY: dict[str, Any] = {
         "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
-PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, "content": {"application/problem+json": {}}}
-    for status, text in [
-        (400, "Malformed body, or a checksum that does not match"),
-        (401, "API key missing or not valid"),
-        (404, "No such file"),
-        (408, "The request body stalled"),
-        (413, "File too large, or over the owner's quota"),
-        (415, "Not a multipart/form-data body, or a file type this server refuses"),
-        (416, "Range not satisfiable"),
-        (422, "No file in the request"),
-        (429, "Too many uploads at once for this key"),
-        (503, "Database or storage unavailable"),
-        (507, "No room left in storage"),
-    ]
+_PROBLEM_TEXT = {
+    400: "Malformed body or cursor, or a checksum that does not match",
+    404: "No such file",
+    408: "The request body stalled",
+    413: "File too large, or over the owner's quota",
+    415: "Not a multipart/form-data body, or a file type this server refuses",
+    416: "Range not satisfiable",
+    422: "No file in the request",
+    429: "Too many uploads at once for this key",
+    503: "Database or storage unavailable",
+    507: "No room left in storage",
 }
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The problem+json answers one route can give, for its OpenAPI description."""
+    return {status: problem_doc(_PROBLEM_TEXT[status]) for status in statuses}
+
+
+UPLOAD_PROBLEMS = problems(400, 408, 413, 415, 422, 429, 503, 507)
 
 
 def _observe(route: str, files: list[Any], started: float) -> None:
@@ -101,7 +112,7 @@ async def _guarded(coro: Any) -> Any:
     status_code=201,
     response_model=FilesCreated,
     openapi_extra=MULTIPART_BODY,
-    responses=PROBLEMS,
+    responses=UPLOAD_PROBLEMS,
     summary="Upload one or more files (multipart/form-data)",
 )
 async def upload_files(
@@ -126,7 +137,7 @@ async def upload_files(
     status_code=201,
     response_model=FileOut,
     openapi_extra=RAW_BODY,
-    responses=PROBLEMS,
+    responses=UPLOAD_PROBLEMS,
     summary="Upload one file as the raw request body (curl -T)",
 )
 async def upload_raw(
@@ -153,7 +164,9 @@ async def upload_raw(
     return FileOut.of(record)
 
 
-@router.get("", response_model=FileList, summary="List files, newest first")
+@router.get(
+    "", response_model=FileList, responses=problems(400), summary="List files, newest first"
+)
 async def list_files(
     repository: RepositoryDep,
     principal: PrincipalDep,
@@ -174,6 +187,7 @@ async def list_files(
 @router.post(
     "/check",
     response_model=HashCheckResult,
+    responses=problems(400),
     summary="Which of these sha256 hashes are already uploaded",
 )
 async def check_hashes(
@@ -186,7 +200,7 @@ async def check_hashes(
     )
 
 
-@router.get("/{file_id}", response_model=FileOut, responses=PROBLEMS, summary="One file")
+@router.get("/{file_id}", response_model=FileOut, responses=problems(404), summary="One file")
 async def get_file(
     file_id: str,
     service: UploadServiceDep,
@@ -198,7 +212,7 @@ async def get_file(
 @router.get(
     "/{file_id}/content",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **PROBLEMS},
+    responses={200: {"content": {"application/octet-stream": {}}}, **problems(404, 416)},
     summary="Download the original bytes",
 )
 async def download(
@@ -234,7 +248,7 @@ async def download(
 @router.get(
     "/{file_id}/thumbnails/{size}",
     response_class=StreamingResponse,
-    responses={200: {"content": {"image/webp": {}}}, **PROBLEMS},
+    responses={200: {"content": {"image/webp": {}}}, **problems(404)},
     summary="A generated thumbnail (404 until it exists)",
 )
 async def thumbnail(
@@ -260,7 +274,7 @@ async def thumbnail(
     )
 
 
-@router.delete("/{file_id}", status_code=204, responses=PROBLEMS, summary="Delete a file")
+@router.delete("/{file_id}", status_code=204, responses=problems(404), summary="Delete a file")
 async def delete_file(
     file_id: str, service: UploadServiceDep, dispatcher: DispatcherDep, background: BackgroundTasks
 ) -> Response:
@@ -270,7 +284,10 @@ async def delete_file(
 
 
 @router.post(
-    "/{file_id}/retry", response_model=FileOut, responses=PROBLEMS, summary="Re-queue failed tasks"
+    "/{file_id}/retry",
+    response_model=FileOut,
+    responses=problems(404),
+    summary="Re-queue failed tasks",
 )
 async def retry_file(
     file_id: str, service: UploadServiceDep, dispatcher: DispatcherDep, background: BackgroundTasks

@@ -14,6 +14,18 @@ from uploads_api.errors import PROBLEM_TYPE_BASE, UploadsError
 
 PROBLEM_JSON = "application/problem+json"
 
+
+def problem_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry for a problem+json answer."""
+    return {"description": description, "content": {PROBLEM_JSON: {}}}
+
+
+# Every API route can answer these; validation errors are problem+json here too.
+COMMON_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: problem_doc("API key missing or not valid (once any key exists)"),
+    422: problem_doc("A parameter or body that does not validate"),
+}
+
 log = logging.getLogger(__name__)
 
 

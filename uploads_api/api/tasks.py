@@ -7,10 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from uploads_api.api.deps import PrincipalDep, RepositoryDep, get_principal
+from uploads_api.api.problems import COMMON_PROBLEMS
 from uploads_api.api.schemas import TaskList, TaskWithFileOut
 from uploads_api.db.models import TASK_STATES
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[Depends(get_principal)])
+router = APIRouter(
+    prefix="/v1/tasks",
+    tags=["tasks"],
+    dependencies=[Depends(get_principal)],
+    responses=COMMON_PROBLEMS,
+)
 
 
 @router.get("", response_model=TaskList, summary="Tasks, newest first, optionally by state")
@@ -20,7 +26,7 @@ async def list_tasks(
     state: Annotated[str | None, Query(pattern="^(" + "|".join(TASK_STATES) + ")$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
-        int | None, Query(ge=0, description="next_cursor of the previous page")
+        int | None, Query(ge=0, le=2**53, description="next_cursor of the previous page")
     ] = None,
 ) -> TaskList:
     tasks = await repository.list_tasks(

@@ -1,9 +1,11 @@
 """``FileSink`` takes one file's bytes: buffers them into large writes, hashes and writes each
-buffer in two threads at once (both release the GIL), and keeps the head for type sniffing."""
+buffer in two threads at once (both release the GIL) while the next buffer fills, and keeps
+the head for type sniffing."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import secrets
@@ -15,7 +17,7 @@ from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.sniff import sniff_content_type
 from uploads_api.storage import BlobWriter, Storage, original_key
 
-WRITE_BUFFER = 1024 * 1024
+WRITE_BUFFER = 4 * 1024 * 1024
 SNIFF_BYTES = 4096
 
 
@@ -51,7 +53,11 @@ class FileSink:
         self._policy = policy
         self._expected = expected_sha256
         self._hash = hashlib.sha256()
-        self._buffer = bytearray()
+        # Chunks since the last write, joined into one buffer (one copy) when it is full.
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        # The buffer being written and hashed, at most one: memory stays bounded.
+        self._pending: asyncio.Future[None] | None = None
         self._head = b""
         self._content_type: str | None = None
         self._size = 0
@@ -80,8 +86,9 @@ class FileSink:
             self._head += data[: SNIFF_BYTES - len(self._head)]
             if len(self._head) >= SNIFF_BYTES:
                 self._sniff()
-        self._buffer += data
-        if len(self._buffer) >= WRITE_BUFFER:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered >= WRITE_BUFFER:
             await self._flush()
 
     def _sniff(self) -> None:
@@ -90,20 +97,36 @@ class FileSink:
         self._policy.check_type(self._content_type, self._filename)
 
     async def _flush(self) -> None:
-        if not self._buffer:
+        """Hand the buffer to storage and the hash, and return without waiting for them:
+        the next buffer fills from the socket meanwhile, so receiving, hashing and writing
+        overlap. Only the previous buffer is waited for."""
+        if not self._buffered:
             return
-        chunk, self._buffer = bytes(self._buffer), bytearray()
+        buffer = b"".join(self._chunks)
+        self._chunks, self._buffered = [], 0
+        await self._settle()
+        self._pending = asyncio.ensure_future(self._store(buffer))
+
+    async def _store(self, buffer: bytes) -> None:
         try:
             await asyncio.gather(
-                self._writer.write(chunk), asyncio.to_thread(self._hash.update, chunk)
+                self._writer.write(buffer), asyncio.to_thread(self._hash.update, buffer)
             )
         except OSError as exc:
             _raise_if_full(exc)
             raise
 
+    async def _settle(self) -> None:
+        """Wait for the buffer in flight. Shielded: if the request is cancelled, the write
+        goes on in its thread and ``abort`` waits for it before the file is closed."""
+        if self._pending is not None:
+            await asyncio.shield(self._pending)
+            self._pending = None
+
     async def finish(self) -> ReceivedFile:
         """Write out what is buffered. Nothing is visible at the key before ``commit``."""
         await self._flush()
+        await self._settle()
         if self._content_type is None:
             self._sniff()
         digest = self._hash.hexdigest()
@@ -133,6 +156,12 @@ class FileSink:
             raise
 
     async def abort(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            # A write may still run in its thread: let it end before the file is closed.
+            await asyncio.wait([pending])
+            with contextlib.suppress(asyncio.CancelledError):
+                pending.exception()  # already reported, or moot now that all is dropped
         await self._writer.abort()
 
 

@@ -1,0 +1,455 @@
+"""Faults: clients that vanish or stall, a full disk, a server killed mid-write or
+mid-thumbnail, a decoder that kills its worker, a delete racing the pipeline, and a
+database that is locked for a moment. Nothing half-done may ever become visible."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import imagegen
+from tests.conftest import Server, ServerFactory
+from tests.test_security_inputs import (
+    MULTIPART,
+    assert_healthy,
+    assert_nothing_stored,
+    assert_problem,
+    blob_files,
+    exchange,
+    file_part,
+    multipart,
+    part,
+    request_head,
+    running_server,
+    sha256,
+    thumbnail_dir,
+    wait_done,
+    wait_for,
+)
+from uploads_api import imaging
+from uploads_api.config import Settings
+from uploads_api.db.engine import create_engines, create_schema
+from uploads_api.db.models import FAILED, SUCCEEDED, NewFile, Task
+from uploads_api.db.repository import Repository
+from uploads_api.storage import original_key
+from uploads_api.tasks.base import RetryableError
+from uploads_api.tasks.pool import ImagePool
+from uploads_api.tasks.runner import TaskRunner
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("faulty"), body_timeout=2) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def big_photo(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """24 megapixels: slow enough to decode that a test can catch it mid-thumbnail."""
+    path = imagegen.jpeg_photo(tmp_path_factory.mktemp("photo"), size=(6000, 4000))
+    return path.read_bytes()
+
+
+# Clients that vanish or stall ----------------------------------------------------------------
+
+THREE_FILES = [secrets.token_bytes(3 * MiB) for _ in range(3)]
+THREE_PARTS = [file_part(data, f"part{i}.bin") for i, data in enumerate(THREE_FILES)]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("cut", "writing"),
+    [(2 * MiB, 1), (sum(map(len, THREE_PARTS)) - MiB, 3)],
+    ids=["in-the-first-part", "in-the-last-part"],
+)
+def test_a_client_gone_mid_body_leaves_nothing(faulty: Server, cut: int, writing: int) -> None:
+    body = multipart(*THREE_PARTS)
+    sock = socket.create_connection(("127.0.0.1", faulty.port), timeout=10)
+    try:
+        sock.sendall(request_head("POST", "/v1/files", content_type=MULTIPART, length=len(body)))
+        for offset in range(0, cut, 256 * 1024):
+            sock.sendall(body[offset : min(cut, offset + 256 * 1024)])
+        # The server is mid-body: one temp file open per file part begun.
+        wait_for(
+            lambda: len(faulty.temp_files()) == writing,
+            what=f"{writing} temp file(s) being written",
+        )
+    finally:
+        sock.close()
+    assert_nothing_stored(faulty)
+    assert_healthy(faulty)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("route", ["multipart", "raw-put"])
+def test_a_stalled_body_gets_408_and_its_temp_file_goes(faulty: Server, route: str) -> None:
+    data = secrets.token_bytes(200_000)
+    if route == "multipart":
+        body = multipart(file_part(data, "slow.bin"))
+        head = request_head("POST", "/v1/files", content_type=MULTIPART, length=len(body))
+    else:
+        body = data
+        head = request_head(
+            "PUT", "/v1/files/slow.bin", content_type="application/octet-stream", length=len(body)
+        )
+    seen_temp = False
+    with ThreadPoolExecutor(1) as pool:
+        # Half the body, then silence for longer than UPLOADS_BODY_TIMEOUT (2 s).
+        answer = pool.submit(exchange, faulty, head, body[: len(body) // 2])
+        while not answer.done():
+            seen_temp = seen_temp or bool(faulty.temp_files())
+            time.sleep(0.02)
+        response = answer.result()
+    assert seen_temp, "the stalled upload had a temp file open"
+    assert_problem(response, 408, "body-timeout")
+    assert response.elapsed < 5
+    assert_nothing_stored(faulty)
+    assert_healthy(faulty)
+
+
+# A full disk ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs. Mounting needs root; CI runs as root, so there it must work."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs here: {done.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.e2e
+def test_a_full_disk_is_507_and_the_next_small_upload_works(
+    tiny_disk: Path, tmp_path: Path
+) -> None:
+    # Only the blobs and temp files live on the small disk; the database does not.
+    database = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    env = {"UPLOADS_DATABASE_URL": database}
+    server = Server(tiny_disk, env, tmp_path / "server.log")
+    server.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            too_big = secrets.token_bytes(10 * MiB)
+            assert_problem(
+                http.put("/v1/files/big.bin", content=too_big), 507, "insufficient-storage"
+            )
+            assert_nothing_stored(server)
+            # Two files where only the first fits: neither is kept.
+            both = http.post(
+                "/v1/files",
+                files=[("file", ("fits.bin", too_big[: 3 * MiB])), ("file", ("not.bin", too_big))],
+            )
+            assert_problem(both, 507, "insufficient-storage")
+            assert_nothing_stored(server)
+            small = b"still room for this"
+            response = http.put("/v1/files/small.txt", content=small)
+            assert response.status_code == 201, response.text
+            assert http.get(response.json()["links"]["content"]).content == small
+            assert server.temp_files() == []
+            assert_healthy(server)
+    finally:
+        server.stop()
+
+
+# Killed mid-write and mid-thumbnail ----------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_server_killed_mid_upload_leaves_nothing_after_restart(server: Server) -> None:
+    assert server.process is not None
+    dead_pid = server.process.pid
+    announced = 300 * 1024 * 1024
+    head = request_head(
+        "PUT", "/v1/files/huge.bin", content_type="application/octet-stream", length=announced
+    )
+    chunk = secrets.token_bytes(MiB)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    try:
+        sock.sendall(head)
+        for _ in range(150):  # until bytes are on disk; well short of the 300 MiB announced
+            sock.sendall(chunk)
+            time.sleep(0.005)
+            temps = server.temp_files()
+            if temps and temps[0].stat().st_size > 0:
+                break
+        (temp,) = server.temp_files()
+        assert temp.stat().st_size > 0
+        server.kill()
+    finally:
+        sock.close()
+    # Named after the writer that is now dead, so the start-up sweep may remove it at once.
+    assert f"~{dead_pid}~" in temp.name
+    assert temp.exists()
+    server.start()
+    wait_for(lambda: not temp.exists(), timeout=15, what="the start-up sweep")
+    assert_nothing_stored(server)
+    assert_healthy(server)
+
+
+def _tasks(server: Server, **params: Any) -> list[dict]:
+    response = httpx.get(f"{server.url}/v1/tasks", params={"limit": 1000, **params})
+    tasks: list[dict] = response.json()["tasks"]
+    return tasks
+
+
+def _upload_copies(server: Server, data: bytes, count: int) -> list[str]:
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        files = [("file", (f"photo{i}.jpg", data)) for i in range(count)]
+        response = http.post("/v1/files", files=files)
+        assert response.status_code == 201, response.text
+        return [f["id"] for f in response.json()["files"]]
+
+
+def _running_thumbnail(server: Server, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for task in _tasks(server, state="running"):
+            if task["name"] == "thumbnails":
+                return task
+        time.sleep(0.01)
+    raise AssertionError("no thumbnails task was ever seen running")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_server_killed_mid_thumbnail_runs_the_task_again(
+    server_factory: ServerFactory, big_photo: bytes
+) -> None:
+    server = server_factory(task_concurrency=1, image_workers=1)
+    ids = _upload_copies(server, big_photo, 4)
+    interrupted = _running_thumbnail(server)
+    server.kill()
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=90) as http:
+        for file_id in ids:
+            record = wait_done(http, file_id, timeout=60)
+            assert record["status"] == "ready", record["tasks"]
+            assert [t["size"] for t in record["thumbnails"]] == [256, 1024]
+            for thumb in record["thumbnails"]:
+                assert http.get(thumb["url"]).status_code == 200
+        record = http.get(f"/v1/files/{interrupted['file_id']}").json()
+    rerun = next(t for t in record["tasks"] if t["id"] == interrupted["id"])
+    assert (rerun["state"], rerun["attempts"]) == ("succeeded", 2)
+    work = server.data_dir / "tmp" / "work"
+    wait_for(lambda: not any(work.glob("*")), what="scratch space to be cleaned")
+    assert server.temp_files() == []
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_file_deleted_mid_processing_stays_deleted(
+    server_factory: ServerFactory, big_photo: bytes
+) -> None:
+    server = server_factory(task_concurrency=1, image_workers=1)
+    ids = _upload_copies(server, big_photo, 4)
+    victim = _running_thumbnail(server)["file_id"]
+    assert httpx.delete(f"{server.url}/v1/files/{victim}").status_code == 204
+
+    def settled() -> bool:
+        mine = [t for t in _tasks(server) if t["file_id"] == victim]
+        return bool(mine) and all(t["state"] not in ("queued", "running") for t in mine)
+
+    wait_for(settled, timeout=60, what="the deleted file's tasks to finish")
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for file_id in ids:
+            if file_id != victim:
+                assert wait_done(http, file_id, timeout=60)["status"] == "ready"
+        assert_problem(http.get(f"/v1/files/{victim}"), 404, "not-found")
+        assert_problem(http.get(f"/v1/files/{victim}/thumbnails/256"), 404, "not-found")
+        assert victim not in {f["id"] for f in http.get("/v1/files").json()["files"]}
+    assert not thumbnail_dir(server, victim).exists(), "no thumbnail reappeared"
+    assert not any(victim in p.name for p in blob_files(server))
+    assert len([p for p in blob_files(server) if "originals" in p.parts]) == len(ids) - 1
+
+
+# A decoder that kills its worker process -----------------------------------------------------
+
+
+def test_a_crashed_image_worker_is_replaced() -> None:
+    async def main() -> None:
+        pool = ImagePool(1, 10_000_000)
+        await pool.start()
+        try:
+            before = await pool.run(os.getpid)
+            with pytest.raises(RetryableError, match="an image worker process crashed"):
+                await pool.run(os._exit, 1)
+            assert await pool.run(imaging.configure_worker, 10) is None
+            after = await pool.run(os.getpid)
+            assert after != before, "a new worker process took over"
+        finally:
+            pool.shutdown()
+
+    asyncio.run(main())
+
+
+class Decode:
+    """A thumbnails handler whose decoder kills the worker process for one file."""
+
+    name = "thumbnails"
+
+    def __init__(self, pool: ImagePool, crashing: str) -> None:
+        self.pool = pool
+        self.crashing = crashing
+        self.runs: list[tuple[str | None, int]] = []
+
+    async def run(self, task: Task) -> None:
+        self.runs.append((task.file_id, task.attempts))
+        if task.file_id == self.crashing:
+            await self.pool.run(os._exit, 3)
+        else:
+            await self.pool.run(imaging.configure_worker, 1000)
+
+
+class Noop:
+    name = "cleanup"
+
+    async def run(self, task: Task) -> None:
+        return None
+
+
+def test_a_crashing_decoder_fails_its_task_and_spares_the_others(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        task_retry_base_delay=0.01,
+        task_poll_interval=0.05,
+        task_lease_seconds=30,
+        task_max_attempts=3,
+        task_concurrency=1,
+    )
+
+    async def add_file(repo: Repository) -> str:
+        file_id = secrets.token_hex(16)
+        new = NewFile(
+            id=file_id,
+            filename="x.png",
+            content_type="image/png",
+            size=1,
+            sha256=sha256(b"x"),
+            storage_key=original_key(file_id),
+        )
+        await repo.create_files([new], ("thumbnails",))
+        return file_id
+
+    async def main() -> tuple[list[str], dict[str, Task]]:
+        engines = create_engines(settings.resolved_database_url)
+        pool = ImagePool(1, 10_000_000)
+        try:
+            await create_schema(engines)
+            repo = Repository(engines, max_attempts=settings.task_max_attempts)
+            await pool.start()
+            ids = [await add_file(repo) for _ in range(4)]
+            handler = Decode(pool, crashing=ids[1])
+            runner = TaskRunner(settings, repo, {"thumbnails": handler, "cleanup": Noop()})
+            runner.start()
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    records = [await repo.get_file(i) for i in ids]
+                    tasks = {r.id: r.tasks[0] for r in records if r is not None}
+                    if all(t.state in (SUCCEEDED, FAILED) for t in tasks.values()):
+                        break
+                    assert time.monotonic() < deadline, tasks
+                    await asyncio.sleep(0.05)
+            finally:
+                await runner.stop(1)
+            assert [a for f, a in handler.runs if f == ids[1]] == [1, 2, 3]
+            return ids, tasks
+        finally:
+            pool.shutdown()
+            await engines.dispose()
+
+    ids, tasks = asyncio.run(main())
+    crashed = tasks[ids[1]]
+    others = [tasks[file_id] for file_id in ids if file_id != ids[1]]
+    assert (crashed.state, crashed.attempts) == (FAILED, 3)
+    assert crashed.error == "an image worker process crashed"
+    assert [(t.state, t.attempts) for t in others] == [(SUCCEEDED, 1)] * 3
+
+
+# A locked database ---------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("busy_timeout", "hold", "status"),
+    [(1, 3.0, 503), (10, 1.0, 201)],
+    ids=["locked-past-the-busy-timeout", "locked-within-the-busy-timeout"],
+)
+def test_a_locked_database(
+    server_factory: ServerFactory, busy_timeout: int, hold: float, status: int
+) -> None:
+    server = server_factory(database_busy_timeout=busy_timeout)
+    data = b"written while the database is locked\n" * 1000
+    uploads = {
+        "raw-put": lambda http: http.put("/v1/files/locked.txt", content=data),
+        "multipart": lambda http: http.post(
+            "/v1/files",
+            content=multipart(part("file", data, "locked.txt")),
+            headers={"Content-Type": MULTIPART},
+        ),
+    }
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for name, upload in uploads.items():
+            lock = sqlite3.connect(
+                server.data_dir / "uploads.db",
+                timeout=30,
+                isolation_level=None,
+                check_same_thread=False,  # released from the timer thread below
+            )
+            lock.execute("BEGIN EXCLUSIVE")
+
+            def release(lock: sqlite3.Connection = lock) -> None:
+                time.sleep(hold)
+                lock.execute("ROLLBACK")
+                lock.close()
+
+            releaser = threading.Thread(target=release)
+            releaser.start()
+            try:
+                response = upload(http)
+            finally:
+                releaser.join()
+            if status == 503:
+                assert_problem(response, 503, "service-unavailable")
+                # Answered after the busy timeout, while the lock was still held.
+                assert response.elapsed.total_seconds() < hold
+                assert_nothing_stored(server)
+            else:
+                assert response.status_code == 201, (name, response.text)
+                body = response.json()
+                (record,) = body.get("files", [body])
+                # Never a 2xx without a record: it is there, with the bytes.
+                stored = http.get(f"/v1/files/{record['id']}")
+                assert stored.status_code == 200
+                assert http.get(record["links"]["content"]).content == data
+                assert record["sha256"] == sha256(data)
+    assert server.temp_files() == []
+    assert_healthy(server)

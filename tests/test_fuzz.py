@@ -1,0 +1,300 @@
+"""Fuzzing: schemathesis against the live API's own description, and hypothesis against
+the multipart intake with random part layouts and random chunk boundaries."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import negative_data_rejection, positive_data_acceptance
+
+from tests.conftest import Server
+from tests.test_security_access import bearer, create_key, wait_closed
+from tests.test_security_inputs import running_server
+from uploads_api.errors import UploadsError
+from uploads_api.ingest.limits import IngestLimits
+from uploads_api.ingest.multipart import MultipartIntake
+from uploads_api.ingest.names import clean_filename
+from uploads_api.ingest.policy import UploadPolicy
+from uploads_api.storage.local import LocalStorage
+
+# The API against its OpenAPI description ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Live:
+    server: Server
+    key: str
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A server with a key, so that the described bearer scheme is really enforced."""
+    with running_server(tmp_path_factory.mktemp("fuzzed"), max_file_size=1024 * 1024) as server:
+        key = create_key(server.data_dir, "fuzzer")
+        wait_closed(server)
+        yield Live(server, key)
+
+
+@pytest.fixture(scope="module")
+def api_schema(live: Live) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_url(f"{live.server.url}/openapi.json")
+
+
+# Listed here so that each is its own test; the first test notices a new operation.
+OPERATIONS = [
+    "GET /healthz",
+    "GET /readyz",
+    "GET /v1/files",
+    "POST /v1/files",
+    "POST /v1/files/check",
+    "PUT /v1/files/{filename}",
+    "GET /v1/files/{file_id}",
+    "DELETE /v1/files/{file_id}",
+    "GET /v1/files/{file_id}/content",
+    "GET /v1/files/{file_id}/thumbnails/{size}",
+    "POST /v1/files/{file_id}/retry",
+    "GET /v1/tasks",
+]
+
+
+@pytest.mark.e2e
+def test_every_described_operation_is_fuzzed(api_schema: schemathesis.BaseSchema) -> None:
+    described = {
+        f"{op.method.upper()} {op.path}"
+        for op in (result.ok() for result in api_schema.get_all_operations())
+    }
+    assert described == set(OPERATIONS)
+
+
+# An opaque cursor is any string by the description, yet only the server's own are
+# accepted: refusing a made-up one is right, so "schema-valid data must be accepted" is
+# not checked where a cursor is generated.
+OPAQUE_CURSOR = {"GET /v1/files"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "operation",
+    OPERATIONS,
+)
+def test_the_api_matches_its_description(
+    live: Live, api_schema: schemathesis.BaseSchema, operation: str
+) -> None:
+    """No 5xx, and every answer (status, content type, headers, body) as described, for
+    valid and invalid requests alike."""
+    method, path = operation.split(" ", 1)
+    described = api_schema[path][method]
+    # Unknown query parameters are ignored, as HTTP APIs commonly do, and this test always
+    # sends the key, so a "negative" case whose only flaw is one of those is rightly
+    # accepted. Invalid values of known parameters still get their documented 4xx.
+    excluded = [negative_data_rejection]
+    if operation in OPAQUE_CURSOR:
+        excluded.append(positive_data_acceptance)
+
+    @settings(
+        max_examples=30,
+        deadline=None,
+        database=None,
+        derandomize=True,  # the same cases on every run, so a marker stays true
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        case=described.as_strategy(GenerationMode.POSITIVE)
+        | described.as_strategy(GenerationMode.NEGATIVE)
+    )
+    def check(case: schemathesis.Case) -> None:
+        response = case.call(headers=bearer(live.key), timeout=30)
+        if response.request.headers.get("Authorization") != f"Bearer {live.key}":
+            # A negative case that dropped or spoiled the key: 401, as problem+json.
+            assert response.status_code == 401, response.text
+            assert response.headers["content-type"] == ["application/problem+json"]
+            assert response.headers["www-authenticate"][0].startswith("Bearer")
+            return
+        case.validate_response(response, excluded_checks=excluded)
+
+    check()
+
+
+@pytest.mark.e2e
+def test_the_description_lists_the_refusals_every_route_can_give(
+    api_schema: schemathesis.BaseSchema,
+) -> None:
+    missing = []
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+        label = f"{operation.method.upper()} {operation.path}"
+        if operation.path in ("/healthz", "/readyz"):
+            continue
+        expected = {"401"}
+        if label in ("POST /v1/files", "PUT /v1/files/{filename}"):
+            expected |= {"408", "429"}
+        missing += [
+            f"{label}: {code}"
+            for code in sorted(expected - set(operation.definition.raw["responses"]))
+        ]
+    assert missing == []
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("cursor", [2**63, 10**30])
+def test_a_task_cursor_past_64_bits_is_refused_not_a_server_error(live: Live, cursor: int) -> None:
+    response = httpx.get(
+        f"{live.server.url}/v1/tasks", params={"cursor": cursor}, headers=bearer(live.key)
+    )
+    assert response.status_code == 422, response.text
+
+
+# The multipart intake on random layouts -------------------------------------------------------
+
+BOUNDARY = b"fuzz-boundary-3Zq"
+LIMITS = IngestLimits(
+    max_file_size=1024 * 1024,
+    max_files=20,
+    max_fields=20,
+    max_field_size=1024 * 1024,  # the generated fields go up to 320 KB
+    max_header_size=16 * 1024,
+)
+# Data that looks like the parser's delimiters without being the whole delimiter.
+TRICKY = [
+    b"\r\n",
+    b"\r\n--",
+    b"--",
+    b"\r\n--" + BOUNDARY[:-1],
+    b"--" + BOUNDARY,
+    b"\r\n-" + BOUNDARY,
+    b"\r\r\n--" + BOUNDARY[:5],
+    b"\r\n\r\n",
+    BOUNDARY,
+]
+
+
+@dataclass(frozen=True)
+class FuzzPart:
+    name: str
+    data: bytes
+    filename: str | None
+
+    def __repr__(self) -> str:
+        # Short, so a failing example prints (use the printed blob to replay it exactly).
+        data = f"<{len(self.data)} bytes: {self.data[:40]!r}...>"
+        return f"FuzzPart(name={self.name!r}, filename={self.filename!r}, data={data})"
+
+    def encode(self) -> bytes:
+        disposition = f'form-data; name="{self.name}"'
+        if self.filename is not None:
+            disposition += f'; filename="{self.filename}"'
+        return f"Content-Disposition: {disposition}\r\n\r\n".encode() + self.data
+
+
+def _delimited(parts: list[FuzzPart]) -> bytes:
+    body = b"".join(b"--" + BOUNDARY + b"\r\n" + p.encode() + b"\r\n" for p in parts)
+    return body + b"--" + BOUNDARY + b"--\r\n"
+
+
+data_st = st.lists(st.one_of(st.binary(max_size=200), st.sampled_from(TRICKY)), max_size=12).map(
+    b"".join
+) | st.builds(lambda chunk, n: chunk * n, st.binary(min_size=1, max_size=64), st.integers(1, 5000))
+names_st = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters='"\\\r\n'), max_size=40
+)
+field_names_st = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True).filter(
+    lambda name: name != "sha256"
+)
+part_st = st.builds(
+    FuzzPart,
+    name=field_names_st,
+    data=data_st,
+    filename=st.none() | names_st,
+)
+
+
+def _no_delimiter_inside(parts: list[FuzzPart]) -> bool:
+    return all(b"\r\n--" + BOUNDARY not in b"\r\n" + p.data for p in parts)
+
+
+layouts = st.lists(part_st, min_size=1, max_size=8).filter(
+    lambda parts: any(p.filename is not None for p in parts) and _no_delimiter_inside(parts)
+)
+
+
+async def _chunks(body: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
+    edges = [0, *sorted({c % (len(body) + 1) for c in cuts}), len(body)]
+    for start, end in itertools.pairwise(edges):
+        if end > start:
+            yield body[start:end]
+        await asyncio.sleep(0)
+
+
+def _receive(root: Path, body: bytes, cuts: list[int]) -> tuple[LocalStorage, object]:
+    storage = LocalStorage(root / "blobs", root / "tmp")
+    intake = MultipartIntake(storage, LIMITS, UploadPolicy(max_file_size=LIMITS.max_file_size))
+    content_type = f"multipart/form-data; boundary={BOUNDARY.decode()}"
+    return storage, asyncio.run(intake.receive(content_type, _chunks(body, cuts)))
+
+
+def _files_in(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+fuzz = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@fuzz
+@given(parts=layouts, cuts=st.lists(st.integers(0, 1 << 20), max_size=20))
+def test_random_layouts_store_every_file_byte_for_byte(
+    parts: list[FuzzPart], cuts: list[int]
+) -> None:
+    body = _delimited(parts)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _storage, result = _receive(root, body, cuts)
+        files = [p for p in parts if p.filename is not None]
+        got = result.files  # type: ignore[attr-defined]
+        assert [(f.filename, f.size, f.sha256) for f in got] == [
+            (clean_filename(p.filename), len(p.data), hashlib.sha256(p.data).hexdigest())
+            for p in files
+        ]
+        for item, source in zip(got, files, strict=True):
+            assert (root / "blobs" / item.storage_key).read_bytes() == source.data
+        fields = {p.name: p.data.decode("utf-8", "replace") for p in parts if p.filename is None}
+        assert result.fields == fields  # type: ignore[attr-defined]
+        assert list((root / "tmp").iterdir()) == []
+        assert len(_files_in(root / "blobs")) == len(files)
+
+
+@fuzz
+@given(
+    parts=layouts,
+    cuts=st.lists(st.integers(0, 1 << 20), max_size=20),
+    keep=st.floats(0, 1, exclude_max=True),
+)
+def test_truncated_bodies_are_refused_and_leave_nothing(
+    parts: list[FuzzPart], cuts: list[int], keep: float
+) -> None:
+    body = _delimited(parts)
+    # Cut anywhere before the closing delimiter's final "--".
+    truncated = body[: int(keep * (len(body) - len(b"--\r\n")))]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with pytest.raises(UploadsError) as caught:
+            _receive(root, truncated, cuts)
+        assert 400 <= caught.value.status < 500
+        assert _files_in(root) == []
