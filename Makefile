@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint format bench clean
+.PHONY: serve test lint format bench bench-smoke bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[bench]'
 	touch $@ $(VENV)/.installed
 
 serve: $(VENV)/.installed
@@ -33,6 +37,30 @@ lint: $(VENV)/.installed-test
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format uploads_api tests bench
 	$(BIN)/ruff check --fix uploads_api tests bench
+
+# nginx and vipsthumbnail are baselines; installed with apt-get when missing (as root).
+bench-deps:
+	@missing=""; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
+	command -v vipsthumbnail >/dev/null || missing="$$missing libvips-tools"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends $$missing; \
+	  else \
+	    echo "bench: missing$$missing; install them with: sudo apt-get install$$missing" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# Every system on loopback, alternated run by run; writes bench/results/latest.md.
+bench: $(VENV)/.installed-bench bench-deps
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Seconds, tiny inputs: checks the suite still runs (CI runs it via tests/test_bench_smoke.py).
+bench-smoke: $(VENV)/.installed-bench bench-deps
+	$(BIN)/python -m bench.run --smoke --out bench/results/raw/smoke $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts

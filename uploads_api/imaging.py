@@ -399,7 +399,12 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _write(img: Image.Image, out_dir: str, size: int, output: _Output) -> dict[str, Any]:
-    """Write via a temporary name so a crash never leaves a partial file at the final path."""
+    """Write via a temporary name so a crash never leaves a partial file at the final path.
+
+    Not fsynced: this is scratch space. Storage makes the file durable when the task
+    moves it into place (``put_file``), and after a crash the task runs again. An fsync
+    here would hold a decoding process idle for every thumbnail while the disk is busy.
+    """
     if img.mode == "RGBA" and not output.alpha:
         flat = Image.new("RGB", img.size, "white")
         flat.paste(img, mask=img.getchannel("A"))
@@ -410,8 +415,6 @@ def _write(img: Image.Image, out_dir: str, size: int, output: _Output) -> dict[s
     try:
         with os.fdopen(fd, "wb") as f:
             img.save(f, format=output.pil_format, exif=b"", **output.options)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -17,7 +17,7 @@ from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.sniff import sniff_content_type
 from uploads_api.storage import BlobWriter, Storage, original_key
 
-WRITE_BUFFER = 4 * 1024 * 1024
+WRITE_BUFFER = 1024 * 1024
 SNIFF_BYTES = 4096
 
 
