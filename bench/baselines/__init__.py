@@ -1,0 +1,1 @@
+"""The systems uploads-api is measured against: the FastAPI tutorial pattern and nginx."""
