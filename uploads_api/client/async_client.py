@@ -55,12 +55,7 @@ class AsyncClient:
         self.retry_policy = retry or RetryPolicy()
         self._timeout = httpx.Timeout(timeout)
         self._http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=calls.default_headers(calls.resolve_api_key(api_key)),
-            timeout=self._timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            **calls.http_options(self.url, api_key, self._timeout, max_connections),
             transport=transport,
         )
 

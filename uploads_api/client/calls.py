@@ -185,3 +185,17 @@ def etag_sha256(response: httpx.Response) -> str | None:
 def check_download(expected: str | None, actual: str, file_id: str) -> None:
     if expected is not None and expected != actual:
         raise IntegrityError(f"file {file_id} arrived with sha256 {actual}, not {expected}")
+
+
+def http_options(
+    url: str, api_key: str | None, timeout: httpx.Timeout, max_connections: int
+) -> dict[str, Any]:
+    """The httpx client settings the sync and the async client share."""
+    return {
+        "base_url": url,
+        "headers": default_headers(resolve_api_key(api_key)),
+        "timeout": timeout,
+        "limits": httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
+    }
