@@ -41,9 +41,10 @@ from tests.test_security_inputs import (
 )
 from uploads_api import imaging
 from uploads_api.config import Settings
-from uploads_api.db.engine import create_engines, create_schema
+from uploads_api.db.engine import create_engines
 from uploads_api.db.models import FAILED, SUCCEEDED, NewFile, Task
 from uploads_api.db.repository import Repository
+from uploads_api.db.schema import ensure_schema
 from uploads_api.storage import original_key
 from uploads_api.tasks.base import RetryableError
 from uploads_api.tasks.pool import ImagePool
@@ -362,7 +363,7 @@ def test_a_crashing_decoder_fails_its_task_and_spares_the_others(tmp_path: Path)
         engines = create_engines(settings.resolved_database_url)
         pool = ImagePool(1, 10_000_000)
         try:
-            await create_schema(engines)
+            await ensure_schema(engines)
             repo = Repository(engines, max_attempts=settings.task_max_attempts)
             await pool.start()
             ids = [await add_file(repo) for _ in range(4)]

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from uploads_api.db import repository as repository_module
-from uploads_api.db.engine import create_engines, create_schema
+from uploads_api.db.engine import create_engines
 from uploads_api.db.models import (
     CLEANUP,
     FAILED,
@@ -32,6 +32,7 @@ from uploads_api.db.models import (
     Task,
 )
 from uploads_api.db.repository import Repository, utcnow
+from uploads_api.db.schema import ensure_schema
 from uploads_api.errors import QuotaExceeded
 from uploads_api.storage import original_key
 
@@ -53,7 +54,7 @@ async def open_repository(url: str, *, max_attempts: int = 3) -> AsyncIterator[R
     """Engines belong to one event loop, so they are made and disposed inside the test's."""
     engines = create_engines(url)
     try:
-        await create_schema(engines)
+        await ensure_schema(engines)
         yield Repository(engines, max_attempts=max_attempts)
     finally:
         await engines.dispose()

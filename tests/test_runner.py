@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from uploads_api.config import Settings
-from uploads_api.db.engine import create_engines, create_schema
+from uploads_api.db.engine import create_engines
 from uploads_api.db.models import FAILED, QUEUED, READY, SKIPPED, SUCCEEDED, NewFile, Task
 from uploads_api.db.repository import Repository
+from uploads_api.db.schema import ensure_schema
 from uploads_api.storage import original_key
 from uploads_api.tasks.base import PermanentError, RetryableError, TaskHandler, TaskSkipped
 from uploads_api.tasks.runner import TaskRunner, backoff_delay
@@ -97,7 +98,7 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
 async def repository_for(settings: Settings) -> AsyncIterator[Repository]:
     engines = create_engines(settings.resolved_database_url)
     try:
-        await create_schema(engines)
+        await ensure_schema(engines)
         yield Repository(engines, max_attempts=settings.task_max_attempts)
     finally:
         await engines.dispose()

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
 
     task_concurrency: int = Field(default=max(2, os.cpu_count() or 1), gt=0)
     image_workers: int = Field(default=os.cpu_count() or 1, gt=0)
+    image_pool_idle_seconds: float = Field(default=120.0, gt=0)
     task_max_attempts: int = Field(default=3, ge=1)
     task_retry_base_delay: float = Field(default=2.0, ge=0)
     task_lease_seconds: float = Field(default=30.0, gt=0)

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from uploads_api.auth import Principal
 from uploads_api.db.models import FILE_TASKS, PROCESSING, FileRecord, NewFile, Quota
@@ -24,6 +25,7 @@ from uploads_api.ingest.stream import with_timeout
 from uploads_api.services import Services
 from uploads_api.storage import thumbnail_prefix
 from uploads_api.storage.keys import validate_file_id
+from uploads_api.tasks.plan import basic_facts, settled_at_upload
 
 # Waiting polls the record: quickly at first (most files are done in well under a second),
 # then less often, so many waiting clients do not crowd the database.
@@ -40,13 +42,12 @@ class UploadService:
 
     async def upload_multipart(
         self, content_type: str | None, stream: AsyncIterator[bytes]
-    ) -> list[ReceivedFile]:
+    ) -> list[FileRecord]:
         with self.services.upload_slots.hold(self.principal.key_id):
             policy = await self._policy()
             intake = MultipartIntake(self.services.storage, self.services.limits, policy)
             result = await intake.receive(content_type, self._timed(stream))
-            await self._record(result.files, policy.quota)
-        return result.files
+            return await self._record(result.files, policy.quota)
 
     async def upload_raw(
         self,
@@ -54,7 +55,7 @@ class UploadService:
         stream: AsyncIterator[bytes],
         content_length: int | None,
         expected_sha256: str | None = None,
-    ) -> ReceivedFile:
+    ) -> FileRecord:
         with self.services.upload_slots.hold(self.principal.key_id):
             policy = await self._policy()
             received = await receive_raw(
@@ -65,8 +66,8 @@ class UploadService:
                 content_length,
                 expected_sha256,
             )
-            await self._record([received], policy.quota)
-        return received
+            (record,) = await self._record([received], policy.quota)
+        return record
 
     def _timed(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return with_timeout(stream, self.settings.body_timeout)
@@ -82,8 +83,9 @@ class UploadService:
             policy.used_bytes, policy.used_files = await self.repository.usage(owner)
         return policy
 
-    async def _record(self, received: list[ReceivedFile], quota: Quota | None) -> None:
+    async def _record(self, received: list[ReceivedFile], quota: Quota | None) -> list[FileRecord]:
         """Commit records and tasks in one transaction; on failure the stored bytes go too."""
+        formats = self.settings.image_formats
         new_files = [
             NewFile(
                 id=r.id,
@@ -94,14 +96,16 @@ class UploadService:
                 storage_key=r.storage_key,
                 owner=self.principal.owner,
                 verified=r.verified,
+                metadata=basic_facts(r.content_type, r.size, r.sha256),
+                settled=settled_at_upload(r.content_type, r.size, formats),
             )
             for r in received
         ]
         try:
-            await self.repository.create_files(new_files, FILE_TASKS, quota)
+            return await self.repository.create_files(new_files, FILE_TASKS, quota)
         except BaseException as exc:
             await asyncio.shield(self._remove_blobs(received))
-            if isinstance(exc, OperationalError):
+            if isinstance(exc, OperationalError | PoolTimeout):
                 raise ServiceUnavailable(
                     "the database is not available; nothing was stored"
                 ) from exc

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
-from uploads_api.db.engine import Engines, create_engines, create_schema
+from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.keys import KeyRepository
 from uploads_api.db.repository import Repository
+from uploads_api.db.schema import ensure_schema
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.storage import Storage
@@ -47,7 +48,9 @@ class Services:
         )
         repository = Repository(engines, max_attempts=settings.task_max_attempts)
         storage = build_storage(settings, data_dir, temp_dir)
-        pool = ImagePool(settings.image_workers, settings.max_image_pixels)
+        pool = ImagePool(
+            settings.image_workers, settings.max_image_pixels, settings.image_pool_idle_seconds
+        )
         workspace = Workspace(temp_dir / "work")
         cleanup = CleanupTask(settings, storage, repository, workspace, temp_dir)
         handlers: dict[str, TaskHandler] = {
@@ -79,14 +82,14 @@ class Services:
 
     async def start(self) -> None:
         """Start an API process; with in-process tasks it runs them too."""
-        await create_schema(self.engines)
+        await ensure_schema(self.engines)
         if self.settings.task_backend == "inprocess":
-            await self.pool.start()
+            # The image pool starts on the first image, not here: see ImagePool.
             self.runner.start()
 
     async def start_worker(self) -> None:
         """Start a Celery worker process: it runs tasks, never the in-process runner."""
-        await create_schema(self.engines)
+        await ensure_schema(self.engines)
         # Scratch left by a killed run on this machine; no other process would find it.
         await self.cleanup.sweep_local()
         await self.pool.start()

@@ -21,11 +21,12 @@ from uploads_api.api.deps import (
 from uploads_api.api.problems import COMMON_PROBLEMS, problem_doc
 from uploads_api.api.ranges import parse_range
 from uploads_api.api.schemas import FileList, FileOut, FilesCreated, HashCheck, HashCheckResult
-from uploads_api.db.models import FILE_STATUSES
+from uploads_api.db.models import FILE_STATUSES, PROCESSING, FileRecord
 from uploads_api.errors import BadRequest, ClientDisconnected, NotFound, UploadsError
 from uploads_api.ingest.checksums import parse_content_digest
 from uploads_api.ingest.names import content_disposition
 from uploads_api.storage import thumbnail_key
+from uploads_api.tasks.base import TaskDispatcher
 from uploads_api.tasks.thumbnails import EXTENSIONS
 
 # User bytes never run as a page, even if a browser is talked into rendering them.
@@ -96,6 +97,15 @@ def _observe(route: str, files: list[Any], started: float) -> None:
         metrics.UPLOAD_SIZE.observe(item.size)
 
 
+def _dispatch(
+    background: BackgroundTasks, dispatcher: TaskDispatcher, records: list[FileRecord]
+) -> None:
+    """Hand the files with queued work to the task backend, after the response is sent."""
+    waiting = [r.id for r in records if r.status == PROCESSING]
+    if waiting:
+        background.add_task(dispatcher.dispatch, waiting)
+
+
 async def _guarded(coro: Any) -> Any:
     try:
         return await coro
@@ -118,18 +128,16 @@ async def _guarded(coro: Any) -> Any:
 async def upload_files(
     request: Request,
     service: UploadServiceDep,
-    repository: RepositoryDep,
     dispatcher: DispatcherDep,
     background: BackgroundTasks,
 ) -> FilesCreated:
     started = time.perf_counter()
-    received = await _guarded(
+    records = await _guarded(
         service.upload_multipart(request.headers.get("content-type"), request.stream())
     )
-    _observe("multipart", received, started)
-    ids = [item.id for item in received]
-    background.add_task(dispatcher.dispatch, ids)
-    return FilesCreated(files=[FileOut.of(r) for r in await repository.get_files(ids)])
+    _observe("multipart", records, started)
+    _dispatch(background, dispatcher, records)
+    return FilesCreated(files=[FileOut.of(r) for r in records])
 
 
 @router.put(
@@ -144,7 +152,6 @@ async def upload_raw(
     filename: str,
     request: Request,
     service: UploadServiceDep,
-    repository: RepositoryDep,
     dispatcher: DispatcherDep,
     background: BackgroundTasks,
 ) -> FileOut:
@@ -155,12 +162,11 @@ async def upload_raw(
     except ValueError as exc:
         raise BadRequest("Content-Length is not a number") from exc
     expected = parse_content_digest(request.headers.get("content-digest"))
-    received = await _guarded(
+    record = await _guarded(
         service.upload_raw(filename, request.stream(), content_length, expected)
     )
-    _observe("raw", [received], started)
-    background.add_task(dispatcher.dispatch, [received.id])
-    (record,) = await repository.get_files([received.id])
+    _observe("raw", [record], started)
+    _dispatch(background, dispatcher, [record])
     return FileOut.of(record)
 
 

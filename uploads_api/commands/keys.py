@@ -42,13 +42,14 @@ def _with_keys(args: argparse.Namespace, work: Callable[[KeyRepository], Awaitab
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
-    from uploads_api.db.engine import create_engines, create_schema
+    from uploads_api.db.engine import create_engines
     from uploads_api.db.keys import KeyRepository
+    from uploads_api.db.schema import ensure_schema
 
     async def run() -> T:
         engines = create_engines(settings.resolved_database_url)
         try:
-            await create_schema(engines)
+            await ensure_schema(engines)
             return await work(KeyRepository(engines))
         finally:
             await engines.dispose()
@@ -94,13 +95,14 @@ def _revoke(args: argparse.Namespace) -> int:
 
 def active_key_count(settings: Settings) -> int:
     """For the start-up check in ``serve``."""
-    from uploads_api.db.engine import create_engines, create_schema
+    from uploads_api.db.engine import create_engines
     from uploads_api.db.keys import KeyRepository
+    from uploads_api.db.schema import ensure_schema
 
     async def run() -> int:
         engines = create_engines(settings.resolved_database_url)
         try:
-            await create_schema(engines)
+            await ensure_schema(engines)
             return await KeyRepository(engines).active_count()
         finally:
             await engines.dispose()

@@ -62,7 +62,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    from uploads_api.db.engine import create_schema
+    from uploads_api.db.schema import ensure_schema
     from uploads_api.services import Services
 
     if args.data_dir:
@@ -70,7 +70,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     services = Services.build(Settings())
 
     async def run() -> dict[str, int]:
-        await create_schema(services.engines)
+        await ensure_schema(services.engines)
         try:
             return await services.cleanup.sweep()
         finally:

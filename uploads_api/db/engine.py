@@ -22,8 +22,14 @@ class Engines:
             await self.reader.dispose()
 
 
-def _sqlite_engine(url: str, *, immediate: bool, busy_timeout: float) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=8, max_overflow=8)
+def _sqlite_engine(url: str, *, writer: bool, busy_timeout: float) -> AsyncEngine:
+    if writer:
+        # One writer connection per process: SQLite admits one writer at a time anyway, and
+        # waiting for the pool is a fair queue, where SQLite's busy handler sleeps with
+        # backoff and left the slowest of 16 concurrent commits waiting for seconds.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=busy_timeout)
+    else:
+        engine = create_async_engine(url, pool_size=8, max_overflow=8)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -40,7 +46,7 @@ def _sqlite_engine(url: str, *, immediate: bool, busy_timeout: float) -> AsyncEn
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading
         # a read lock; WAL keeps readers going meanwhile.
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
 
     return engine
 
@@ -49,15 +55,8 @@ def create_engines(url: str, *, busy_timeout: float = 30.0) -> Engines:
     """``busy_timeout``: how long a statement waits for a lock before giving up (SQLite)."""
     if url.startswith("sqlite"):
         return Engines(
-            writer=_sqlite_engine(url, immediate=True, busy_timeout=busy_timeout),
-            reader=_sqlite_engine(url, immediate=False, busy_timeout=busy_timeout),
+            writer=_sqlite_engine(url, writer=True, busy_timeout=busy_timeout),
+            reader=_sqlite_engine(url, writer=False, busy_timeout=busy_timeout),
         )
     engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     return Engines(writer=engine, reader=engine)
-
-
-async def create_schema(engines: Engines) -> None:
-    """Bring the schema up to date (the Alembic migrations)."""
-    from uploads_api.db.migrate import upgrade
-
-    await upgrade(engines)

@@ -1,6 +1,7 @@
 """Schema migrations with Alembic, the same on SQLite and PostgreSQL.
 
-The server upgrades on start; ``uploads-api db upgrade`` does it ahead of a deploy.
+The server upgrades on start (through ``schema.ensure_schema``, which comes here only for
+a database at an older revision); ``uploads-api db upgrade`` does it ahead of a deploy.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from uploads_api.db.engine import Engines
-
-# Any fixed number: every process starting at once waits here for the one migrating.
-_PG_LOCK = 0x75706C64
+from uploads_api.db.schema import SCHEMA_LOCK
 
 
 def _config(connection: Connection) -> Config:
@@ -28,7 +27,7 @@ def _config(connection: Connection) -> Config:
 
 def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
     command.upgrade(_config(connection), revision)
 
 

@@ -32,6 +32,9 @@ class NewFile:
     storage_key: str
     owner: str | None = None
     verified: bool = False
+    # Known at upload: the basic facts, and tasks with nothing to do -> (state, note).
+    metadata: dict[str, Any] | None = None
+    settled: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -96,34 +96,43 @@ class Repository:
         new_files: Sequence[NewFile],
         task_names: Sequence[str],
         quota: Quota | None = None,
-    ) -> None:
-        """Insert the files and their queued tasks in one transaction: all or nothing.
-        With a quota, the owner's usage is checked inside that transaction, so two uploads
-        racing each other cannot both slip under it."""
+    ) -> list[FileRecord]:
+        """Insert the files and their tasks in one transaction: all or nothing. A task a
+        file names in ``settled`` is inserted finished; the rest are queued. With a quota,
+        the owner's usage is checked inside that transaction, so two uploads racing each
+        other cannot both slip under it. Returns the records as committed."""
         if not new_files:
-            return
+            return []
         now = utcnow()
-        file_rows: list[dict[str, Any]] = [
-            {
-                "id": nf.id,
-                "owner": nf.owner,
-                "filename": nf.filename,
-                "content_type": nf.content_type,
-                "size": nf.size,
-                "sha256": nf.sha256,
-                "storage_key": nf.storage_key,
-                # Distinct timestamps keep part order in the newest-first listing.
-                "created_at": now + timedelta(microseconds=i),
-                "status": PROCESSING,
-                "verified": nf.verified,
-                "metadata": None,
-                "thumbnails": [],
-            }
-            for i, nf in enumerate(new_files)
-        ]
-        task_rows = [
-            self._new_task_row(nf.id, name, now, None) for nf in new_files for name in task_names
-        ]
+        file_rows: list[dict[str, Any]] = []
+        task_rows: list[dict[str, Any]] = []
+        for i, nf in enumerate(new_files):
+            queued = False
+            for name in task_names:
+                row = self._new_task_row(nf.id, name, now, None)
+                if name in nf.settled:
+                    row["state"], row["error"] = nf.settled[name]
+                    row["finished_at"] = now
+                else:
+                    queued = True
+                task_rows.append(row)
+            file_rows.append(
+                {
+                    "id": nf.id,
+                    "owner": nf.owner,
+                    "filename": nf.filename,
+                    "content_type": nf.content_type,
+                    "size": nf.size,
+                    "sha256": nf.sha256,
+                    "storage_key": nf.storage_key,
+                    # Distinct timestamps keep part order in the newest-first listing.
+                    "created_at": now + timedelta(microseconds=i),
+                    "status": PROCESSING if queued else READY,
+                    "verified": nf.verified,
+                    "metadata": nf.metadata,
+                    "thumbnails": [],
+                }
+            )
         async with self.engines.writer.begin() as conn:
             if quota is not None:
                 if conn.dialect.name == "postgresql":
@@ -135,8 +144,23 @@ class Repository:
                     used_bytes + sum(nf.size for nf in new_files), used_files + len(new_files)
                 )
             await conn.execute(insert(f), file_rows)
+            tasks: list[Task] = []
             if task_rows:
-                await conn.execute(insert(t), task_rows)
+                inserted = await conn.execute(
+                    insert(t).returning(*t.c, sort_by_parameter_order=True), task_rows
+                )
+                tasks = [_task(row) for row in inserted]
+        by_file: dict[str, list[Task]] = {}
+        for task in tasks:
+            by_file.setdefault(task.file_id or "", []).append(task)
+        return [
+            FileRecord(
+                **{k: v for k, v in row.items() if k != "thumbnails"},
+                thumbnails=[],
+                tasks=by_file.get(row["id"], []),
+            )
+            for row in file_rows
+        ]
 
     def _new_task_row(
         self, file_id: str | None, name: str, now: datetime, payload: dict[str, Any] | None
@@ -151,6 +175,7 @@ class Repository:
             "payload": payload,
             "created_at": now,
             "run_after": now,
+            "finished_at": None,
         }
 
     async def usage(self, owner: str | None) -> tuple[int, int]:

@@ -7,10 +7,10 @@ from typing import Any
 
 from uploads_api import imaging
 from uploads_api.db.models import Task
-from uploads_api.sniff import kind_for
 from uploads_api.tasks.base import PermanentError
 from uploads_api.tasks.file_task import FileTask
 from uploads_api.tasks.formats import decoder_format
+from uploads_api.tasks.plan import basic_facts
 
 log = logging.getLogger(__name__)
 
@@ -22,21 +22,14 @@ class MetadataTask(FileTask):
         record = await self.file_of(task)
         if record is None:
             return  # deleted meanwhile: nothing to describe
-        kind = kind_for(record.content_type)
-        basic: dict[str, Any] = {
-            "size": record.size,
-            "sha256": record.sha256,
-            "mime_type": record.content_type,
-            "kind": kind,
-            "empty": record.size == 0,
-        }
-        # The basic facts are saved first, so a file whose details cannot be read keeps them.
-        await self.repository.merge_metadata(record.id, basic)
-        if record.size == 0:
-            return
-        details = await self._details(record.id, record.storage_key, record.content_type, kind)
-        if details:
-            await self.repository.merge_metadata(record.id, details)
+        # The basic facts were written with the record; the task adds what the bytes tell.
+        basic = basic_facts(record.content_type, record.size, record.sha256)
+        details = None
+        if record.size > 0:
+            details = await self._details(
+                record.id, record.storage_key, record.content_type, basic["kind"]
+            )
+        await self.repository.merge_metadata(record.id, {**basic, **(details or {})})
 
     async def _details(
         self, file_id: str, key: str, content_type: str, kind: str

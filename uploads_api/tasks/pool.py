@@ -1,5 +1,9 @@
 """A process pool for image work: decoders run apart from the server, so a crash or a
-hostile file cannot take it down, and CPU-heavy work never holds the event loop."""
+hostile file cannot take it down, and CPU-heavy work never holds the event loop.
+
+The API server starts the pool on its first image and stops it after a quiet spell
+(``idle_seconds``), so a server taking only documents, or resting, carries no decoder
+processes (each holds about 40 MiB once it has decoded a photo)."""
 
 from __future__ import annotations
 
@@ -19,10 +23,17 @@ log = logging.getLogger(__name__)
 
 
 class ImagePool:
-    def __init__(self, workers: int, max_pixels: int) -> None:
+    def __init__(self, workers: int, max_pixels: int, idle_seconds: float | None = None) -> None:
         self._workers = workers
         self._max_pixels = max_pixels
+        self._idle_seconds = idle_seconds
         self._executor: ProcessPoolExecutor | None = None
+        self._in_flight = 0
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._executor is not None
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: workers never inherit the server's threads and open sockets.
@@ -47,11 +58,27 @@ class ImagePool:
         if self._executor is None:
             self._executor = self._new_executor()
         executor = self._executor
+        self._in_flight += 1
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
         except BrokenProcessPool as exc:
             self._replace(executor)
             raise RetryableError("an image worker process crashed") from exc
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle_seconds is not None:
+                self._idle_timer = asyncio.get_running_loop().call_later(
+                    self._idle_seconds, self._stop_idle
+                )
+
+    def _stop_idle(self) -> None:
+        self._idle_timer = None
+        if self._in_flight == 0 and self._executor is not None:
+            log.info("image worker pool idle for %gs; stopping it", self._idle_seconds)
+            self.shutdown()
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is broken:
@@ -60,6 +87,9 @@ class ImagePool:
             broken.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -1,0 +1,74 @@
+"""The image pool starts on the first image and stops after a quiet spell."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+
+import httpx
+import psutil
+from PIL import Image
+
+from tests.conftest import ServerFactory
+from uploads_api.tasks.pool import ImagePool
+
+
+def test_the_pool_starts_on_first_use_and_stops_when_idle() -> None:
+    async def main() -> None:
+        pool = ImagePool(workers=1, max_pixels=1000, idle_seconds=0.3)
+        try:
+            assert not pool.running
+            first = await pool.run(os.getpid)
+            assert pool.running and first != os.getpid()
+            # Work keeps it alive: each run restarts the quiet spell.
+            for _ in range(3):
+                await asyncio.sleep(0.15)
+                assert await pool.run(os.getpid) == first
+            await asyncio.sleep(0.6)
+            assert not pool.running
+            assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+            second = await pool.run(os.getpid)
+            assert second != first and pool.running
+        finally:
+            pool.shutdown()
+
+    asyncio.run(main())
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    return psutil.Process(pid).children()
+
+
+def _decoders(pid: int) -> list[psutil.Process]:
+    """The pool's worker processes: forked by multiprocessing's forkserver, which (like its
+    resource tracker) is a direct child of the server and stays once started."""
+    return [p for helper in _children(pid) for p in helper.children()]
+
+
+def test_a_server_runs_decoder_processes_only_while_it_has_images(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(image_pool_idle_seconds=4, image_workers=1)
+    assert server.process is not None
+    pid = server.process.pid
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        text = client.put("/v1/files/notes.txt", content=b"plain words\n" * 100)
+        assert text.status_code == 201, text.text
+        # A text file needs no processing: ready at once, and no decoder was started.
+        assert text.json()["status"] == "ready"
+        assert _children(pid) == []
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48), "teal").save(buffer, "PNG")
+        image = client.put("/v1/files/tile.png", content=buffer.getvalue())
+        assert image.status_code == 201, image.text
+        done = client.get(f"/v1/files/{image.json()['id']}", params={"wait": 30}).json()
+        assert done["status"] == "ready", done
+        assert _decoders(pid), "no decoder process ran the image"
+
+        deadline = time.monotonic() + 15
+        while _decoders(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _decoders(pid) == []
