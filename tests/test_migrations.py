@@ -9,7 +9,6 @@ import sys
 from importlib.resources import files
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -20,14 +19,6 @@ from uploads_api.db.engine import create_engines
 from uploads_api.db.migrate import current_revision, upgrade
 from uploads_api.db.schema import HEAD_REVISION, ensure_schema
 from uploads_api.db.tables import metadata
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return f"sqlite+aiosqlite:///{tmp_path}/m.db"
 
 
 def _differences(connection: Connection) -> list[object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from uploads_api.db import tables
 from uploads_api.db.engine import Engines
+from uploads_api.db.group_commit import GroupCommit
 from uploads_api.db.models import (
     ACTIVE_STATES,
     CLEANUP,
@@ -84,10 +86,19 @@ def _status_expression(file_id: Any) -> Any:
     return case((active, PROCESSING), (failed, FILE_FAILED), else_=READY)
 
 
+@dataclass
+class _NewRows:
+    """One upload's rows, ready to insert."""
+
+    files: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+
+
 class Repository:
     def __init__(self, engines: Engines, *, max_attempts: int = 3) -> None:
         self.engines = engines
         self.max_attempts = max_attempts
+        self._file_inserts = GroupCommit(engines.writer, self._insert_files)
 
     # Files -------------------------------------------------------------------------------
 
@@ -98,14 +109,30 @@ class Repository:
         quota: Quota | None = None,
     ) -> list[FileRecord]:
         """Insert the files and their tasks in one transaction: all or nothing. A task a
-        file names in ``settled`` is inserted finished; the rest are queued. With a quota,
-        the owner's usage is checked inside that transaction, so two uploads racing each
-        other cannot both slip under it. Returns the records as committed."""
+        file names in ``settled`` is inserted finished; the rest are queued. Returns the
+        records as committed.
+
+        With a quota, the owner's usage is checked inside that transaction, so two uploads
+        racing each other cannot both slip under it. Without one, uploads arriving together
+        share a transaction (``GroupCommit``)."""
         if not new_files:
             return []
+        rows = self._new_file_rows(new_files, task_names)
+        if quota is None:
+            return await self._file_inserts.submit(rows)
+        async with self.engines.writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # READ COMMITTED lets two uploads read the same usage; serialise per owner.
+                lock_key = func.hashtext(quota.owner or "")
+                await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
+            used_bytes, used_files = await self._usage(conn, quota.owner)
+            quota.check(used_bytes + sum(nf.size for nf in new_files), used_files + len(new_files))
+            (records,) = await self._insert_files(conn, [rows])
+        return records
+
+    def _new_file_rows(self, new_files: Sequence[NewFile], task_names: Sequence[str]) -> _NewRows:
         now = utcnow()
-        file_rows: list[dict[str, Any]] = []
-        task_rows: list[dict[str, Any]] = []
+        rows = _NewRows([], [])
         for i, nf in enumerate(new_files):
             queued = False
             for name in task_names:
@@ -115,8 +142,8 @@ class Repository:
                     row["finished_at"] = now
                 else:
                     queued = True
-                task_rows.append(row)
-            file_rows.append(
+                rows.tasks.append(row)
+            rows.files.append(
                 {
                     "id": nf.id,
                     "owner": nf.owner,
@@ -133,33 +160,32 @@ class Repository:
                     "thumbnails": [],
                 }
             )
-        async with self.engines.writer.begin() as conn:
-            if quota is not None:
-                if conn.dialect.name == "postgresql":
-                    # READ COMMITTED lets two uploads read the same usage; serialise per owner.
-                    lock_key = func.hashtext(quota.owner or "")
-                    await conn.execute(select(func.pg_advisory_xact_lock(lock_key)))
-                used_bytes, used_files = await self._usage(conn, quota.owner)
-                quota.check(
-                    used_bytes + sum(nf.size for nf in new_files), used_files + len(new_files)
-                )
-            await conn.execute(insert(f), file_rows)
-            tasks: list[Task] = []
-            if task_rows:
-                inserted = await conn.execute(
-                    insert(t).returning(*t.c, sort_by_parameter_order=True), task_rows
-                )
-                tasks = [_task(row) for row in inserted]
+        return rows
+
+    async def _insert_files(
+        self, conn: AsyncConnection, uploads: list[_NewRows]
+    ) -> list[list[FileRecord]]:
+        """Several uploads' rows in two statements; each upload's records, in order."""
+        file_rows = [row for rows in uploads for row in rows.files]
+        task_rows = [row for rows in uploads for row in rows.tasks]
+        await conn.execute(insert(f), file_rows)
         by_file: dict[str, list[Task]] = {}
-        for task in tasks:
-            by_file.setdefault(task.file_id or "", []).append(task)
-        return [
-            FileRecord(
-                **{k: v for k, v in row.items() if k != "thumbnails"},
-                thumbnails=[],
-                tasks=by_file.get(row["id"], []),
+        if task_rows:
+            inserted = await conn.execute(
+                insert(t).returning(*t.c, sort_by_parameter_order=True), task_rows
             )
-            for row in file_rows
+            for task in (_task(row) for row in inserted):
+                by_file.setdefault(task.file_id or "", []).append(task)
+        return [
+            [
+                FileRecord(
+                    **{k: v for k, v in row.items() if k != "thumbnails"},
+                    thumbnails=[],
+                    tasks=by_file.get(row["id"], []),
+                )
+                for row in rows.files
+            ]
+            for rows in uploads
         ]
 
     def _new_task_row(

@@ -1,0 +1,104 @@
+"""Group commit: writes that arrive while one transaction is being committed share the next.
+
+Each write transaction costs a handful of round trips through the event loop (checkout,
+BEGIN, each statement, COMMIT), and on SQLite every one of them queues for the single
+writer connection. Under a burst of small uploads that queue, not the work, made the
+latency. Here the uploads that arrive together are written by one transaction: the batch
+grows by itself with the load, and a lone upload is written at once.
+
+A batch that fails is written again one item at a time, so a bad item fails only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# One transaction's worth: a result for each item, in order.
+WriteBatch = Callable[[AsyncConnection, list[Item]], Awaitable[list[Result]]]
+
+
+class GroupCommit(Generic[Item, Result]):
+    def __init__(
+        self, engine: AsyncEngine, write: WriteBatch[Item, Result], max_batch: int = 64
+    ) -> None:
+        self._engine = engine
+        self._write = write
+        self._max_batch = max_batch
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def submit(self, item: Item) -> Result:
+        """Write ``item`` in the next transaction; its result once that has committed."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # A new event loop (a test's, or a worker's): nothing of the old one carries over.
+            self._loop, self._pending, self._flusher = loop, [], None
+        entry = (item, loop.create_future())
+        self._pending.append(entry)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        try:
+            return await asyncio.shield(entry[1])
+        except asyncio.CancelledError:
+            if entry in self._pending:
+                self._pending.remove(entry)  # not begun: nothing was written
+                raise
+            # Already in a transaction: its outcome stands, so the caller must see it.
+            return await _outcome(entry[1])
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                results = await self._commit([item for item, _ in batch])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _fail(batch[0][1], exc)
+                    continue
+                for item, future in batch:
+                    try:
+                        (result,) = await self._commit([item])
+                    except Exception as single:
+                        _fail(future, single)
+                    else:
+                        _resolve(future, result)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                _resolve(future, result)
+
+    async def _commit(self, items: list[Item]) -> list[Result]:
+        async with self._engine.begin() as conn:
+            return await self._write(conn, items)
+
+
+def _resolve(future: asyncio.Future[Result], result: Result) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Result], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+async def _outcome(future: asyncio.Future[Result]) -> Result:
+    """The write's outcome, waited for through cancellation, which is withdrawn: the
+    transaction has begun and its result cannot be taken back from the caller."""
+    task = asyncio.current_task()
+    while True:
+        if task is not None:
+            task.uncancel()
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if future.cancelled():
+                raise
