@@ -53,7 +53,9 @@ class Settings(BaseSettings):
     image_formats: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IMAGE_FORMATS
     max_image_pixels: int = Field(default=100_000_000, gt=0)
 
-    task_concurrency: int = Field(default=max(2, os.cpu_count() or 1), gt=0)
+    # More tasks than image workers: a task's steps outside the pool (copying thumbnails
+    # in, recording them) leave a decoder idle unless another task has work queued for it.
+    task_concurrency: int = Field(default=4 * (os.cpu_count() or 1), gt=0)
     image_workers: int = Field(default=os.cpu_count() or 1, gt=0)
     image_pool_idle_seconds: float = Field(default=120.0, gt=0)
     task_max_attempts: int = Field(default=3, ge=1)
