@@ -31,14 +31,25 @@ def make_payloads(tmp_path: Path) -> list[tuple[str, bytes]]:
     bases = [
         imagegen.jpeg_photo(tmp_path / f"b{i}", size=(320, 240)).read_bytes() for i in range(20)
     ]
+    pdf = imagegen.pdf_file(tmp_path, pages=2).read_bytes()
     payloads = []
     for n in range(UPLOADS):
+        # Bytes after the end marker make each file unique; decoders ignore them.
         if n % 2 == 0:
-            # Bytes after the JPEG's end marker make each file unique; decoders ignore them.
             payloads.append((f"photo-{n}.jpg", bases[n % len(bases)] + os.urandom(16)))
+        elif n % 4 == 1:
+            payloads.append((f"doc-{n}.pdf", pdf + b"\n" + os.urandom(16).hex().encode()))
         else:
             payloads.append((f"note-{n}.txt", f"note {n} {os.urandom(8).hex()}\n".encode() * 20))
     return payloads
+
+
+# Tasks with no work for a type are recorded settled at upload, with no attempt.
+SETTLED_AT_UPLOAD = {
+    ".jpg": set(),
+    ".pdf": {"thumbnails"},
+    ".txt": {"metadata", "thumbnails", "cleanup"},
+}
 
 
 def test_cluster_survives_a_killed_worker(
@@ -76,7 +87,7 @@ def test_cluster_survives_a_killed_worker(
                     (record,) = response.json()["files"]
                     acknowledged[record["id"]] = (
                         hashlib.sha256(body).hexdigest(),
-                        name.endswith(".jpg"),
+                        Path(name).suffix,
                     )
 
         with ThreadPoolExecutor(CLIENTS) as pool:
@@ -107,13 +118,16 @@ def test_cluster_survives_a_killed_worker(
                 if cursor is None:
                     break
             assert set(records) == set(acknowledged)
-            for file_id, (digest, is_image) in acknowledged.items():
+            for file_id, (digest, suffix) in acknowledged.items():
                 record = records[file_id]
                 assert record["sha256"] == digest
                 assert record["status"] == "ready", record
                 assert all(t["state"] in ("succeeded", "skipped") for t in record["tasks"])
-                assert all(1 <= t["attempts"] <= 3 for t in record["tasks"]), record["tasks"]
-                if is_image:
+                ran = [t for t in record["tasks"] if t["name"] not in SETTLED_AT_UPLOAD[suffix]]
+                assert all(1 <= t["attempts"] <= 3 for t in ran), record["tasks"]
+                if suffix == ".pdf":
+                    assert record["metadata"]["pdf"] == {"pages": 2}, record["metadata"]
+                if suffix == ".jpg":
                     sizes = [t["size"] for t in record["thumbnails"]]
                     assert sorted(sizes) == [256, 1024], "no duplicate thumbnails"
             for file_id in list(acknowledged)[::25]:
@@ -129,7 +143,7 @@ def test_cluster_survives_a_killed_worker(
         thumbnails = Counter(
             k.split("/")[3] for k in objects if k.startswith("cluster/thumbnails/")
         )
-        images = {fid for fid, (_d, is_image) in acknowledged.items() if is_image}
+        images = {fid for fid, (_d, suffix) in acknowledged.items() if suffix == ".jpg"}
         assert set(thumbnails) == images
         assert set(thumbnails.values()) == {2}
         assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
