@@ -378,11 +378,12 @@ class FullDisk(LocalStorage):
         writer = await super().open_writer(key)
         write = writer.write
 
-        async def limited(data: bytes) -> None:
-            if len(data) > self.room:
+        async def limited(*chunks: bytes | memoryview) -> None:
+            size = sum(len(chunk) for chunk in chunks)
+            if size > self.room:
                 raise OSError(errno.ENOSPC, "No space left on device")
-            self.room -= len(data)
-            await write(data)
+            self.room -= size
+            await write(*chunks)
 
         writer.write = limited  # type: ignore[method-assign]
         return writer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -16,6 +17,7 @@ import pytest
 
 from tests.service_fixtures import s3_client
 from uploads_api.storage import LocalPaths, Storage
+from uploads_api.storage import local as local_module
 from uploads_api.storage.keys import (
     file_id_of,
     original_key,
@@ -108,6 +110,53 @@ def test_committed_blob_has_the_exact_bytes(storage: Storage, pieces: int) -> No
     async def body() -> None:
         await put(storage, key, data, pieces=pieces)
         assert await storage.size(key) == len(data)
+        assert await read_all(storage, key) == data
+
+    run(body())
+
+
+def test_many_chunks_in_one_write_keep_their_order(storage: Storage) -> None:
+    # More pieces than one writev takes (IOV_MAX, 1024 on Linux), some of them empty views.
+    data = secrets.token_bytes(3000 * 7)
+    view = memoryview(data)
+    chunks = [view[i : i + 7] for i in range(0, len(data), 7)]
+    chunks[5:5] = [view[0:0], b""]
+    key = original_key(new_id())
+
+    async def body() -> None:
+        writer = await storage.open_writer(key)
+        await writer.write(*chunks)
+        await writer.write(b"tail")
+        await writer.commit()
+        assert await read_all(storage, key) == data + b"tail"
+
+    run(body())
+
+
+def test_short_writes_resume_where_they_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_writev = os.writev
+
+    def short_writev(fd: int, buffers: list[memoryview]) -> int:
+        # The kernel may take less than asked: here at most 1000 bytes a call.
+        taken, room = [], 1000
+        for buffer in buffers:
+            if room == 0:
+                break
+            taken.append(buffer[:room])
+            room -= len(taken[-1])
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr(local_module.os, "writev", short_writev)
+    storage = _local(tmp_path).storage
+    data = secrets.token_bytes(50_000)
+    key = original_key(new_id())
+
+    async def body() -> None:
+        writer = await storage.open_writer(key)
+        await writer.write(*(data[i : i + 3001] for i in range(0, len(data), 3001)))
+        await writer.commit()
         assert await read_all(storage, key) == data
 
     run(body())

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import event, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from uploads_api.db.write_lock import WriteLock
 
 
 @dataclass(frozen=True)
@@ -15,11 +22,37 @@ class Engines:
 
     writer: AsyncEngine
     reader: AsyncEngine
+    # SQLite: taken by every write transaction of every process on the file.
+    write_lock: WriteLock | None = None
+    lock_timeout: float = 30.0
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends (rolled back if it raises)."""
+        async with self.writer.connect() as connection:
+            if self.write_lock is None:
+                async with connection.begin():
+                    yield connection
+                return
+            try:
+                async with asyncio.timeout(self.lock_timeout):
+                    await self.write_lock.acquire()
+            except TimeoutError as exc:
+                raise PoolTimeout(
+                    f"another process held the database for {self.lock_timeout:g} s"
+                ) from exc
+            try:
+                async with connection.begin():
+                    yield connection
+            finally:
+                self.write_lock.release()
 
     async def dispose(self) -> None:
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+        if self.write_lock is not None:
+            self.write_lock.close()
 
 
 def _sqlite_engine(url: str, *, writer: bool, busy_timeout: float) -> AsyncEngine:
@@ -54,9 +87,13 @@ def _sqlite_engine(url: str, *, writer: bool, busy_timeout: float) -> AsyncEngin
 def create_engines(url: str, *, busy_timeout: float = 30.0) -> Engines:
     """``busy_timeout``: how long a statement waits for a lock before giving up (SQLite)."""
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        on_disk = bool(database) and database != ":memory:"
         return Engines(
             writer=_sqlite_engine(url, writer=True, busy_timeout=busy_timeout),
             reader=_sqlite_engine(url, writer=False, busy_timeout=busy_timeout),
+            write_lock=WriteLock(Path(database)) if on_disk and database else None,
+            lock_timeout=busy_timeout,
         )
     engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
     return Engines(writer=engine, reader=engine)

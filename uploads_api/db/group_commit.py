@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -26,9 +27,12 @@ WriteBatch = Callable[[AsyncConnection, list[Item]], Awaitable[list[Result]]]
 
 class GroupCommit(Generic[Item, Result]):
     def __init__(
-        self, engine: AsyncEngine, write: WriteBatch[Item, Result], max_batch: int = 64
+        self,
+        transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
+        write: WriteBatch[Item, Result],
+        max_batch: int = 64,
     ) -> None:
-        self._engine = engine
+        self._transaction = transaction
         self._write = write
         self._max_batch = max_batch
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
@@ -76,7 +80,7 @@ class GroupCommit(Generic[Item, Result]):
                 _resolve(future, result)
 
     async def _commit(self, items: list[Item]) -> list[Result]:
-        async with self._engine.begin() as conn:
+        async with self._transaction() as conn:
             return await self._write(conn, items)
 
 

@@ -36,7 +36,7 @@ class KeyRepository:
             "created_at": utcnow(),
             "revoked_at": None,
         }
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             result = await conn.execute(insert(k).values(row).returning(*k.c))
             return ApiKey(**result.one()._mapping)
 
@@ -64,7 +64,7 @@ class KeyRepository:
         match = (
             k.c.id == int(prefix_or_id) if prefix_or_id.isdigit() else k.c.prefix == prefix_or_id
         )
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             done = await conn.execute(
                 update(k).where(match, k.c.revoked_at.is_(None)).values(revoked_at=utcnow())
             )

@@ -33,7 +33,7 @@ def _upgrade(connection: Connection, revision: str) -> None:
 
 async def upgrade(engines: Engines, revision: str = "head") -> None:
     # SQLite's writer transactions begin IMMEDIATE, which serialises concurrent starters.
-    async with engines.writer.begin() as connection:
+    async with engines.write() as connection:
         await connection.run_sync(_upgrade, revision)
 
 

@@ -98,7 +98,7 @@ class Repository:
     def __init__(self, engines: Engines, *, max_attempts: int = 3) -> None:
         self.engines = engines
         self.max_attempts = max_attempts
-        self._file_inserts = GroupCommit(engines.writer, self._insert_files)
+        self._file_inserts = GroupCommit(engines.write, self._insert_files)
 
     # Files -------------------------------------------------------------------------------
 
@@ -120,7 +120,7 @@ class Repository:
         rows = self._new_file_rows(new_files, task_names)
         if quota is None:
             return await self._file_inserts.submit(rows)
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             if conn.dialect.name == "postgresql":
                 # READ COMMITTED lets two uploads read the same usage; serialise per owner.
                 lock_key = func.hashtext(quota.owner or "")
@@ -291,7 +291,7 @@ class Repository:
     async def delete_file(self, file_id: str, cleanup_payload: dict[str, Any]) -> bool:
         """Drop the record and its pending tasks; queue a cleanup of its bytes. One transaction."""
         now = utcnow()
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             gone = await conn.execute(delete(f).where(f.c.id == file_id))
             if gone.rowcount == 0:
                 return False
@@ -304,7 +304,7 @@ class Repository:
     async def merge_metadata(self, file_id: str, fields: dict[str, Any]) -> None:
         """Add ``fields`` to the file's metadata. Read and write share one write transaction,
         so two tasks adding different fields never lose each other's."""
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             current = (
                 await conn.execute(select(f.c.metadata).where(f.c.id == file_id).with_for_update())
             ).scalar()
@@ -316,7 +316,7 @@ class Repository:
     ) -> bool:
         """Record the thumbnails and add ``metadata_fields`` in one write, so no reader sees
         one without the other; ``False`` when the file was deleted meanwhile."""
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             current = await conn.execute(
                 select(f.c.metadata).where(f.c.id == file_id).with_for_update()
             )
@@ -347,7 +347,7 @@ class Repository:
     async def retry_file(self, file_id: str) -> int:
         """Queue the failed tasks of one file again, with a fresh attempt budget."""
         now = utcnow()
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             done = await conn.execute(
                 update(t)
                 .where(t.c.file_id == file_id, t.c.state == FAILED)
@@ -404,7 +404,7 @@ class Repository:
             )
             .returning(*t.c)
         )
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             # RETURNING has no order of its own: oldest first, as claimed.
             claimed = sorted(
                 (_task(r) for r in await conn.execute(claim)), key=lambda t: (t.run_after, t.id)
@@ -449,7 +449,7 @@ class Repository:
             )
             .returning(*t.c)
         )
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             failed = [_task(r) for r in await conn.execute(query)]
             for file_id in {task.file_id for task in failed if task.file_id}:
                 await self._refresh_status(conn, file_id)
@@ -461,7 +461,7 @@ class Repository:
         if not task_ids:
             return
         until = utcnow() + timedelta(seconds=lease_seconds)
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             await conn.execute(
                 update(t)
                 .where(t.c.id.in_(task_ids), t.c.lease_owner == worker, t.c.state == RUNNING)
@@ -486,7 +486,7 @@ class Repository:
         )
 
     async def _end_run(self, task: Task, worker: str, **values: Any) -> bool:
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             done = await conn.execute(
                 update(t)
                 .where(t.c.id == task.id, t.c.lease_owner == worker, t.c.state == RUNNING)
@@ -504,7 +504,7 @@ class Repository:
     async def enqueue_sweep(self) -> bool:
         """Queue one sweep, unless one is already waiting."""
         now = utcnow()
-        async with self.engines.writer.begin() as conn:
+        async with self.engines.write() as conn:
             if conn.dialect.name == "postgresql":
                 # Check-then-insert: two processes must not both see "none queued".
                 await conn.execute(select(func.pg_advisory_xact_lock(_SWEEP_LOCK)))

@@ -56,7 +56,7 @@ def _create(connection: Connection) -> None:
 
 async def ensure_schema(engines: Engines) -> None:
     """Create or upgrade the schema so it is at ``HEAD_REVISION``."""
-    async with engines.writer.begin() as connection:
+    async with engines.write() as connection:
         if connection.dialect.name == "postgresql":
             await connection.execute(select(text(f"pg_advisory_xact_lock({SCHEMA_LOCK})")))
         # SQLite's writer transactions begin IMMEDIATE, which serialises starters there.

@@ -77,7 +77,7 @@ class MultipartIntake:
         self._limits = limits
         self._policy = policy
         self._expected_sha256: str | None = None
-        self._events: list[tuple[Event, bytes]] = []
+        self._events: list[tuple[Event, bytes | memoryview]] = []
         self._part = _Part()
         self._fields: dict[str, str] = {}
         self._field_count = 0
@@ -112,13 +112,19 @@ class MultipartIntake:
         def on_data(event: Event) -> object:
             return lambda data, start, end: self._events.append((event, data[start:end]))
 
+        def on_part_data(data: bytes, start: int, end: int) -> None:
+            # A view, not a copy: the parser hands over the request's own chunks (or its
+            # boundary constant), and bytes never change under a view.
+            piece = memoryview(data)[start:end] if type(data) is bytes else data[start:end]
+            self._events.append((Event.PART_DATA, piece))
+
         callbacks = {
             "on_part_begin": on(Event.PART_BEGIN),
             "on_header_field": on_data(Event.HEADER_FIELD),
             "on_header_value": on_data(Event.HEADER_VALUE),
             "on_header_end": on(Event.HEADER_END),
             "on_headers_finished": on(Event.HEADERS_FINISHED),
-            "on_part_data": on_data(Event.PART_DATA),
+            "on_part_data": on_part_data,
             "on_part_end": on(Event.PART_END),
             "on_end": on(Event.END),
         }
@@ -138,9 +144,9 @@ class MultipartIntake:
             elif event is Event.PART_BEGIN:
                 part = self._part = _Part()
             elif event is Event.HEADER_FIELD:
-                part.header_field += data
+                part.header_field += bytes(data)
             elif event is Event.HEADER_VALUE:
-                part.header_value += data
+                part.header_value += bytes(data)
             elif event is Event.HEADER_END:
                 part.headers[part.header_field.lower()] = part.header_value
                 part.header_field, part.header_value = b"", b""
@@ -178,11 +184,11 @@ class MultipartIntake:
                 )
             part.field_name = name
 
-    async def _on_data(self, part: _Part, data: bytes) -> None:
+    async def _on_data(self, part: _Part, data: bytes | memoryview) -> None:
         if part.sink is not None:
             await part.sink.feed(data)
             return
-        part.field_value += data
+        part.field_value += bytes(data)
         if len(part.field_value) > self._limits.max_field_size:
             raise FieldTooLarge(
                 f"form field {part.field_name!r} is larger than "

@@ -1,6 +1,7 @@
-"""``FileSink`` takes one file's bytes: buffers them into large writes, hashes and writes each
-buffer in two threads at once (both release the GIL) while the next buffer fills, and keeps
-the head for type sniffing."""
+"""``FileSink`` takes one file's bytes: gathers them into large writes, hashes and writes each
+batch in two threads at once (both release the GIL) while the next one fills, and keeps
+the head for type sniffing. The chunks are never joined: the write is one ``writev`` of
+them, so the event loop copies nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from uploads_api.errors import ChecksumMismatch, InsufficientStorage
 from uploads_api.ingest.names import clean_filename
 from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.sniff import sniff_content_type
-from uploads_api.storage import BlobWriter, Storage, original_key
+from uploads_api.storage import BlobWriter, Buffer, Storage, original_key
 
 WRITE_BUFFER = 1024 * 1024
 SNIFF_BYTES = 4096
@@ -53,8 +54,8 @@ class FileSink:
         self._policy = policy
         self._expected = expected_sha256
         self._hash = hashlib.sha256()
-        # Chunks since the last write, joined into one buffer (one copy) when it is full.
-        self._chunks: list[bytes] = []
+        # Chunks since the last write, handed over as they are once there is enough.
+        self._chunks: list[Buffer] = []
         self._buffered = 0
         # The buffer being written and hashed, at most one: memory stays bounded.
         self._pending: asyncio.Future[None] | None = None
@@ -79,11 +80,13 @@ class FileSink:
             raise
         return cls(writer, file_id, key, filename, policy, expected_sha256)
 
-    async def feed(self, data: bytes) -> None:
+    async def feed(self, data: Buffer) -> None:
+        """Take the next piece of the file; it must not change afterwards (bytes, or a view
+        of bytes), since it is written later, from another thread."""
         self._size += len(data)
         self._policy.take_bytes(len(data), self._size, self._filename)
         if self._content_type is None:
-            self._head += data[: SNIFF_BYTES - len(self._head)]
+            self._head += bytes(data[: SNIFF_BYTES - len(self._head)])
             if len(self._head) >= SNIFF_BYTES:
                 self._sniff()
         self._chunks.append(data)
@@ -102,15 +105,14 @@ class FileSink:
         overlap. Only the previous buffer is waited for."""
         if not self._buffered:
             return
-        buffer = b"".join(self._chunks)
-        self._chunks, self._buffered = [], 0
+        chunks, self._chunks, self._buffered = self._chunks, [], 0
         await self._settle()
-        self._pending = asyncio.ensure_future(self._store(buffer))
+        self._pending = asyncio.ensure_future(self._store(chunks))
 
-    async def _store(self, buffer: bytes) -> None:
+    async def _store(self, chunks: list[Buffer]) -> None:
         try:
             await asyncio.gather(
-                self._writer.write(buffer), asyncio.to_thread(self._hash.update, buffer)
+                self._writer.write(*chunks), asyncio.to_thread(_hash_all, self._hash, chunks)
             )
         except OSError as exc:
             _raise_if_full(exc)
@@ -163,6 +165,11 @@ class FileSink:
             with contextlib.suppress(asyncio.CancelledError):
                 pending.exception()  # already reported, or moot now that all is dropped
         await self._writer.abort()
+
+
+def _hash_all(digest: hashlib._Hash, chunks: list[Buffer]) -> None:
+    for chunk in chunks:
+        digest.update(chunk)
 
 
 def _raise_if_full(exc: OSError) -> None:

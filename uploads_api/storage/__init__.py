@@ -1,10 +1,11 @@
 """Where bytes live: a small ``Storage`` protocol and its backends."""
 
-from uploads_api.storage.base import BlobWriter, LocalPaths, PendingUploads, Storage
+from uploads_api.storage.base import BlobWriter, Buffer, LocalPaths, PendingUploads, Storage
 from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix
 
 __all__ = [
     "BlobWriter",
+    "Buffer",
     "LocalPaths",
     "PendingUploads",
     "Storage",

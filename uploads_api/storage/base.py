@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+# A piece of a file: bytes, or a view of bytes (never of something that may change).
+Buffer = bytes | memoryview
+
 
 class BlobWriter(Protocol):
     """One blob being written. Nothing is visible at its key until ``commit``."""
 
-    async def write(self, data: bytes) -> None:
-        """Append ``data``. May raise ``OSError`` (disk full: ``errno.ENOSPC``)."""
+    async def write(self, *chunks: Buffer) -> None:
+        """Append the chunks, in order. May raise ``OSError`` (disk full: ``errno.ENOSPC``)."""
 
     async def commit(self) -> None:
         """Make the blob durable and visible at its key, atomically. Idempotent."""

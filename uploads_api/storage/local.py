@@ -13,12 +13,14 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
+from uploads_api.storage.base import Buffer
 from uploads_api.storage.keys import validate_key
 from uploads_api.storage.tempnames import temp_name
 
 READ_CHUNK = 1024 * 1024
 WRITEBACK_STEP = 16 * 1024 * 1024
 _FADVISE = hasattr(os, "posix_fadvise")  # not on macOS
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024
 
 
 def _fsync_dir(path: Path) -> None:
@@ -45,15 +47,20 @@ class LocalBlobWriter:
     def temp_path(self) -> Path:
         return self._temp
 
-    async def write(self, data: bytes) -> None:
-        await asyncio.to_thread(self._write, data)
+    async def write(self, *chunks: Buffer) -> None:
+        await asyncio.to_thread(self._write, chunks)
 
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._written += len(data)
+    def _write(self, chunks: tuple[Buffer, ...]) -> None:
+        views = [memoryview(chunk) for chunk in chunks if len(chunk)]
+        while views:
+            # One system call for up to IOV_MAX pieces; a short write resumes mid-piece.
+            written = os.writev(self._fd, views[:_IOV_MAX])
+            self._written += written
+            while views and written >= len(views[0]):
+                written -= len(views[0])
+                views.pop(0)
+            if written:
+                views[0] = views[0][written:]
         if _FADVISE and self._written - self._flushed >= WRITEBACK_STEP:
             # Start writing back what is already here, without waiting for it: the fsync
             # at commit then has little left to do (0.01 s instead of 0.5 s for 1 GiB).

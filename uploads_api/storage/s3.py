@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from uploads_api.storage.base import Buffer
 from uploads_api.storage.keys import validate_key
 
 PART_SIZE = 8 * 1024 * 1024
@@ -34,8 +35,9 @@ class S3BlobWriter:
         self._parts: list[dict[str, Any]] = []
         self._done = False
 
-    async def write(self, data: bytes) -> None:
-        self._buffer += data
+    async def write(self, *chunks: Buffer) -> None:
+        for chunk in chunks:
+            self._buffer += chunk
         if len(self._buffer) >= PART_SIZE:
             await self._send_part()
 
