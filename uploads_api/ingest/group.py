@@ -39,8 +39,9 @@ class SinkGroup:
         committed: list[ReceivedFile] = []
         try:
             for sink, received in zip(self._sinks, self._finished, strict=True):
-                await sink.commit()
+                # Counted before it is done: a commit cut short may have moved it in place.
                 committed.append(received)
+                await sink.commit()
         except BaseException:
             await self.remove(committed)
             raise

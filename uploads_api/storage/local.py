@@ -73,10 +73,20 @@ class LocalBlobWriter:
     async def commit(self) -> None:
         if self._done:
             return
+        # One thread hop for all of it; if the caller is cancelled meanwhile, the work is
+        # let finish, so ``abort`` never closes the descriptor under it.
+        job = asyncio.ensure_future(asyncio.to_thread(self._commit))
+        try:
+            await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])
+            raise
+
+    def _commit(self) -> None:
         # fsync before rename: after a crash the blob is either whole at its key or absent.
-        await asyncio.to_thread(os.fsync, self._fd)
+        os.fsync(self._fd)
         self._close()
-        await asyncio.to_thread(self._move_into_place)
+        self._move_into_place()
         self._done = True
 
     def _close(self) -> None:
