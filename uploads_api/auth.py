@@ -7,6 +7,7 @@ been revoked.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -46,24 +47,40 @@ def new_key() -> str:
 
 
 class Authenticator:
+    """Checks keys. Each answer is cached for ``CACHE_SECONDS``, and callers that miss the
+    cache together share one query: a burst of uploads is one database read, not one each."""
+
     def __init__(self, keys: KeyRepository) -> None:
         self.keys = keys
         self._open_until = 0.0
-        self._is_open = False
+        # Once a key has existed the server never opens again, so that needs no re-check.
+        self._closed = False
+        self._open_check: asyncio.Task[bool] | None = None
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._lookups: dict[str, asyncio.Task[ApiKey | None]] = {}
 
     async def create(self, owner: str, *, admin: bool = False) -> tuple[str, ApiKey]:
         key = new_key()
         record = await self.keys.add(owner, hash_key(key), key[: len(KEY_PREFIX) + 6], admin)
-        self._open_until = 0.0
+        self._closed = True
         return key, record
 
     async def is_open(self) -> bool:
-        now = time.monotonic()
-        if now >= self._open_until:
-            self._is_open = not await self.keys.ever_created()
-            self._open_until = now + CACHE_SECONDS
-        return self._is_open
+        if self._closed:
+            return False
+        if time.monotonic() < self._open_until:
+            return True
+        check = self._open_check
+        if check is None or check.done() or check.get_loop() is not asyncio.get_running_loop():
+            check = self._open_check = asyncio.ensure_future(self._check_open())
+        return await asyncio.shield(check)
+
+    async def _check_open(self) -> bool:
+        if await self.keys.ever_created():
+            self._closed = True
+            return False
+        self._open_until = time.monotonic() + CACHE_SECONDS
+        return True
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if await self.is_open():
@@ -77,10 +94,16 @@ class Authenticator:
         return Principal(owner=record.owner, admin=record.admin, key_id=record.id)
 
     async def _lookup(self, key_hash: str) -> ApiKey | None:
-        now = time.monotonic()
         cached = self._cache.get(key_hash)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        lookup = self._lookups.get(key_hash)
+        if lookup is None or lookup.get_loop() is not asyncio.get_running_loop():
+            lookup = self._lookups[key_hash] = asyncio.ensure_future(self._fetch(key_hash))
+            lookup.add_done_callback(lambda _done: self._lookups.pop(key_hash, None))
+        return await asyncio.shield(lookup)
+
+    async def _fetch(self, key_hash: str) -> ApiKey | None:
         record = await self.keys.by_hash(key_hash)
         # The lookup is by hash; compare again in constant time so no branch depends on
         # how much of a guessed key was right.
@@ -88,7 +111,7 @@ class Authenticator:
             record = None
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[key_hash] = (now + CACHE_SECONDS, record)
+        self._cache[key_hash] = (time.monotonic() + CACHE_SECONDS, record)
         return record
 
 
