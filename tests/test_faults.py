@@ -39,6 +39,7 @@ from tests.test_security_inputs import (
     wait_done,
     wait_for,
 )
+from tests.test_write_lock import held_by_another_process
 from uploads_api import imaging
 from uploads_api.config import Settings
 from uploads_api.db.engine import create_engines
@@ -452,5 +453,34 @@ def test_a_locked_database(
                 assert stored.status_code == 200
                 assert http.get(record["links"]["content"]).content == data
                 assert record["sha256"] == sha256(data)
+    assert server.temp_files() == []
+    assert_healthy(server)
+
+
+@pytest.mark.e2e
+def test_any_route_answers_503_while_the_database_is_locked(server_factory: ServerFactory) -> None:
+    server = server_factory(database_busy_timeout=1)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        created = http.put("/v1/files/kept.txt", content=b"kept\n")
+        assert created.status_code == 201
+        file_id = created.json()["id"]
+
+        # SQLite's own lock, held by another program: a delete waits, then gives up.
+        lock = sqlite3.connect(server.data_dir / "uploads.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+        try:
+            assert_problem(http.delete(f"/v1/files/{file_id}"), 503, "service-unavailable")
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+
+        # The writers' turn-taking lock, held by another server process that hangs.
+        with held_by_another_process(server.data_dir / "uploads.db.writer-lock"):
+            refused = http.put("/v1/files/late.txt", content=b"late\n")
+            assert_problem(refused, 503, "service-unavailable")
+
+        # Both gone: the same requests succeed, and nothing of the refused upload remains.
+        assert http.delete(f"/v1/files/{file_id}").status_code == 204
+        assert http.put("/v1/files/late.txt", content=b"late\n").status_code == 201
     assert server.temp_files() == []
     assert_healthy(server)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tests.test_repository import new_file, open_repository
+from uploads_api.db.group_commit import GroupCommit
 from uploads_api.db.models import METADATA, THUMBNAILS, NewFile
 from uploads_api.db.repository import Repository
 
@@ -121,5 +125,57 @@ def test_cancelling_a_written_upload_returns_it_and_a_waiting_one_drops_it(
             stored = {r.id for r in await repo.get_files([in_flight[0].id, waiting[0].id])}
             assert stored == {in_flight[0].id}
             assert await repo.get_file(after[0].id) is not None
+
+    asyncio.run(main())
+
+
+class FakeDatabase:
+    """Transactions that count themselves and fail as told."""
+
+    def __init__(self, failure: Exception | None = None, delay: float = 0.01) -> None:
+        self.failure = failure
+        self.delay = delay
+        self.transactions = 0
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        self.transactions += 1
+        await asyncio.sleep(self.delay)
+        yield None
+
+    async def write(self, _conn: Any, items: list[int]) -> list[int]:
+        if self.failure is not None:
+            raise self.failure
+        return [item * 2 for item in items]
+
+
+def test_a_database_that_refuses_fails_the_whole_batch_at_once() -> None:
+    locked = OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+    database = FakeDatabase(failure=locked)
+
+    async def main() -> None:
+        group = GroupCommit(database.transaction, database.write)
+        outcomes = await asyncio.gather(
+            *(group.submit(i) for i in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(o, OperationalError) for o in outcomes)
+        # Not retried one by one: a locked database refuses each item the same way.
+        assert database.transactions == 1
+
+    asyncio.run(main())
+
+
+def test_shutting_down_mid_batch_leaves_no_caller_waiting() -> None:
+    database = FakeDatabase(delay=0.5)
+
+    async def main() -> None:
+        group = GroupCommit(database.transaction, database.write)
+        callers = [asyncio.create_task(group.submit(i)) for i in range(5)]
+        await asyncio.sleep(0.1)  # the first batch is in its transaction
+        flusher = group._flusher
+        assert flusher is not None
+        flusher.cancel()
+        outcomes = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), 5)
+        assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
 
     asyncio.run(main())

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from uploads_api.db.engine import create_engines
 from uploads_api.db.write_lock import WriteLock
@@ -51,13 +55,15 @@ def test_a_cancelled_waiter_leaves_the_lock_free(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_a_lock_held_by_a_killed_process_is_released(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def held_by_another_process(lock_file: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the lock file, as a hung server would; killed on exit."""
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
             "import fcntl, os, sys, time\n"
-            f"fd = os.open({str(tmp_path / 'db.writer-lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            f"fd = os.open({str(lock_file)!r}, os.O_RDWR | os.O_CREAT)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
             "print('held', flush=True)\n"
             "time.sleep(60)\n",
@@ -67,6 +73,16 @@ def test_a_lock_held_by_a_killed_process_is_released(tmp_path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
+def test_a_lock_held_by_a_killed_process_is_released(tmp_path: Path) -> None:
+    with held_by_another_process(tmp_path / "db.writer-lock") as holder:
 
         async def main() -> None:
             lock = WriteLock(tmp_path / "db")
@@ -81,11 +97,6 @@ def test_a_lock_held_by_a_killed_process_is_released(tmp_path: Path) -> None:
                 lock.close()
 
         asyncio.run(main())
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 def test_a_writer_stuck_behind_another_process_times_out(tmp_path: Path) -> None:
@@ -107,5 +118,31 @@ def test_a_writer_stuck_behind_another_process_times_out(tmp_path: Path) -> None
         finally:
             other.close()
             await engines.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_caller_after_a_cancelled_one_takes_over_its_wait(tmp_path: Path) -> None:
+    async def main() -> None:
+        other, mine, probe = (WriteLock(tmp_path / "db") for _ in range(3))
+        try:
+            await other.acquire()
+            gave_up = asyncio.create_task(mine.acquire())
+            await asyncio.sleep(0.1)
+            gave_up.cancel()
+            await asyncio.gather(gave_up, return_exceptions=True)
+            after = asyncio.create_task(mine.acquire())
+            await asyncio.sleep(0.1)
+            other.release()
+            await asyncio.wait_for(after, 5)
+            # Really held: a third descriptor cannot have it until it is released.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(probe.acquire(), 0.3)
+            mine.release()
+            await asyncio.wait_for(probe.acquire(), 5)
+            probe.release()
+        finally:
+            for lock in (other, mine, probe):
+                lock.close()
 
     asyncio.run(main())

@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from uploads_api.errors import PROBLEM_TYPE_BASE, UploadsError
+from uploads_api.errors import PROBLEM_TYPE_BASE, ServiceUnavailable, UploadsError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -84,6 +86,14 @@ def install_error_handlers(app: FastAPI) -> None:
             "errors": errors,
         }
         return problem_response(422, problem)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Locked past the busy timeout, or unreachable: a retry may well succeed.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        error = ServiceUnavailable("the database is not available right now; try again")
+        return problem_response(503, error.to_problem(request.url.path), error.headers())
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,7 +6,9 @@ writer connection. Under a burst of small uploads that queue, not the work, made
 latency. Here the uploads that arrive together are written by one transaction: the batch
 grows by itself with the load, and a lone upload is written at once.
 
-A batch that fails is written again one item at a time, so a bad item fails only itself.
+A batch that one bad item breaks (a constraint) is written again one item at a time, so
+that item fails alone; a batch the database refuses (locked, gone) fails as a whole, at
+once. A caller whose item is in a transaction waits for its outcome, even if cancelled.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 Item = TypeVar("Item")
@@ -59,25 +62,43 @@ class GroupCommit(Generic[Item, Result]):
             return await _outcome(entry[1])
 
     async def _flush(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
-            try:
-                results = await self._commit([item for item, _ in batch])
-            except Exception as exc:
-                if len(batch) == 1:
-                    _fail(batch[0][1], exc)
-                    continue
-                for item, future in batch:
-                    try:
-                        (result,) = await self._commit([item])
-                    except Exception as single:
-                        _fail(future, single)
-                    else:
-                        _resolve(future, result)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                _resolve(future, result)
+        batch: list[tuple[Item, asyncio.Future[Result]]] = []
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write_batch(batch)
+                batch = []
+        except BaseException:
+            # Cancelled (shutdown) or worse: no caller may wait for a write that won't come.
+            for _, future in batch + self._pending:
+                future.cancel()
+            self._pending = []
+            raise
+
+    async def _write_batch(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        try:
+            results = await self._commit([item for item, _ in batch])
+        except (IntegrityError, DataError) as exc:
+            if len(batch) == 1:
+                _fail(batch[0][1], exc)
+                return
+            # One item broke the batch: write each alone, so only that one fails.
+            for item, future in batch:
+                try:
+                    (result,) = await self._commit([item])
+                except Exception as single:
+                    _fail(future, single)
+                else:
+                    _resolve(future, result)
+            return
+        except Exception as exc:
+            # The database is busy or gone: every item would fail the same way, so all do.
+            for _, future in batch:
+                _fail(future, exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            _resolve(future, result)
 
     async def _commit(self, items: list[Item]) -> list[Result]:
         async with self._transaction() as conn:

@@ -40,11 +40,12 @@ _version = Table(
 
 
 def _revision(connection: Connection) -> str | None:
-    """The stored revision; ``""`` for an empty database, ``None`` for one with tables but
-    no revision (left to Alembic to judge)."""
+    """The stored revision; ``""`` for an empty database, ``None`` for one with tables or
+    a version table but no revision (left to Alembic to judge)."""
     names = set(inspect(connection).get_table_names())
     if _version.name in names:
-        return connection.execute(select(_version.c.version_num)).scalar() or ""
+        # An empty version table (after a downgrade to base) is Alembic's to judge.
+        return connection.execute(select(_version.c.version_num)).scalar()
     return "" if not names & set(tables.metadata.tables) else None
 
 

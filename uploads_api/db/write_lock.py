@@ -18,9 +18,18 @@ from pathlib import Path
 
 
 class WriteLock:
+    """The lock of one process (one descriptor). Its callers must not overlap: the one
+    writer connection sees to that."""
+
     def __init__(self, database: Path) -> None:
         self.path = database.with_name(database.name + ".writer-lock")
         self._fd: int | None = None
+        # At most one thread waits in flock for this descriptor. A caller that gives up
+        # leaves it waiting; the next caller takes it over, or, if none comes, the lock is
+        # let go the moment the thread gets it.
+        self._waiter: asyncio.Future[None] | None = None
+        self._claimed = False
+        self._closing = False
 
     def _descriptor(self) -> int:
         if self._fd is None:
@@ -28,32 +37,46 @@ class WriteLock:
         return self._fd
 
     async def acquire(self) -> None:
-        """Take the lock; the caller must ``release`` it. Callers in one process must not
-        overlap (one writer connection sees to that): the lock is the descriptor's."""
+        """Take the lock; the caller must ``release`` it."""
         fd = self._descriptor()
+        if self._waiter is None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                self._waiter = asyncio.ensure_future(
+                    asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+                )
+                self._waiter.add_done_callback(self._waiter_done)
+        waiter = self._waiter
+        self._claimed = True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
-        waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
-        try:
-            await asyncio.shield(waiting)
+            await asyncio.shield(waiter)
         except asyncio.CancelledError:
-            # The thread takes the lock in the end: let it go as soon as it does.
-            waiting.add_done_callback(lambda done: _release_if_taken(fd, done))
+            self._claimed = False
             raise
+        finally:
+            if waiter.done() and self._waiter is waiter:
+                self._waiter = None
+
+    def _waiter_done(self, waiter: asyncio.Future[None]) -> None:
+        # Runs before the caller resumes: unclaimed means its caller gave up meanwhile.
+        if self._claimed or waiter is not self._waiter:
+            return
+        self._waiter = None
+        if not waiter.cancelled() and waiter.exception() is None and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        if self._closing:
+            self.close()
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._closing = True  # a thread still waits on the descriptor: close after it
+            return
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-def _release_if_taken(fd: int, done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is None:
-        fcntl.flock(fd, fcntl.LOCK_UN)

@@ -22,6 +22,7 @@ WRITE_BUFFER = 1024 * 1024
 SNIFF_BYTES = 4096
 # SHA-256 of 64 KiB takes ~50 us: less than handing it to a thread and back.
 INLINE_HASH_BYTES = 64 * 1024
+MAX_CHUNKS = 512
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,9 @@ class FileSink:
                 self._sniff()
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered >= WRITE_BUFFER:
+        # Many tiny pieces (a client trickling bytes) are written early, so their count,
+        # and the memory the list of them takes, stays bounded.
+        if self._buffered >= WRITE_BUFFER or len(self._chunks) >= MAX_CHUNKS:
             await self._flush()
 
     def _sniff(self) -> None:
