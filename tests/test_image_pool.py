@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import threading
 import time
+from typing import Any
 
 import httpx
 import psutil
+import pytest
 from PIL import Image
 
 from tests.conftest import ServerFactory
@@ -35,6 +38,32 @@ def test_the_pool_starts_on_first_use_and_stops_when_idle() -> None:
             pool.shutdown()
 
     asyncio.run(main())
+
+
+def test_the_pool_starts_off_the_event_loop_once_for_all_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Spawning worker processes blocks; it must not hold the event loop's thread.
+    started_in: list[threading.Thread] = []
+    pool = ImagePool(workers=2, max_pixels=1000, idle_seconds=30)
+    new_executor = pool._new_executor
+
+    def recording() -> Any:
+        started_in.append(threading.current_thread())
+        return new_executor()
+
+    monkeypatch.setattr(pool, "_new_executor", recording)
+
+    async def main() -> None:
+        try:
+            pids = await asyncio.gather(*(pool.run(os.getpid) for _ in range(6)))
+            assert os.getpid() not in pids
+        finally:
+            pool.shutdown()
+
+    asyncio.run(main())
+    assert len(started_in) == 1, "concurrent first callers started more than one pool"
+    assert started_in[0] is not threading.main_thread()
 
 
 def _children(pid: int) -> list[psutil.Process]:

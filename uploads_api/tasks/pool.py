@@ -28,6 +28,7 @@ class ImagePool:
         self._max_pixels = max_pixels
         self._idle_seconds = idle_seconds
         self._executor: ProcessPoolExecutor | None = None
+        self._starting: asyncio.Future[ProcessPoolExecutor] | None = None
         self._in_flight = 0
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -45,19 +46,43 @@ class ImagePool:
         )
 
     async def start(self) -> None:
-        """Start and warm every worker, so the first upload does not pay for imports."""
-        self._executor = self._new_executor()
-        loop = asyncio.get_running_loop()
-        warm = [
-            loop.run_in_executor(self._executor, imaging.configure_worker, self._max_pixels)
-            for _ in range(self._workers)
-        ]
-        await asyncio.gather(*warm)
+        """Start and warm every worker, so the first image does not pay for imports."""
+        await self._running_executor()
+
+    async def _running_executor(self) -> ProcessPoolExecutor:
+        if self._executor is not None:
+            return self._executor
+        # Started in a thread: spawning through the forkserver blocks for tens of ms per
+        # process (the first time, for the forkserver's own imports), which would stall
+        # every request on the event loop. Callers arriving meanwhile share the start.
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(asyncio.to_thread(self._start_warm))
+        starting = self._starting
+        try:
+            executor = await asyncio.shield(starting)
+        finally:
+            if starting.done() and self._starting is starting:
+                self._starting = None
+        if self._executor is None:
+            self._executor = executor
+        return self._executor
+
+    def _start_warm(self) -> ProcessPoolExecutor:
+        executor = self._new_executor()
+        try:
+            warm = [
+                executor.submit(imaging.configure_worker, self._max_pixels)
+                for _ in range(self._workers)
+            ]
+            for done in warm:
+                done.result()
+        except Exception as exc:
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise RetryableError(f"the image workers did not start: {exc}") from exc
+        return executor
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            self._executor = self._new_executor()
-        executor = self._executor
+        executor = await self._running_executor()
         self._in_flight += 1
         if self._idle_timer is not None:
             self._idle_timer.cancel()
@@ -82,8 +107,8 @@ class ImagePool:
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is broken:
-            log.warning("image worker pool broken; starting a new one")
-            self._executor = self._new_executor()
+            log.warning("image worker pool broken; the next image starts a new one")
+            self._executor = None
             broken.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
