@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Coroutine
@@ -611,3 +612,15 @@ def test_asgi_refusals_are_problems(
     run(with_client(app_settings(tmp_path, max_file_size=1000), body))
     assert list((tmp_path / "d" / "tmp").glob("*.part")) == []
     assert [p for p in (tmp_path / "d" / "blobs").rglob("*") if p.is_file()] == []
+
+
+def test_start_up_objects_are_kept_out_of_the_collector(tmp_path: Path) -> None:
+    async def body(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/healthz")).status_code == 200
+        # Everything alive once the app has started is frozen: full collections skip it.
+        assert gc.get_freeze_count() > 10_000
+
+    try:
+        asyncio.run(with_client(app_settings(tmp_path), body))
+    finally:
+        gc.unfreeze()
