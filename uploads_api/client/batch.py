@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from uploads_api.client.calls import CHECK_BATCH
 from uploads_api.client.errors import ProcessingTimeout, TransportError, UploadsClientError
-from uploads_api.client.results import Triage, UploadResult, unreadable
+from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
 from uploads_api.client.retry import Retrying
 from uploads_api.client.sources import sha256_file
 
@@ -269,25 +269,8 @@ class BatchUploader:
             if isinstance(exc, TransportError) and exc.unreachable and self._stopped is None:
                 self._stopped = exc
                 self._emit(Stopping(str(exc)))
-            return UploadResult(
-                path,
-                "failed",
-                size,
-                error=exc,
-                sha256=digest,
-                reason=str(exc),
-                tries=tries,
-                seconds=time.monotonic() - started,
-            )
-        return UploadResult(
-            path,
-            "uploaded",
-            record.size,
-            record=record,
-            sha256=record.sha256,
-            tries=tries,
-            seconds=time.monotonic() - started,
-        )
+            return upload_failed(path, size, digest, exc, started, tries)
+        return uploaded(path, record, started, tries)
 
     async def _wait_for(self, index: int, result: UploadResult) -> None:
         assert result.record is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,35 @@ def skipped(path: Path, size: int, sha256: str, reason: str) -> UploadResult:
 
 def unreadable(path: Path, size: int, exc: OSError) -> UploadResult:
     return UploadResult(path, "failed", size, error=exc, reason=f"cannot read: {exc}")
+
+
+def uploaded(path: Path, record: FileRecord, started: float, tries: int = 0) -> UploadResult:
+    """``started``: ``time.monotonic()`` when the upload began."""
+    return UploadResult(
+        path,
+        "uploaded",
+        record.size,
+        record=record,
+        sha256=record.sha256,
+        tries=tries,
+        seconds=time.monotonic() - started,
+    )
+
+
+def upload_failed(
+    path: Path, size: int, sha256: str | None, exc: Exception, started: float, tries: int = 0
+) -> UploadResult:
+    """An upload that was tried and failed; ``started`` as for ``uploaded``."""
+    return UploadResult(
+        path,
+        "failed",
+        size,
+        error=exc,
+        sha256=sha256,
+        reason=str(exc),
+        tries=tries,
+        seconds=time.monotonic() - started,
+    )
 
 
 class Triage:

@@ -26,7 +26,7 @@ from uploads_api.client.errors import (
     transport_error,
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
-from uploads_api.client.results import Triage, UploadResult, unreadable
+from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
 from uploads_api.client.retry import Retrying, RetryPolicy, describe, may_have_stored
 from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource, sha256_file
@@ -174,23 +174,8 @@ class Client:
                 size = path.stat().st_size
             except OSError:
                 size = 0
-            return UploadResult(
-                path,
-                "failed",
-                size,
-                error=exc,
-                sha256=digest,
-                reason=str(exc),
-                seconds=time.monotonic() - started,
-            )
-        return UploadResult(
-            path,
-            "uploaded",
-            record.size,
-            record=record,
-            sha256=record.sha256,
-            seconds=time.monotonic() - started,
-        )
+            return upload_failed(path, size, digest, exc, started)
+        return uploaded(path, record, started)
 
     # Reading
 
