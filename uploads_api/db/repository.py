@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,8 +44,8 @@ def _task(row: Row[Any]) -> Task:
     return Task(**row._mapping)
 
 
-def _file(row: Row[Any], file_tasks: list[Task]) -> FileRecord:
-    data = dict(row._mapping)
+def _file(row: Row[Any] | Mapping[str, Any], file_tasks: list[Task]) -> FileRecord:
+    data = dict(row._mapping if isinstance(row, Row) else row)
     data["thumbnails"] = data["thumbnails"] or []
     return FileRecord(**data, tasks=file_tasks)
 
@@ -176,17 +176,7 @@ class Repository:
             )
             for task in (_task(row) for row in inserted):
                 by_file.setdefault(task.file_id or "", []).append(task)
-        return [
-            [
-                FileRecord(
-                    **{k: v for k, v in row.items() if k != "thumbnails"},
-                    thumbnails=[],
-                    tasks=by_file.get(row["id"], []),
-                )
-                for row in rows.files
-            ]
-            for rows in uploads
-        ]
+        return [[_file(row, by_file.get(row["id"], [])) for row in rows.files] for rows in uploads]
 
     def _new_task_row(
         self, file_id: str | None, name: str, now: datetime, payload: dict[str, Any] | None

@@ -11,7 +11,7 @@ from uploads_api.db.models import Task
 from uploads_api.storage import thumbnail_key, thumbnail_prefix
 from uploads_api.tasks.base import PermanentError, TaskSkipped
 from uploads_api.tasks.file_task import FileTask
-from uploads_api.tasks.formats import decoder_format
+from uploads_api.tasks.plan import has_thumbnails
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,8 @@ class ThumbnailTask(FileTask):
         if record is None:
             return
         formats = self.settings.image_formats
-        if record.size == 0 or not decoder_format(record.content_type, formats):
+        # The same rule as at upload (a retried or older row may still ask).
+        if not has_thumbnails(record.content_type, record.size, formats):
             raise TaskSkipped(f"no thumbnails for {record.content_type}")
         fmt = self.settings.thumbnail_format
         async with (
