@@ -30,10 +30,10 @@ WEBP_QUALITY = 80  # the server's setting, used by every system
 
 
 def ours(src: str, out_dir: str) -> None:
-    from uploads_api import imaging
     from uploads_api.config import DEFAULT_IMAGE_FORMATS
+    from uploads_api.media import images
 
-    imaging.make_thumbnails(src, out_dir, SIZES, FORMAT, DEFAULT_IMAGE_FORMATS)
+    images.make_thumbnails(src, out_dir, SIZES, FORMAT, DEFAULT_IMAGE_FORMATS)
 
 
 def tutorial(src: str, out_dir: str) -> None:
@@ -67,9 +67,9 @@ KERNELS: dict[str, Callable[[str, str], None]] = {
 
 def _prepare(system: str) -> None:
     if system == "ours":
-        from uploads_api import imaging
+        from uploads_api.media.worker import configure_worker
 
-        imaging.configure_worker(100_000_000)
+        configure_worker(100_000_000)
 
 
 def output_bytes(out_dir: str) -> int:
@@ -107,17 +107,17 @@ def _pool_job(src: str, out_root: str) -> None:
 
 
 def pool_command(args: argparse.Namespace) -> dict[str, object]:
-    from uploads_api import imaging
+    from uploads_api.media.worker import configure_worker
 
     images = Path(args.images_file).read_text().split()
     with ProcessPoolExecutor(
         max_workers=args.workers,
         mp_context=multiprocessing.get_context("forkserver"),
-        initializer=imaging.configure_worker,
+        initializer=configure_worker,
         initargs=(100_000_000,),
     ) as pool:
         # Warm every worker, as the server's pool is warmed at start-up.
-        list(pool.map(imaging.configure_worker, [100_000_000] * args.workers))
+        list(pool.map(configure_worker, [100_000_000] * args.workers))
         started = time.perf_counter()
         list(pool.map(_pool_job, images, [args.out_dir] * len(images)))
         elapsed = time.perf_counter() - started

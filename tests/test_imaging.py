@@ -1,4 +1,4 @@
-"""uploads_api.imaging on real files made by tests/imagegen.py (and the shared corpus)."""
+"""uploads_api.media on real files made by tests/imagegen.py (and the shared corpus)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from PIL import Image, ImageFile, ImageStat
 
 from tests import imagegen
-from uploads_api.imaging import (
-    DocumentError,
+from uploads_api.media.images import (
     ImageError,
-    configure_worker,
+    Rendition,
     make_thumbnails,
     read_image_metadata,
-    read_pdf_metadata,
 )
+from uploads_api.media.pdf import DocumentError, read_pdf_metadata
+from uploads_api.media.worker import configure_worker
 
 ALL_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIF", "TIFF", "BMP"})
 SIZES = (256, 1024)
@@ -43,15 +43,15 @@ def out_dir(tmp_path: Path) -> Path:
 
 def thumbnails(
     src: Path, out_dir: Path, sizes: tuple[int, ...] = SIZES, fmt: str = "png"
-) -> list[Any]:
+) -> list[Rendition]:
     return make_thumbnails(str(src), str(out_dir), sizes, fmt, ALL_FORMATS)
 
 
-def opened(thumb: dict[str, Any]) -> Image.Image:
+def opened(thumb: Rendition) -> Image.Image:
     """The thumbnail, fully decoded (so it is valid) and with its file closed."""
-    with Image.open(thumb["path"]) as img:
+    with Image.open(thumb.path) as img:
         img.load()
-    assert img.size == (thumb["width"], thumb["height"])
+    assert img.size == (thumb.thumbnail.width, thumb.thumbnail.height)
     return img
 
 
@@ -77,7 +77,7 @@ def test_orientation_is_applied(
     src = imagegen.jpeg_with_orientation(tmp_path, orientation, size=(640, 320))
     for size, thumb in zip(sizes, thumbnails(src, out_dir, sizes), strict=True):
         long_edge = min(size, 640)
-        assert (thumb["width"], thumb["height"]) == (long_edge, long_edge // 2)
+        assert (thumb.thumbnail.width, thumb.thumbnail.height) == (long_edge, long_edge // 2)
         img = opened(thumb)
         assert near(colour_at(img, 0.25, 0.25), (*imagegen.RED, 255))
         for fx, fy in [(0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]:
@@ -94,24 +94,25 @@ def test_long_edge_is_the_size(
 ) -> None:
     src = imagegen.jpeg_photo(tmp_path, size=size)
     made = thumbnails(src, out_dir, SIZES, "webp")
-    assert [(t["width"], t["height"]) for t in made] == expected
-    assert [t["size"] for t in made] == list(SIZES)
+    assert [(t.thumbnail.width, t.thumbnail.height) for t in made] == expected
+    assert [t.thumbnail.size for t in made] == list(SIZES)
     for thumb in made:
-        assert thumb["content_type"] == "image/webp"
-        assert thumb["path"] == str(out_dir / f"{thumb['size']}.webp")
+        assert thumb.thumbnail.content_type == "image/webp"
+        assert thumb.path == str(out_dir / f"{thumb.thumbnail.size}.webp")
         assert opened(thumb).format == "WEBP"
 
 
 def test_results_follow_the_order_of_sizes(tmp_path: Path, out_dir: Path) -> None:
     src = imagegen.jpeg_photo(tmp_path, size=(800, 600), exif=False, gps=False)
     made = thumbnails(src, out_dir, (100, 400, 200))
-    assert [(t["size"], t["width"]) for t in made] == [(100, 100), (400, 400), (200, 200)]
+    made_sizes = [(t.thumbnail.size, t.thumbnail.width) for t in made]
+    assert made_sizes == [(100, 100), (400, 400), (200, 200)]
 
 
 def test_never_upscales(tmp_path: Path, out_dir: Path) -> None:
     src = imagegen.webp_image(tmp_path, size=(100, 50))
     made = thumbnails(src, out_dir)
-    assert [(t["width"], t["height"]) for t in made] == [(100, 50), (100, 50)]
+    assert [(t.thumbnail.width, t.thumbnail.height) for t in made] == [(100, 50), (100, 50)]
     assert all(opened(t).size == (100, 50) for t in made)
 
 
@@ -184,7 +185,7 @@ def test_animated_gif_gives_its_first_frame(tmp_path: Path, out_dir: Path) -> No
 )
 def test_other_formats_decode(tmp_path: Path, out_dir: Path, make: Callable[[Path], Path]) -> None:
     made = thumbnails(make(tmp_path), out_dir, (64, 1024))
-    assert [(t["width"], t["height"]) for t in made] == [(64, 48), (128, 96)]
+    assert [(t.thumbnail.width, t.thumbnail.height) for t in made] == [(64, 48), (128, 96)]
     img = opened(made[1])
     # The gradient survives: dark red on the left, bright red on the right.
     assert colour_at(img, 0.05, 0.5)[0] < 40
@@ -206,7 +207,7 @@ def test_outputs_carry_no_metadata(
     src = imagegen.jpeg_photo(tmp_path, size=(600, 400))
     (thumb,) = thumbnails(src, out_dir, (300,), fmt)
     img = opened(thumb)
-    assert (img.format, thumb["content_type"]) == (pil_format, content_type)
+    assert (img.format, thumb.thumbnail.content_type) == (pil_format, content_type)
     assert dict(img.getexif()) == {}
     assert not {"exif", "icc_profile", "xmp", "XML:com.adobe.xmp"} & set(img.info)
 
@@ -410,7 +411,7 @@ def test_corpus_never_fails_unexpectedly(out_dir: Path) -> None:
         except Exception as exc:
             pytest.fail(f"{path.name}: {exc!r} is not an ImageError")
         for thumb in made:
-            assert max(opened(thumb).size) <= thumb["size"], path.name
+            assert max(opened(thumb).size) <= thumb.thumbnail.size, path.name
         outcomes[path.name] = "ok"
     assert "ok" in outcomes.values()
     assert "refused" in outcomes.values()

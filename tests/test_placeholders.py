@@ -9,7 +9,7 @@ import pytest
 import thumbhash
 from PIL import Image
 
-from uploads_api.placeholders import thumbhash_of
+from uploads_api.media.placeholders import thumbhash_of
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``create_app(settings)``: wires services, routes, error handling and the page."""
+"""``create_app(settings)``: the runtime, routes, error handling, middleware and the page."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from starlette.types import Scope
 from uploads_api import __version__
 from uploads_api.api import files as files_routes
 from uploads_api.api import health, tasks
+from uploads_api.api.bind_guard import LoopbackOnlyWhileOpen
 from uploads_api.api.problems import install_error_handlers
 from uploads_api.config import Settings
 from uploads_api.logs import configure_logging
 from uploads_api.middleware import AccessLogMiddleware
-from uploads_api.services import Services
+from uploads_api.runtime import Runtime
 
 # The page's scripts and styles are files under /static: nothing inline is allowed. Images
 # may be blob: URLs (thumbnails fetched with an API key) and data: URLs (placeholders).
@@ -55,11 +56,11 @@ class PageFiles(StaticFiles):
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_format, settings.log_level)
-    services = Services.build(settings)
+    runtime = Runtime.build(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await services.start()
+        await runtime.start()
         # What start-up made (modules, the app, settings) lives as long as the process:
         # kept out of the collector, a full collection under load pauses the event loop
         # for less (200 photos at once: longest pause 80-90 ms -> 60-70 ms).
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await services.stop()
+            await runtime.stop()
 
     app = FastAPI(
         title="uploads-api",
@@ -76,11 +77,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Streaming uploads, thumbnails, metadata and a durable task pipeline.",
         lifespan=lifespan,
     )
-    app.state.services = services
+    app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(files_routes.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
+    # `uploads-api serve` refuses a public bind while no key exists; uvicorn run directly
+    # does not, so the app itself refuses API requests arriving on a public address.
+    app.add_middleware(LoopbackOnlyWhileOpen, is_open=runtime.authenticator.is_open)
     if settings.cors_origins:
         # Off unless configured: a browser page elsewhere may not call this API by default.
         app.add_middleware(

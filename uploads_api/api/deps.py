@@ -8,52 +8,44 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from uploads_api.auth import Principal
-from uploads_api.config import Settings
-from uploads_api.db.repository import Repository
-from uploads_api.service import UploadService
-from uploads_api.services import Services
-from uploads_api.tasks.base import TaskDispatcher
+from uploads_api.runtime import Runtime
+from uploads_api.services.files import FileService
+from uploads_api.services.health import HealthService
+from uploads_api.services.tasks import TaskService
 
 # Declares the scheme in OpenAPI (so /docs can send a key); the check itself is ours.
 bearer = HTTPBearer(auto_error=False, description="An API key from `uploads-api keys create`")
 
 
-def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 async def get_principal(
     request: Request,
-    services: ServicesDep,
+    runtime: RuntimeDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Principal:
-    return await services.authenticator.authenticate(request.headers.get("authorization"))
+    return await runtime.authenticator.authenticate(request.headers.get("authorization"))
+
+
+def get_file_service(runtime: RuntimeDep) -> FileService:
+    return runtime.file_service
+
+
+def get_task_service(runtime: RuntimeDep) -> TaskService:
+    return runtime.task_service
+
+
+def get_health_service(runtime: RuntimeDep) -> HealthService:
+    return runtime.health_service
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
-
-
-def get_settings(services: ServicesDep) -> Settings:
-    return services.settings
-
-
-def get_repository(services: ServicesDep) -> Repository:
-    return services.repository
-
-
-def get_upload_service(services: ServicesDep, principal: PrincipalDep) -> UploadService:
-    return UploadService(services, principal)
-
-
-def get_dispatcher(services: ServicesDep) -> TaskDispatcher:
-    return services.dispatcher
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-RepositoryDep = Annotated[Repository, Depends(get_repository)]
-UploadServiceDep = Annotated[UploadService, Depends(get_upload_service)]
-DispatcherDep = Annotated[TaskDispatcher, Depends(get_dispatcher)]
+FilesDep = Annotated[FileService, Depends(get_file_service)]
+TasksDep = Annotated[TaskService, Depends(get_task_service)]
+HealthDep = Annotated[HealthService, Depends(get_health_service)]

@@ -10,27 +10,34 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from uploads_api import metrics
-from uploads_api.api.deps import (
-    DispatcherDep,
-    PrincipalDep,
-    RepositoryDep,
-    ServicesDep,
-    UploadServiceDep,
-    get_principal,
-)
+from uploads_api.api.deps import FilesDep, PrincipalDep, get_principal
 from uploads_api.api.problems import COMMON_PROBLEMS, problem_doc
 from uploads_api.api.ranges import parse_range
 from uploads_api.api.schemas import FileList, FileOut, FilesCreated, HashCheck, HashCheckResult
-from uploads_api.db.models import FILE_STATUSES, PROCESSING, FileRecord
-from uploads_api.errors import BadRequest, ClientDisconnected, NotFound, UploadsError
+from uploads_api.db.models import FILE_STATUSES
+from uploads_api.errors import BadRequest, ClientDisconnected, UploadsError
 from uploads_api.ingest.checksums import parse_content_digest
 from uploads_api.ingest.names import content_disposition
-from uploads_api.storage import thumbnail_key
-from uploads_api.tasks.base import TaskDispatcher
-from uploads_api.tasks.thumbnails import EXTENSIONS
+from uploads_api.services.files import waiting_ids
 
 # User bytes never run as a page, even if a browser is talked into rendering them.
 USER_CONTENT_CSP = "default-src 'none'; sandbox"
+# Types a browser would run or render as a document: sent as plain bytes instead (the
+# record keeps the sniffed type), on top of the attachment disposition, nosniff and the CSP.
+ACTIVE_TYPES = frozenset(
+    {
+        "text/html",
+        "application/xhtml+xml",
+        "image/svg+xml",
+        "text/xml",
+        "application/xml",
+        "text/javascript",
+        "application/javascript",
+        "application/x-javascript",
+        "application/ecmascript",
+        "text/ecmascript",
+    }
+)
 
 router = APIRouter(
     prefix="/v1/files",
@@ -97,13 +104,12 @@ def _observe(route: str, files: list[Any], started: float) -> None:
         metrics.UPLOAD_SIZE.observe(item.size)
 
 
-def _dispatch(
-    background: BackgroundTasks, dispatcher: TaskDispatcher, records: list[FileRecord]
-) -> None:
-    """Hand the files with queued work to the task backend, after the response is sent."""
-    waiting = [r.id for r in records if r.status == PROCESSING]
-    if waiting:
-        background.add_task(dispatcher.dispatch, waiting)
+def served_type(content_type: str) -> str:
+    """The ``Content-Type`` a download is sent with: active content goes as plain bytes."""
+    essence = content_type.split(";")[0].strip().lower()
+    if essence in ACTIVE_TYPES or essence.endswith("+xml"):
+        return "application/octet-stream"
+    return content_type
 
 
 async def _guarded(coro: Any) -> Any:
@@ -126,17 +132,14 @@ async def _guarded(coro: Any) -> Any:
     summary="Upload one or more files (multipart/form-data)",
 )
 async def upload_files(
-    request: Request,
-    service: UploadServiceDep,
-    dispatcher: DispatcherDep,
-    background: BackgroundTasks,
+    request: Request, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
 ) -> FilesCreated:
     started = time.perf_counter()
     records = await _guarded(
-        service.upload_multipart(request.headers.get("content-type"), request.stream())
+        files.upload_multipart(caller, request.headers.get("content-type"), request.stream())
     )
     _observe("multipart", records, started)
-    _dispatch(background, dispatcher, records)
+    background.add_task(files.start_processing, waiting_ids(records))
     return FilesCreated(files=[FileOut.of(r) for r in records])
 
 
@@ -151,8 +154,8 @@ async def upload_files(
 async def upload_raw(
     filename: str,
     request: Request,
-    service: UploadServiceDep,
-    dispatcher: DispatcherDep,
+    files: FilesDep,
+    caller: PrincipalDep,
     background: BackgroundTasks,
 ) -> FileOut:
     started = time.perf_counter()
@@ -163,10 +166,10 @@ async def upload_raw(
         raise BadRequest("Content-Length is not a number") from exc
     expected = parse_content_digest(request.headers.get("content-digest"))
     record = await _guarded(
-        service.upload_raw(filename, request.stream(), content_length, expected)
+        files.upload_raw(caller, filename, request.stream(), content_length, expected)
     )
     _observe("raw", [record], started)
-    _dispatch(background, dispatcher, [record])
+    background.add_task(files.start_processing, waiting_ids([record]))
     return FileOut.of(record)
 
 
@@ -174,19 +177,16 @@ async def upload_raw(
     "", response_model=FileList, responses=problems(400), summary="List files, newest first"
 )
 async def list_files(
-    repository: RepositoryDep,
-    principal: PrincipalDep,
+    files: FilesDep,
+    caller: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(FILE_STATUSES) + ")$")] = None,
     sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
 ) -> FileList:
-    try:
-        records, next_cursor = await repository.list_files(
-            limit=limit, cursor=cursor, status=status, sha256=sha256, scope=principal.scope
-        )
-    except ValueError as exc:
-        raise BadRequest("the cursor is not valid") from exc
+    records, next_cursor = await files.list_files(
+        caller, limit=limit, cursor=cursor, status=status, sha256=sha256
+    )
     return FileList(files=[FileOut.of(r) for r in records], next_cursor=next_cursor)
 
 
@@ -196,23 +196,19 @@ async def list_files(
     responses=problems(400),
     summary="Which of these sha256 hashes are already uploaded",
 )
-async def check_hashes(
-    body: HashCheck, repository: RepositoryDep, principal: PrincipalDep
-) -> HashCheckResult:
-    wanted = list(dict.fromkeys(h.lower() for h in body.sha256))
-    present = await repository.present_hashes(wanted, principal.scope)
-    return HashCheckResult(
-        present=[h for h in wanted if h in present], missing=[h for h in wanted if h not in present]
-    )
+async def check_hashes(body: HashCheck, files: FilesDep, caller: PrincipalDep) -> HashCheckResult:
+    present, missing = await files.check(caller, body.sha256)
+    return HashCheckResult(present=present, missing=missing)
 
 
 @router.get("/{file_id}", response_model=FileOut, responses=problems(404), summary="One file")
 async def get_file(
     file_id: str,
-    service: UploadServiceDep,
+    files: FilesDep,
+    caller: PrincipalDep,
     wait: Annotated[float, Query(ge=0, le=60, description="hold until processed, seconds")] = 0,
 ) -> FileOut:
-    return FileOut.of(await service.get(file_id, wait))
+    return FileOut.of(await files.get(caller, file_id, wait))
 
 
 @router.get(
@@ -222,9 +218,9 @@ async def get_file(
     summary="Download the original bytes",
 )
 async def download(
-    file_id: str, request: Request, service: UploadServiceDep, services: ServicesDep
+    file_id: str, request: Request, files: FilesDep, caller: PrincipalDep
 ) -> Response:
-    record = await service.get(file_id)
+    record = await files.get(caller, file_id)
     etag = f'"{record.sha256}"'
     headers = {
         "ETag": etag,
@@ -245,9 +241,11 @@ async def download(
     if span:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
-    body = services.storage.read(record.storage_key, start, end)
     return StreamingResponse(
-        body, status_code=status, headers=headers, media_type=record.content_type
+        files.content(record, start, end),
+        status_code=status,
+        headers=headers,
+        media_type=served_type(record.content_type),
     )
 
 
@@ -257,35 +255,23 @@ async def download(
     responses={200: {"content": {"image/webp": {}}}, **problems(404)},
     summary="A generated thumbnail (404 until it exists)",
 )
-async def thumbnail(
-    file_id: str, size: int, service: UploadServiceDep, services: ServicesDep
-) -> Response:
-    record = await service.get(file_id)
-    match = next((t for t in record.thumbnails if t["size"] == size), None)
-    if match is None:
-        raise NotFound(f"no {size}px thumbnail for file {file_id} (yet)")
-    extension = EXTENSIONS.get(match["content_type"].split("/")[-1], "webp")
-    key = thumbnail_key(file_id, size, extension)
-    length = await services.storage.size(key)
-    if length is None:
-        raise NotFound(f"no {size}px thumbnail for file {file_id} (yet)")
+async def thumbnail(file_id: str, size: int, files: FilesDep, caller: PrincipalDep) -> Response:
+    thumb, blob = await files.thumbnail(caller, file_id, size)
     headers = {
-        "Content-Length": str(length),
+        "Content-Length": str(blob.length),
         "Cache-Control": "private, max-age=86400",
         "Content-Disposition": "inline",
         "Content-Security-Policy": USER_CONTENT_CSP,
     }
-    return StreamingResponse(
-        services.storage.read(key), headers=headers, media_type=match["content_type"]
-    )
+    return StreamingResponse(blob.body, headers=headers, media_type=thumb.content_type)
 
 
 @router.delete("/{file_id}", status_code=204, responses=problems(404), summary="Delete a file")
 async def delete_file(
-    file_id: str, service: UploadServiceDep, dispatcher: DispatcherDep, background: BackgroundTasks
+    file_id: str, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
 ) -> Response:
-    await service.delete(file_id)
-    background.add_task(dispatcher.dispatch, [file_id])
+    await files.delete(caller, file_id)
+    background.add_task(files.start_processing, [file_id])
     return Response(status_code=204)
 
 
@@ -296,8 +282,8 @@ async def delete_file(
     summary="Re-queue failed tasks",
 )
 async def retry_file(
-    file_id: str, service: UploadServiceDep, dispatcher: DispatcherDep, background: BackgroundTasks
+    file_id: str, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
 ) -> FileOut:
-    record = await service.retry(file_id)
-    background.add_task(dispatcher.dispatch, [file_id])
+    record = await files.retry(caller, file_id)
+    background.add_task(files.start_processing, [file_id])
     return FileOut.of(record)

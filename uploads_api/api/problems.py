@@ -1,4 +1,5 @@
-"""Rendering every error as RFC 9457 ``application/problem+json``."""
+"""The one place errors become HTTP: each error's status and headers, rendered as RFC 9457
+``application/problem+json``."""
 
 from __future__ import annotations
 
@@ -12,25 +13,30 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from uploads_api.errors import PROBLEM_TYPE_BASE, ServiceUnavailable, UploadsError
+from uploads_api import errors
+from uploads_api.errors import ServiceUnavailable, UploadsError
 
 PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://uploads-api.dev/problems/"
 
-
-def problem_doc(description: str) -> dict[str, Any]:
-    """An OpenAPI response entry for a problem+json answer."""
-    return {"description": description, "content": {PROBLEM_JSON: {}}}
-
-
-# Every API route can answer these; validation errors are problem+json here too.
-COMMON_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: problem_doc("API key missing or not valid (once any key exists)"),
-    422: problem_doc("A parameter or body that does not validate"),
+# Each error class's status; a subclass takes its nearest listed ancestor's.
+STATUS: dict[type[UploadsError], int] = {
+    errors.BadRequest: 400,
+    errors.ClientDisconnected: 400,
+    errors.Unauthorized: 401,
+    errors.KeysRequired: 403,
+    errors.NotFound: 404,
+    errors.RequestTimeout: 408,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.RangeNotSatisfiable: 416,
+    errors.NoFiles: 422,
+    errors.TooManyUploads: 429,
+    errors.ServiceUnavailable: 503,
+    errors.InsufficientStorage: 507,
 }
 
-log = logging.getLogger(__name__)
-
-
+# Problems for errors raised by the framework itself (routing, methods, body parsing).
 _HTTP_CODES = {
     400: ("bad-request", "Bad request"),
     401: ("unauthorized", "Unauthorized"),
@@ -43,6 +49,41 @@ _HTTP_CODES = {
     422: ("validation-error", "Invalid request"),
 }
 
+log = logging.getLogger(__name__)
+
+
+def http_status(error: UploadsError) -> int:
+    for cls in type(error).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def http_headers(error: UploadsError) -> dict[str, str]:
+    """Response headers the error calls for."""
+    if isinstance(error, errors.Unauthorized):
+        return {"WWW-Authenticate": 'Bearer realm="uploads-api"'}
+    if isinstance(error, errors.RangeNotSatisfiable):
+        return {"Content-Range": f"bytes */{error.extra.get('size', '*')}"}
+    if isinstance(error, errors.TooManyUploads):
+        return {"Retry-After": str(error.extra.get("retry_after", 1))}
+    return {}
+
+
+def problem_of(error: UploadsError, instance: str | None = None) -> dict[str, Any]:
+    problem: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + error.code,
+        "title": error.title,
+        "status": http_status(error),
+        "detail": error.detail,
+        "code": error.code,
+    }
+    if instance:
+        problem["instance"] = instance
+    problem.update(error.extra)
+    return problem
+
 
 def problem_response(
     status: int, problem: dict[str, Any], headers: dict[str, str] | None = None
@@ -50,12 +91,30 @@ def problem_response(
     return JSONResponse(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def error_response(error: UploadsError, instance: str | None = None) -> JSONResponse:
+    return problem_response(http_status(error), problem_of(error, instance), http_headers(error))
+
+
+def problem_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry for a problem+json answer."""
+    return {"description": description, "content": {PROBLEM_JSON: {}}}
+
+
+# Every API route can answer these; validation errors are problem+json here too.
+COMMON_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: problem_doc("API key missing or not valid (once any key exists)"),
+    403: problem_doc("No API key exists yet and the server was reached on a public address"),
+    422: problem_doc("A parameter or body that does not validate"),
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadsError)
     async def _uploads_error(request: Request, exc: UploadsError) -> JSONResponse:
-        if exc.status >= 500:
+        response = error_response(exc, request.url.path)
+        if response.status_code >= 500:
             log.warning("request failed: %s", exc.detail)
-        return problem_response(exc.status, exc.to_problem(request.url.path), exc.headers())
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -90,13 +149,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(PoolTimeout)
     async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        # Locked past the busy timeout, or unreachable: a retry may well succeed.
+        # Locked past the busy timeout, or unreachable: a retry may well succeed, and an
+        # upload cut short by it has left nothing behind (its blobs were removed).
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-        error = ServiceUnavailable("the database is not available right now; try again")
-        return problem_response(503, error.to_problem(request.url.path), error.headers())
+        error = ServiceUnavailable(
+            "the database is not available right now; nothing was changed, try again"
+        )
+        return error_response(error, request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        problem = UploadsError("an unexpected error occurred").to_problem(request.url.path)
-        return problem_response(500, problem)
+        return error_response(UploadsError("an unexpected error occurred"), request.url.path)

@@ -88,11 +88,11 @@ class FileOut(BaseModel):
             metadata=record.metadata,
             thumbnails=[
                 ThumbnailOut(
-                    size=thumb["size"],
-                    width=thumb["width"],
-                    height=thumb["height"],
-                    content_type=thumb["content_type"],
-                    url=f"{base}/thumbnails/{thumb['size']}?v={thumb.get('version', '0')}",
+                    size=thumb.size,
+                    width=thumb.width,
+                    height=thumb.height,
+                    content_type=thumb.content_type,
+                    url=f"{base}/thumbnails/{thumb.size}?v={thumb.version or '0'}",
                 )
                 for thumb in record.thumbnails
             ],

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from uploads_api.api.deps import PrincipalDep, RepositoryDep, get_principal
+from uploads_api.api.deps import PrincipalDep, TasksDep, get_principal
 from uploads_api.api.problems import COMMON_PROBLEMS
 from uploads_api.api.schemas import TaskList, TaskWithFileOut
 from uploads_api.db.models import TASK_STATES
@@ -21,17 +21,13 @@ router = APIRouter(
 
 @router.get("", response_model=TaskList, summary="Tasks, newest first, optionally by state")
 async def list_tasks(
-    repository: RepositoryDep,
-    principal: PrincipalDep,
+    tasks: TasksDep,
+    caller: PrincipalDep,
     state: Annotated[str | None, Query(pattern="^(" + "|".join(TASK_STATES) + ")$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
         int | None, Query(ge=0, le=2**53, description="next_cursor of the previous page")
     ] = None,
 ) -> TaskList:
-    tasks = await repository.list_tasks(
-        state=state, limit=limit + 1, after_id=cursor, scope=principal.scope
-    )
-    page = tasks[:limit]
-    next_cursor = page[-1].id if len(tasks) > limit else None
+    page, next_cursor = await tasks.list_tasks(caller, state=state, limit=limit, cursor=cursor)
     return TaskList(tasks=[TaskWithFileOut.of(t) for t in page], next_cursor=next_cursor)

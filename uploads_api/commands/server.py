@@ -63,18 +63,18 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def sweep_command(args: argparse.Namespace) -> int:
     from uploads_api.db.schema import ensure_schema
-    from uploads_api.services import Services
+    from uploads_api.runtime import Runtime
 
     if args.data_dir:
         os.environ["UPLOADS_DATA_DIR"] = args.data_dir
-    services = Services.build(Settings())
+    runtime = Runtime.build(Settings())
 
     async def run() -> dict[str, int]:
-        await ensure_schema(services.engines)
+        await ensure_schema(runtime.engines)
         try:
-            return await services.cleanup.sweep()
+            return await runtime.cleanup.sweep()
         finally:
-            await services.engines.dispose()
+            await runtime.engines.dispose()
 
     removed = asyncio.run(run())
     print(f"removed {removed['temp']} temp entries and {removed['blobs']} unreferenced blobs")

@@ -22,6 +22,7 @@ def register(commands: Any) -> None:
 
 def _app(args: argparse.Namespace) -> Any:
     from uploads_api.logs import configure_logging
+    from uploads_api.runtime import Runtime
     from uploads_api.tasks.celery_app import make_celery
 
     if args.data_dir:
@@ -29,7 +30,7 @@ def _app(args: argparse.Namespace) -> Any:
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule there
     configure_logging(settings.log_format, settings.log_level)
-    return make_celery(settings), settings
+    return make_celery(settings, Runtime.build), settings
 
 
 def _worker(args: argparse.Namespace) -> int:

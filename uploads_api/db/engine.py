@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event, make_url, select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -46,6 +46,11 @@ class Engines:
                     yield connection
             finally:
                 self.write_lock.release()
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a query (readiness)."""
+        async with self.reader.connect() as connection:
+            await connection.execute(select(1))
 
     async def dispose(self) -> None:
         await self.writer.dispose()

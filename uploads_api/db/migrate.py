@@ -1,7 +1,7 @@
 """Schema migrations with Alembic, the same on SQLite and PostgreSQL.
 
-The server upgrades on start (through ``schema.ensure_schema``, which comes here only for
-a database at an older revision); ``uploads-api db upgrade`` does it ahead of a deploy.
+The server upgrades on start (through ``schema.ensure_schema``, which imports this module only
+for a database at an older revision); ``uploads-api db upgrade`` does it ahead of a deploy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from uploads_api.db.engine import Engines
-from uploads_api.db.schema import SCHEMA_LOCK
+from uploads_api.db.tables import SCHEMA_LOCK
 
 
 def _config(connection: Connection) -> Config:

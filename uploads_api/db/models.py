@@ -1,4 +1,4 @@
-"""Plain records passed between the repository and the layers above it."""
+"""Plain records passed between the repositories and the layers above them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from uploads_api.errors import QuotaExceeded
+from uploads_api.media.outputs import Thumbnail
 
 # Task names; one module each under uploads_api/tasks.
 THUMBNAILS = "thumbnails"
@@ -35,29 +35,6 @@ class NewFile:
     # Known at upload: the basic facts, and tasks with nothing to do -> (state, note).
     metadata: dict[str, Any] | None = None
     settled: dict[str, tuple[str, str | None]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Quota:
-    """An owner's limits; ``check`` raises ``QuotaExceeded`` when a total would cross one."""
-
-    owner: str | None
-    max_bytes: int | None
-    max_files: int | None
-
-    def check(self, total_bytes: int, total_files: int) -> None:
-        if self.max_bytes is not None and total_bytes > self.max_bytes:
-            raise QuotaExceeded(
-                f"this upload would take the owner past the quota of {self.max_bytes} bytes",
-                quota="UPLOADS_QUOTA_BYTES",
-                limit=self.max_bytes,
-            )
-        if self.max_files is not None and total_files > self.max_files:
-            raise QuotaExceeded(
-                f"this upload would take the owner past the quota of {self.max_files} files",
-                quota="UPLOADS_QUOTA_FILES",
-                limit=self.max_files,
-            )
 
 
 @dataclass(frozen=True)
@@ -91,5 +68,5 @@ class FileRecord:
     status: str
     verified: bool
     metadata: dict[str, Any] | None
-    thumbnails: list[dict[str, Any]]
+    thumbnails: list[Thumbnail]
     tasks: list[Task] = field(default_factory=list)

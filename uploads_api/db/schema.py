@@ -27,8 +27,6 @@ from uploads_api.db.engine import Engines
 
 # The newest revision under migrations/versions; a test keeps the two equal.
 HEAD_REVISION = "0001"
-# Taken by every process that changes the schema: one migrates, the others wait and see.
-SCHEMA_LOCK = 0x75706C64
 
 # Alembic's own bookkeeping table, as Alembic creates it.
 _version = Table(
@@ -59,7 +57,7 @@ async def ensure_schema(engines: Engines) -> None:
     """Create or upgrade the schema so it is at ``HEAD_REVISION``."""
     async with engines.write() as connection:
         if connection.dialect.name == "postgresql":
-            await connection.execute(select(text(f"pg_advisory_xact_lock({SCHEMA_LOCK})")))
+            await connection.execute(select(text(f"pg_advisory_xact_lock({tables.SCHEMA_LOCK})")))
         # SQLite's writer transactions begin IMMEDIATE, which serialises starters there.
         revision = await connection.run_sync(_revision)
         if revision == HEAD_REVISION:

@@ -17,6 +17,8 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+# Taken by every process that changes the schema: one migrates, the others wait and see.
+SCHEMA_LOCK = 0x75706C64
 
 files = Table(
     "files",

@@ -6,8 +6,9 @@ import asyncio
 import logging
 from types import TracebackType
 
+from uploads_api.db.models import NewFile
 from uploads_api.ingest.policy import UploadPolicy
-from uploads_api.ingest.sink import FileSink, ReceivedFile
+from uploads_api.ingest.sink import FileSink
 from uploads_api.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ class SinkGroup:
         self._storage = storage
         self._policy = policy
         self._sinks: list[FileSink] = []
-        self._finished: list[ReceivedFile] = []
+        self._finished: list[NewFile] = []
 
     def __len__(self) -> int:
         return len(self._sinks)
@@ -34,26 +35,18 @@ class SinkGroup:
     async def finish(self, sink: FileSink) -> None:
         self._finished.append(await sink.finish())
 
-    async def commit_all(self) -> list[ReceivedFile]:
+    async def commit_all(self) -> list[NewFile]:
         """Move every file into place; if one fails, take back those already moved."""
-        committed: list[ReceivedFile] = []
+        committed: list[NewFile] = []
         try:
             for sink, received in zip(self._sinks, self._finished, strict=True):
                 # Counted before it is done: a commit cut short may have moved it in place.
                 committed.append(received)
                 await sink.commit()
         except BaseException:
-            await self.remove(committed)
+            await remove_blobs(self._storage, committed)
             raise
         return committed
-
-    async def remove(self, received: list[ReceivedFile]) -> None:
-        """Delete committed blobs whose records could not be written."""
-        for item in received:
-            try:
-                await self._storage.delete(item.storage_key)
-            except OSError:
-                log.exception("could not remove %s; the sweep will", item.storage_key)
 
     async def __aenter__(self) -> SinkGroup:
         return self
@@ -74,3 +67,13 @@ class SinkGroup:
                 await sink.abort()
             except OSError:
                 log.exception("could not remove a temp file; the sweep will")
+
+
+async def remove_blobs(storage: Storage, files: list[NewFile]) -> None:
+    """Delete committed blobs whose records will never be written; what cannot be removed
+    now is left to the sweep, which deletes blobs without a record."""
+    for item in files:
+        try:
+            await storage.delete(item.storage_key)
+        except OSError:
+            log.exception("could not remove %s; the sweep will", item.storage_key)

@@ -1,4 +1,5 @@
-"""The limits one request is held to, taken from the settings."""
+"""The limits on the shape of one multipart request (parts, fields, headers), from the
+settings. File size and quota are the ``UploadPolicy``'s."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from uploads_api.config import Settings
 
 @dataclass(frozen=True, kw_only=True)
 class IngestLimits:
-    max_file_size: int
     max_files: int
     max_fields: int
     max_field_size: int
@@ -19,7 +19,6 @@ class IngestLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> IngestLimits:
         return cls(
-            max_file_size=settings.max_file_size,
             max_files=settings.max_files_per_request,
             max_fields=settings.max_fields_per_request,
             max_field_size=settings.max_field_size,

@@ -14,6 +14,7 @@ from enum import Enum, auto
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from uploads_api.db.models import NewFile
 from uploads_api.errors import (
     BadRequest,
     FieldTooLarge,
@@ -26,7 +27,7 @@ from uploads_api.ingest.checksums import parse_sha256_hex
 from uploads_api.ingest.group import SinkGroup
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.policy import UploadPolicy
-from uploads_api.ingest.sink import FileSink, ReceivedFile
+from uploads_api.ingest.sink import FileSink
 from uploads_api.storage import Storage
 
 
@@ -51,12 +52,6 @@ class _Part:
     field_value: bytearray = field(default_factory=bytearray)
 
 
-@dataclass
-class MultipartResult:
-    files: list[ReceivedFile]
-    fields: dict[str, str]
-
-
 def boundary_of(content_type: str | None) -> bytes:
     mime, params = parse_options_header(content_type or "")
     if mime != b"multipart/form-data":
@@ -79,13 +74,14 @@ class MultipartIntake:
         self._expected_sha256: str | None = None
         self._events: list[tuple[Event, bytes | memoryview]] = []
         self._part = _Part()
-        self._fields: dict[str, str] = {}
         self._field_count = 0
         self._ended = False
 
     async def receive(
         self, content_type: str | None, stream: AsyncIterator[bytes]
-    ) -> MultipartResult:
+    ) -> list[NewFile]:
+        """The request's files, each committed to storage; form fields other than
+        ``sha256`` (which checks the next file part) are read within limits and dropped."""
         parser = self._parser(boundary_of(content_type))
         async with SinkGroup(self._storage, self._policy) as group:
             async for chunk in stream:
@@ -103,7 +99,7 @@ class MultipartIntake:
             if len(group) == 0:
                 raise NoFiles("the request has no file part (a part with a filename)")
             files = await group.commit_all()
-        return MultipartResult(files=files, fields=self._fields)
+        return files
 
     def _parser(self, boundary: bytes) -> MultipartParser:
         def on(event: Event) -> object:
@@ -199,8 +195,6 @@ class MultipartIntake:
     async def _end_part(self, part: _Part, group: SinkGroup) -> None:
         if part.sink is not None:
             await group.finish(part.sink)
-        elif part.field_name is not None:
+        elif part.field_name == "sha256":
             value = part.field_value.decode("utf-8", "replace")
-            self._fields[part.field_name] = value
-            if part.field_name == "sha256":
-                self._expected_sha256 = parse_sha256_hex(value)
+            self._expected_sha256 = parse_sha256_hex(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
-from uploads_api.db.models import Quota
+from uploads_api.db.usage import Quota
 from uploads_api.errors import PayloadTooLarge, UnsupportedMediaType
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from uploads_api.db.models import NewFile
 from uploads_api.errors import PayloadTooLarge
 from uploads_api.ingest.group import SinkGroup
 from uploads_api.ingest.policy import UploadPolicy
-from uploads_api.ingest.sink import ReceivedFile
 from uploads_api.storage import Storage
 
 
@@ -18,7 +18,7 @@ async def receive_raw(
     stream: AsyncIterator[bytes],
     content_length: int | None,
     expected_sha256: str | None = None,
-) -> ReceivedFile:
+) -> NewFile:
     if content_length is not None and content_length > policy.max_file_size:
         # Refuse before reading a byte: the client said how much it will send.
         raise PayloadTooLarge(

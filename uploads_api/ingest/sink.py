@@ -10,8 +10,8 @@ import contextlib
 import errno
 import hashlib
 import secrets
-from dataclasses import dataclass
 
+from uploads_api.db.models import NewFile
 from uploads_api.errors import ChecksumMismatch, InsufficientStorage
 from uploads_api.ingest.names import clean_filename
 from uploads_api.ingest.policy import UploadPolicy
@@ -23,17 +23,6 @@ SNIFF_BYTES = 4096
 # SHA-256 of 64 KiB takes ~50 us: less than handing it to a thread and back.
 INLINE_HASH_BYTES = 64 * 1024
 MAX_CHUNKS = 512
-
-
-@dataclass(frozen=True)
-class ReceivedFile:
-    id: str
-    filename: str
-    content_type: str
-    size: int
-    sha256: str
-    storage_key: str
-    verified: bool = False
 
 
 def new_file_id() -> str:
@@ -136,8 +125,9 @@ class FileSink:
             await asyncio.shield(self._pending)
             self._pending = None
 
-    async def finish(self) -> ReceivedFile:
-        """Write out what is buffered. Nothing is visible at the key before ``commit``."""
+    async def finish(self) -> NewFile:
+        """Write out what is buffered. Nothing is visible at the key before ``commit``.
+        The record has no owner yet: the service that asked for the upload adds it."""
         await self._flush()
         await self._settle()
         if self._content_type is None:
@@ -150,7 +140,7 @@ class FileSink:
                 actual=digest,
             )
         assert self._content_type is not None
-        return ReceivedFile(
+        return NewFile(
             id=self._id,
             filename=self._filename,
             content_type=self._content_type,

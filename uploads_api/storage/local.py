@@ -43,10 +43,6 @@ class LocalBlobWriter:
         self._flushed = 0  # bytes handed to the kernel for writeback so far
         self._done = False
 
-    @property
-    def temp_path(self) -> Path:
-        return self._temp
-
     async def write(self, *chunks: Buffer) -> None:
         await asyncio.to_thread(self._write, chunks)
 

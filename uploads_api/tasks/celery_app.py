@@ -14,15 +14,16 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from celery import Celery
 from celery.signals import worker_shutdown
 
 from uploads_api.config import Settings
 from uploads_api.db.models import Task
-from uploads_api.db.repository import Repository
+from uploads_api.db.queue import TaskQueue
+from uploads_api.tasks.base import TaskHandler
 from uploads_api.tasks.executor import TaskExecutor, backoff_delay, new_worker_id
 
 T = TypeVar("T")
@@ -33,7 +34,27 @@ SWEEP = "uploads.sweep"
 RECONCILE = "uploads.reconcile"
 
 
-def make_celery(settings: Settings) -> Celery:
+class WorkerServices(Protocol):
+    """What a worker needs of the services the composition root builds."""
+
+    @property
+    def queue(self) -> TaskQueue: ...
+
+    @property
+    def handlers(self) -> Mapping[str, TaskHandler]: ...
+
+    async def start_worker(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# Passed in by the composition root, so this module never imports it.
+ServicesBuilder = Callable[[Settings], WorkerServices]
+
+
+def make_celery(settings: Settings, build_services: ServicesBuilder) -> Celery:
+    """The Celery app. ``build_services`` is called once, in a worker process, on the
+    first task; an API process only publishes and never calls it."""
     app = Celery("uploads_api", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         # Acknowledge after the run, and put the message back if the worker dies: an
@@ -55,7 +76,7 @@ def make_celery(settings: Settings) -> Celery:
             "reconcile": {"task": RECONCILE, "schedule": max(5.0, settings.reconcile_after / 2)},
         },
     )
-    runtime = WorkerRuntime(settings, app)
+    runtime = WorkerRuntime(settings, app, build_services)
 
     @app.task(name=RUN_TASK, ignore_result=True)  # type: ignore[untyped-decorator]
     def run_task(task_id: int) -> None:
@@ -84,12 +105,12 @@ def publish(app: Celery, task_ids: Sequence[int], countdown: float = 0) -> None:
 class CeleryDispatcher:
     """The API side: after a commit, publish the ids of the rows a worker may now claim."""
 
-    def __init__(self, repository: Repository, app: Celery) -> None:
-        self.repository = repository
+    def __init__(self, queue: TaskQueue, app: Celery) -> None:
+        self.queue = queue
         self.app = app
 
     async def dispatch(self, file_ids: Sequence[str]) -> None:
-        ids = await self.repository.runnable_task_ids(file_ids=file_ids)
+        ids = await self.queue.runnable_task_ids(file_ids=file_ids)
         try:
             await asyncio.to_thread(publish, self.app, ids)
         except Exception:
@@ -101,12 +122,13 @@ class WorkerRuntime:
     """The worker side: one event loop thread holding the services, shared by Celery's
     worker threads, which hand it coroutines and wait for them."""
 
-    def __init__(self, settings: Settings, app: Celery) -> None:
+    def __init__(self, settings: Settings, app: Celery, build_services: ServicesBuilder) -> None:
         self.settings = settings
         self.app = app
+        self._build_services = build_services
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._services: Any = None
+        self._services: WorkerServices | None = None
         self.worker_id = new_worker_id()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -123,20 +145,24 @@ class WorkerRuntime:
             return self._loop
 
     async def _start(self) -> None:
-        from uploads_api.services import Services
+        services = self._build_services(self.settings)
+        await services.start_worker()
+        self._services = services
 
-        self._services = Services.build(self.settings)
-        await self._services.start_worker()
+    @property
+    def services(self) -> WorkerServices:
+        assert self._services is not None, "used before the first task started the runtime"
+        return self._services
 
     @property
     def executor(self) -> TaskExecutor:
-        services = self._services
-        return TaskExecutor(self.settings, services.repository, services.handlers, self.worker_id)
+        services = self.services
+        return TaskExecutor(self.settings, services.queue, services.handlers, self.worker_id)
 
     async def run_task(self, task_id: int) -> None:
-        repository: Repository = self._services.repository
+        queue = self.services.queue
         lease = self.settings.task_lease_seconds
-        claimed = await repository.claim_tasks(self.worker_id, 1, lease, task_id=task_id)
+        claimed = await queue.claim_tasks(self.worker_id, 1, lease, task_id=task_id)
         if not claimed:
             return  # done already, running elsewhere, not due yet, or its file was deleted
         task = claimed[0]
@@ -151,24 +177,24 @@ class WorkerRuntime:
             await self._publish([task.id], backoff_delay(self.settings, task.attempts))
         if task.file_id:
             # The file's cleanup waits for its other tasks: it may be claimable now.
-            await self._publish(await repository.runnable_task_ids(file_ids=[task.file_id]))
+            await self._publish(await queue.runnable_task_ids(file_ids=[task.file_id]))
 
     async def _renew(self, task: Task) -> None:
         lease = self.settings.task_lease_seconds
         while True:
             await asyncio.sleep(lease / 3)
-            await self._services.repository.renew_leases(self.worker_id, [task.id], lease)
+            await self.services.queue.renew_leases(self.worker_id, [task.id], lease)
 
     async def sweep(self) -> None:
-        repository: Repository = self._services.repository
-        await repository.enqueue_sweep()
-        await self._publish(await repository.runnable_task_ids(sweeps=True))
+        queue = self.services.queue
+        await queue.enqueue_sweep()
+        await self._publish(await queue.runnable_task_ids(sweeps=True))
 
     async def reconcile(self) -> None:
-        repository: Repository = self._services.repository
-        for task in await repository.fail_exhausted_leases():
+        queue = self.services.queue
+        for task in await queue.fail_exhausted_leases():
             log.warning("task %s %s failed: its worker died", task.id, task.name)
-        waiting = await repository.runnable_task_ids(due_for=self.settings.reconcile_after)
+        waiting = await queue.runnable_task_ids(due_for=self.settings.reconcile_after)
         if waiting:
             log.info("re-publishing %d waiting tasks", len(waiting))
         await self._publish(waiting)

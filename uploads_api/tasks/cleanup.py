@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from uploads_api.config import Settings
+from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
-from uploads_api.db.repository import Repository
 from uploads_api.storage import PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
 from uploads_api.storage.tempnames import writer_is_gone
@@ -29,13 +29,13 @@ class CleanupTask:
         self,
         settings: Settings,
         storage: Storage,
-        repository: Repository,
+        files: FileRepository,
         workspace: Workspace,
         temp_dir: Path,
     ) -> None:
         self.settings = settings
         self.storage = storage
-        self.repository = repository
+        self.files = files
         self.workspace = workspace
         self.temp_dir = temp_dir
 
@@ -70,7 +70,7 @@ class CleanupTask:
         if isinstance(self.storage, PendingUploads):
             # Uploads a killed process began and never finished or aborted.
             removed_temp += await self.storage.abort_pending(cutoff)
-        referenced = await self.repository.existing_file_ids(stale)
+        referenced = await self.files.existing_file_ids(stale)
         removed_blobs = 0
         for file_id, keys in stale.items():
             if file_id in referenced:

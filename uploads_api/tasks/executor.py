@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from uploads_api import metrics
 from uploads_api.config import Settings
 from uploads_api.db.models import FAILED, SKIPPED, SUCCEEDED, Task
-from uploads_api.db.repository import Repository
+from uploads_api.db.queue import TaskQueue
 from uploads_api.tasks.base import PermanentError, RetryableError, TaskHandler, TaskSkipped
 
 log = logging.getLogger("uploads_api.tasks.runner")
@@ -32,12 +32,12 @@ class TaskExecutor:
     def __init__(
         self,
         settings: Settings,
-        repository: Repository,
+        queue: TaskQueue,
         handlers: Mapping[str, TaskHandler],
         worker_id: str,
     ) -> None:
         self.settings = settings
-        self.repository = repository
+        self.queue = queue
         self.handlers = dict(handlers)
         self.worker_id = worker_id
 
@@ -76,21 +76,21 @@ class TaskExecutor:
 
     async def _run_and_record(self, task: Task) -> str:
         handler = self.handlers.get(task.name)
-        repo, worker = self.repository, self.worker_id
+        queue, worker = self.queue, self.worker_id
         try:
             if handler is None:
                 raise PermanentError(f"no handler for task {task.name!r}")
             await handler.run(task)
         except asyncio.CancelledError:
             # Shutdown: the attempt did not fail, so it is refunded and the row queued again.
-            await asyncio.shield(repo.requeue_task(task, worker, 0, None, refund=True))
+            await asyncio.shield(queue.requeue_task(task, worker, 0, None, refund=True))
             raise
         except TaskSkipped as exc:
-            await repo.finish_task(task, worker, SKIPPED, str(exc))
+            await queue.finish_task(task, worker, SKIPPED, str(exc))
             return "skipped"
         except PermanentError as exc:
             log.warning("task %s file=%s failed: %s", task.name, task.file_id, exc)
-            await repo.finish_task(task, worker, FAILED, str(exc))
+            await queue.finish_task(task, worker, FAILED, str(exc))
             return "failed"
         except Exception as exc:
             message, kind = str(exc), type(exc).__name__
@@ -100,10 +100,10 @@ class TaskExecutor:
                 log.exception("task %s file=%s raised", task.name, task.file_id)
                 message = f"{kind}: {message}" if message else kind
             if task.attempts >= task.max_attempts:
-                await repo.finish_task(task, worker, FAILED, message)
+                await queue.finish_task(task, worker, FAILED, message)
                 return "failed"
             delay = backoff_delay(self.settings, task.attempts)
-            await repo.requeue_task(task, worker, delay, message)
+            await queue.requeue_task(task, worker, delay, message)
             return "retried"
-        await repo.finish_task(task, worker, SUCCEEDED, None)
+        await queue.finish_task(task, worker, SUCCEEDED, None)
         return "succeeded"

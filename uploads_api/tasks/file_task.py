@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from uploads_api.config import Settings
+from uploads_api.db.files import FileRepository
 from uploads_api.db.models import FileRecord, Task
-from uploads_api.db.repository import Repository
 from uploads_api.storage import Storage
 from uploads_api.tasks.pool import ImagePool
 from uploads_api.tasks.workspace import Workspace
@@ -18,11 +18,11 @@ class FileTask:
 
     settings: Settings
     storage: Storage
-    repository: Repository
+    files: FileRepository
     pool: ImagePool
     workspace: Workspace
 
     async def file_of(self, task: Task) -> FileRecord | None:
         """The task's file, or ``None`` if it was deleted meanwhile (then there is no work)."""
         assert task.file_id is not None
-        return await self.repository.get_file(task.file_id)
+        return await self.files.get_file(task.file_id)

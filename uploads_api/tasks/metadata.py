@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from uploads_api import imaging
 from uploads_api.db.models import Task
+from uploads_api.media import images, pdf
+from uploads_api.media.formats import decoder_format
 from uploads_api.tasks.base import PermanentError
 from uploads_api.tasks.file_task import FileTask
-from uploads_api.tasks.formats import decoder_format
 from uploads_api.tasks.plan import basic_facts
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class MetadataTask(FileTask):
             details = await self._details(
                 record.id, record.storage_key, record.content_type, basic["kind"]
             )
-        await self.repository.merge_metadata(record.id, {**basic, **(details or {})})
+        await self.files.merge_metadata(record.id, {**basic, **(details or {})})
 
     async def _details(
         self, file_id: str, key: str, content_type: str, kind: str
@@ -38,15 +38,15 @@ class MetadataTask(FileTask):
         if kind == "image" and decoder_format(content_type, formats):
             async with self.workspace.local_copy(self.storage, key, file_id) as path:
                 try:
-                    image = await self.pool.run(imaging.read_image_metadata, str(path), formats)
-                except imaging.ImageError as exc:
+                    image = await self.pool.run(images.read_image_metadata, str(path), formats)
+                except images.ImageError as exc:
                     raise PermanentError(f"cannot read image metadata: {exc}") from exc
             return {"image": image}
         if kind == "pdf":
             async with self.workspace.local_copy(self.storage, key, file_id) as path:
                 try:
-                    pdf = await self.pool.run(imaging.read_pdf_metadata, str(path))
-                except imaging.DocumentError as exc:
+                    document = await self.pool.run(pdf.read_pdf_metadata, str(path))
+                except pdf.DocumentError as exc:
                     raise PermanentError(f"cannot read PDF metadata: {exc}") from exc
-            return {"pdf": pdf}
+            return {"pdf": document}
         return None

@@ -12,8 +12,8 @@ from collections.abc import Collection
 from typing import Any
 
 from uploads_api.db.models import CLEANUP, METADATA, SKIPPED, SUCCEEDED, THUMBNAILS
+from uploads_api.media.formats import decoder_format
 from uploads_api.sniff import kind_for
-from uploads_api.tasks.formats import decoder_format
 
 # A settled task: its final state, and the note shown as its ``error`` (why it did nothing).
 Settled = dict[str, tuple[str, str | None]]

@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from uploads_api import imaging
+from uploads_api.media.worker import configure_worker
 from uploads_api.tasks.base import RetryableError
 
 T = TypeVar("T")
@@ -41,7 +41,7 @@ class ImagePool:
         return ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("forkserver"),
-            initializer=imaging.configure_worker,
+            initializer=configure_worker,
             initargs=(self._max_pixels,),
         )
 
@@ -71,8 +71,7 @@ class ImagePool:
         executor = self._new_executor()
         try:
             warm = [
-                executor.submit(imaging.configure_worker, self._max_pixels)
-                for _ in range(self._workers)
+                executor.submit(configure_worker, self._max_pixels) for _ in range(self._workers)
             ]
             for done in warm:
                 done.result()

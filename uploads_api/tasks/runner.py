@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from uploads_api import metrics
 from uploads_api.config import Settings
 from uploads_api.db.models import Task
-from uploads_api.db.repository import Repository
+from uploads_api.db.queue import TaskQueue
 from uploads_api.tasks.base import TaskHandler
 from uploads_api.tasks.executor import TaskExecutor, backoff_delay, new_worker_id
 
@@ -27,13 +27,12 @@ log = logging.getLogger(__name__)
 
 class TaskRunner:
     def __init__(
-        self, settings: Settings, repository: Repository, handlers: Mapping[str, TaskHandler]
+        self, settings: Settings, queue: TaskQueue, handlers: Mapping[str, TaskHandler]
     ) -> None:
         self.settings = settings
-        self.repository = repository
-        self.handlers = dict(handlers)
+        self.queue = queue
         self.worker_id = new_worker_id()
-        self.executor = TaskExecutor(settings, repository, handlers, self.worker_id)
+        self.executor = TaskExecutor(settings, queue, handlers, self.worker_id)
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -59,10 +58,6 @@ class TaskRunner:
         if self._running:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
 
-    @property
-    def busy(self) -> int:
-        return len(self._running)
-
     async def _loop(self) -> None:
         next_sweep = 0.0
         next_lease_check = 0.0
@@ -71,7 +66,7 @@ class TaskRunner:
             now = time.monotonic()
             try:
                 if now >= next_sweep:
-                    await self.repository.enqueue_sweep()
+                    await self.queue.enqueue_sweep()
                     next_sweep = now + self.settings.sweep_interval
                 if now >= next_lease_check:
                     await self._maintain_leases()
@@ -91,19 +86,17 @@ class TaskRunner:
         free = self.settings.task_concurrency - len(self._running)
         if free <= 0:
             return 0
-        tasks = await self.repository.claim_tasks(
-            self.worker_id, free, self.settings.task_lease_seconds
-        )
+        tasks = await self.queue.claim_tasks(self.worker_id, free, self.settings.task_lease_seconds)
         for task in tasks:
             self._running[task.id] = asyncio.create_task(self._execute(task))
         # A full claim suggests more is waiting; claim again at once.
         return len(tasks)
 
     async def _maintain_leases(self) -> None:
-        await self.repository.renew_leases(
+        await self.queue.renew_leases(
             self.worker_id, list(self._running), self.settings.task_lease_seconds
         )
-        for task in await self.repository.fail_exhausted_leases():
+        for task in await self.queue.fail_exhausted_leases():
             log.warning(
                 "task %s %s for file %s failed: worker died", task.id, task.name, task.file_id
             )

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
-from uploads_api import imaging, placeholders
 from uploads_api.db.models import Task
+from uploads_api.media import images, placeholders
+from uploads_api.media.outputs import Thumbnail
 from uploads_api.storage import thumbnail_key, thumbnail_prefix
 from uploads_api.tasks.base import PermanentError, TaskSkipped
 from uploads_api.tasks.file_task import FileTask
 from uploads_api.tasks.plan import has_thumbnails
 
 log = logging.getLogger(__name__)
-
-EXTENSIONS = {"webp": "webp", "jpeg": "jpg", "png": "png", "avif": "avif"}
 
 
 class ThumbnailTask(FileTask):
@@ -36,27 +36,27 @@ class ThumbnailTask(FileTask):
         ):
             try:
                 made = await self.pool.run(
-                    imaging.make_thumbnails,
+                    images.make_thumbnails,
                     str(source),
                     str(out_dir),
                     self.settings.thumbnail_sizes,
                     fmt,
                     formats,
                 )
-            except imaging.ImageError as exc:
+            except images.ImageError as exc:
                 raise PermanentError(str(exc)) from exc
-            smallest = min(made, key=lambda thumb: thumb["size"])
-            placeholder = await self.pool.run(placeholders.thumbhash_of, smallest["path"])
+            smallest = min(made, key=lambda rendition: rendition.thumbnail.size)
+            placeholder = await self.pool.run(placeholders.thumbhash_of, smallest.path)
             # A new version on every run, so browsers never show a stale cached thumbnail.
             version = secrets.token_hex(4)
-            thumbnails = []
-            for thumb in sorted(made, key=lambda thumb: thumb["size"]):
+            thumbnails: list[Thumbnail] = []
+            for rendition in sorted(made, key=lambda rendition: rendition.thumbnail.size):
+                thumb = replace(rendition.thumbnail, version=version)
                 # Same key on every run: a thumbnail written twice is the same thumbnail.
-                key = thumbnail_key(record.id, thumb["size"], EXTENSIONS[fmt])
-                await self.storage.put_file(key, Path(thumb["path"]))
-                fields = {k: v for k, v in thumb.items() if k != "path"}
-                thumbnails.append({**fields, "version": version})
-        recorded = await self.repository.set_thumbnails(
+                key = thumbnail_key(record.id, thumb.size, thumb.extension)
+                await self.storage.put_file(key, Path(rendition.path))
+                thumbnails.append(thumb)
+        recorded = await self.files.set_thumbnails(
             record.id, thumbnails, {"thumbhash": placeholder}
         )
         if not recorded:

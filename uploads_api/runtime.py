@@ -1,17 +1,24 @@
-"""Builds every service from the settings and owns their start and stop."""
+"""The composition root, and nothing else: builds every object once from the settings,
+hands each only the collaborators it uses, and starts and stops them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
 from uploads_api.db.engine import Engines, create_engines
+from uploads_api.db.files import FileRepository
 from uploads_api.db.keys import KeyRepository
-from uploads_api.db.repository import Repository
+from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
+from uploads_api.db.usage import UsageRepository
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
+from uploads_api.services.files import FileService
+from uploads_api.services.health import HealthService
+from uploads_api.services.tasks import TaskService
 from uploads_api.storage import Storage
 from uploads_api.storage.factory import build_storage
 from uploads_api.tasks.base import TaskDispatcher, TaskHandler
@@ -24,60 +31,69 @@ from uploads_api.tasks.workspace import Workspace
 
 
 @dataclass
-class Services:
+class Runtime:
     settings: Settings
     engines: Engines
-    repository: Repository
+    queue: TaskQueue
     storage: Storage
     pool: ImagePool
-    workspace: Workspace
     runner: TaskRunner
-    handlers: dict[str, TaskHandler]
-    dispatcher: TaskDispatcher
-    limits: IngestLimits
+    handlers: Mapping[str, TaskHandler]
     cleanup: CleanupTask
     authenticator: Authenticator
-    upload_slots: UploadSlots
+    file_service: FileService
+    task_service: TaskService
+    health_service: HealthService
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings) -> Runtime:
         data_dir = settings.data_dir.resolve()
         temp_dir = data_dir / "tmp"
         engines = create_engines(
             settings.resolved_database_url, busy_timeout=settings.database_busy_timeout
         )
-        repository = Repository(engines, max_attempts=settings.task_max_attempts)
+        files = FileRepository(engines, max_attempts=settings.task_max_attempts)
+        queue = TaskQueue(engines, max_attempts=settings.task_max_attempts)
         storage = build_storage(settings, data_dir, temp_dir)
         pool = ImagePool(
             settings.image_workers, settings.max_image_pixels, settings.image_pool_idle_seconds
         )
         workspace = Workspace(temp_dir / "work")
-        cleanup = CleanupTask(settings, storage, repository, workspace, temp_dir)
+        cleanup = CleanupTask(settings, storage, files, workspace, temp_dir)
         handlers: dict[str, TaskHandler] = {
-            "metadata": MetadataTask(settings, storage, repository, pool, workspace),
-            "thumbnails": ThumbnailTask(settings, storage, repository, pool, workspace),
+            "metadata": MetadataTask(settings, storage, files, pool, workspace),
+            "thumbnails": ThumbnailTask(settings, storage, files, pool, workspace),
             "cleanup": cleanup,
         }
-        runner = TaskRunner(settings, repository, handlers)
+        runner = TaskRunner(settings, queue, handlers)
         dispatcher: TaskDispatcher = runner
         if settings.task_backend == "celery":
+            # Imported only in this mode: an embedded server never loads Celery.
             from uploads_api.tasks.celery_app import CeleryDispatcher, make_celery
 
-            dispatcher = CeleryDispatcher(repository, make_celery(settings))
+            dispatcher = CeleryDispatcher(queue, make_celery(settings, cls.build))
+        file_service = FileService(
+            settings,
+            files,
+            UsageRepository(engines),
+            storage,
+            IngestLimits.from_settings(settings),
+            UploadSlots(settings.max_concurrent_uploads),
+            dispatcher,
+        )
         return cls(
             settings=settings,
             engines=engines,
-            repository=repository,
+            queue=queue,
             storage=storage,
             pool=pool,
-            workspace=workspace,
             runner=runner,
             handlers=handlers,
-            dispatcher=dispatcher,
-            limits=IngestLimits.from_settings(settings),
             cleanup=cleanup,
             authenticator=Authenticator(KeyRepository(engines)),
-            upload_slots=UploadSlots(settings.max_concurrent_uploads),
+            file_service=file_service,
+            task_service=TaskService(queue),
+            health_service=HealthService(engines, storage, queue),
         )
 
     async def start(self) -> None:

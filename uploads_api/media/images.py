@@ -1,45 +1,26 @@
-"""Pillow work: decode, orient and resize images, read EXIF, count PDF pages.
+"""Pillow work on images: decode, orient, colour-convert and resize into thumbnails; read
+header facts. EXIF parsing is in ``exif``; the output formats are in ``outputs``.
 
-Everything here is synchronous and CPU-bound. It runs in process-pool workers set up by
-``configure_worker``, never in the server process: decoding then cannot block the event
-loop, and a hostile file can at worst take down one worker.
-
-Errors::
-
-    ImageError      the file cannot be decoded as an accepted image (permanent)
-    DocumentError   the file cannot be read as a PDF (permanent)
-
-Anything else (a missing source file, a full disk) is a problem of the machine, not of
-the file, and propagates unchanged so that the task can be retried.
+Runs in the pool's worker processes only (see the package docstring), on untrusted bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import io
-import math
-import multiprocessing
-import numbers
 import os
 import re
-import struct
 import tempfile
-import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from PIL import (
-    ExifTags,
-    Image,
-    ImageCms,
-    ImageFile,
-    PngImagePlugin,
-    UnidentifiedImageError,
-    features,
-)
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+
+from uploads_api.media.errors import DECODE_ERRORS, detail
+from uploads_api.media.exif import exif_fields, orientation_of, read_exif
+from uploads_api.media.outputs import OUTPUTS, Output, Thumbnail
 
 
 class ImageError(Exception):
@@ -47,49 +28,16 @@ class ImageError(Exception):
     of a refused format. Retrying will not help; ``str(exc)`` is readable by users."""
 
 
-class DocumentError(Exception):
-    """The file cannot be read as a PDF. Retrying will not help; ``str(exc)`` is readable."""
-
-
 @dataclass(frozen=True)
-class _Output:
-    pil_format: str
-    ext: str
-    content_type: str
-    alpha: bool
-    options: Mapping[str, Any] = field(default_factory=dict)
+class Rendition:
+    """A thumbnail just written to scratch space at ``path``, not yet stored. Its
+    ``thumbnail.version`` is empty: the task sets it when it stores the files."""
+
+    thumbnail: Thumbnail
+    path: str
 
 
-_OUTPUTS = {
-    # method 1: a quarter of the CPU time of the default 4, for sizes within a few percent
-    # either way and the same PSNR at quality 80 (bench/README.md, S5).
-    "webp": _Output("WEBP", "webp", "image/webp", True, {"quality": 80, "method": 1}),
-    "jpeg": _Output("JPEG", "jpg", "image/jpeg", False, {"quality": 85, "optimize": True}),
-    # zlib level 3: a third of the time of the default 6 for about 8% more bytes.
-    "png": _Output("PNG", "png", "image/png", True, {"compress_level": 3}),
-    "avif": _Output("AVIF", "avif", "image/avif", True, {"quality": 60, "speed": 8}),
-}
-
-# What Pillow raises on hostile input; it has no single base class. TypeError is among
-# them: TIFF raises it for an IFD without dimensions (corpus: crash-2020-10-test.tif).
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    struct.error,
-    TypeError,
-)
 _TOO_LARGE = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-# EXIF is best-effort, so parsing it may fail more ways, including Pillow's "corrupt EXIF"
-# UserWarning when warnings are errors.
-_EXIF_ERRORS: tuple[type[BaseException], ...] = (
-    *_DECODE_ERRORS,
-    KeyError,
-    IndexError,
-    ZeroDivisionError,
-    UserWarning,
-)
 
 # An MPO is a JPEG with more pictures appended; phones write them (Ultra HDR gain maps).
 _FORMAT_ALIASES = {"MPO": "JPEG"}
@@ -106,44 +54,6 @@ _TRANSPOSE = {
 _SWAPS_AXES = frozenset({5, 6, 7, 8})
 
 _SRGB = ImageCms.createProfile("sRGB")
-# Pool workers run at this niceness (0 is normal, 19 the lowest priority).
-WORKER_NICENESS = 10
-
-
-def configure_worker(max_pixels: int) -> None:
-    """Pool initializer: set the pixel limit and register the HEIF and AVIF decoders.
-    In a pool worker process, also lower its CPU priority.
-
-    Safe to call more than once.
-    """
-    # Imported here, not at the top: the server process imports this module but never
-    # decodes, and the HEIF plugin and pypdf would add some 20 MiB to it.
-    import pillow_heif
-
-    Image.MAX_IMAGE_PIXELS = max_pixels
-    # A truncated file must fail rather than give a half-grey thumbnail.
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    warnings.simplefilter("error", Image.DecompressionBombWarning)
-    pillow_heif.register_heif_opener()
-    if features.check_module("avif"):
-        importlib.import_module("PIL.AvifImagePlugin")  # registers itself on import
-    else:
-        register_avif = getattr(pillow_heif, "register_avif_opener", None)
-        if register_avif is not None:
-            register_avif()
-    if multiprocessing.parent_process() is not None:
-        _lower_priority()
-
-
-def _lower_priority() -> None:
-    """Decoding is batch work: when the cores are busy, the server's event loop should run
-    first, or every request waits behind a decode (S7 in bench/README.md)."""
-    try:
-        current = os.getpriority(os.PRIO_PROCESS, 0)
-        if current < WORKER_NICENESS:
-            os.setpriority(os.PRIO_PROCESS, 0, WORKER_NICENESS)
-    except OSError:
-        pass  # not allowed here: run at the same priority
 
 
 def make_thumbnails(
@@ -152,16 +62,16 @@ def make_thumbnails(
     sizes: Sequence[int],
     fmt: str,
     allowed_formats: Collection[str],
-) -> list[dict[str, Any]]:
+) -> list[Rendition]:
     """Decode ``src`` once and write one thumbnail per size to ``out_dir/<size>.<ext>``.
 
     A size is the long edge in pixels; an image smaller than a size is written at its own
     size, never upscaled. EXIF orientation is applied, colours are converted to sRGB,
-    and no metadata is written. Returns ``{"size", "width", "height", "content_type",
-    "path"}`` per size, in the order of ``sizes``. Raises ``ImageError`` for a bad file and
-    ``ValueError`` for a bad ``fmt`` or size.
+    and no metadata is written. Returns one ``Rendition`` per size, in the order of
+    ``sizes``. Raises ``ImageError`` for a bad file and ``ValueError`` for a bad ``fmt``
+    (not a key of ``outputs.OUTPUTS``) or size.
     """
-    output = _OUTPUTS.get(fmt)
+    output = OUTPUTS.get(fmt)
     if output is None:
         raise ValueError(f"unknown thumbnail format {fmt!r}")
     if not sizes or any(size < 1 for size in sizes):
@@ -173,7 +83,7 @@ def make_thumbnails(
         # The box is the largest thumbnail as stored (a long edge is a long edge in either
         # orientation), so a 6000x4000 photo decodes at 1/4 for 1024 px, not at 1/2.
         img.draft("RGB", _fit(img.size, largest))
-        orientation = _orientation(_exif(img))
+        orientation = orientation_of(read_exif(img))
         img.load()
         colour = functools.partial(_to_rgb, icc=img.info.get("icc_profile"))
         thumbs = _cascade(_resizable(img), sizes, orientation, colour)
@@ -190,8 +100,8 @@ def read_image_metadata(src: str, allowed_formats: Collection[str]) -> dict[str,
     """
     with open(src, "rb") as fp, _image_errors():
         img = _open_checked(fp, allowed_formats)
-        exif = _exif(img)
-        orientation = _orientation(exif)
+        exif = read_exif(img)
+        orientation = orientation_of(exif)
         width, height = img.size
         if orientation in _SWAPS_AXES:
             width, height = height, width
@@ -203,26 +113,8 @@ def read_image_metadata(src: str, allowed_formats: Collection[str]) -> dict[str,
             "frames": int(getattr(img, "n_frames", 1)),
             "has_alpha": img.has_transparency_data,
             "orientation": orientation,
-            "exif": _exif_fields(exif),
+            "exif": exif_fields(exif),
         }
-
-
-def read_pdf_metadata(src: str) -> dict[str, Any]:
-    """``{"pages": n}`` for a PDF. Raises ``DocumentError`` if it cannot be read."""
-    from pypdf import PdfReader  # imported on first use: see configure_worker
-    from pypdf.errors import PyPdfError
-
-    pdf_errors: tuple[type[BaseException], ...] = (PyPdfError, *_DECODE_ERRORS)
-    with open(src, "rb") as fp:
-        try:
-            reader = PdfReader(fp)
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise DocumentError("PDF is password-protected")
-            return {"pages": len(reader.pages)}
-        except DocumentError:
-            raise
-        except pdf_errors as exc:
-            raise DocumentError(f"PDF is unreadable: {_detail(exc)}") from exc
 
 
 # --- decoding ---------------------------------------------------------------------------
@@ -241,12 +133,8 @@ def _image_errors() -> Iterator[None]:
         raise ImageError("file is not an image in a known format") from exc
     except MemoryError as exc:
         raise ImageError("image needs too much memory to decode") from exc
-    except _DECODE_ERRORS as exc:
-        raise ImageError(f"image is truncated or corrupt: {_detail(exc)}") from exc
-
-
-def _detail(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    except DECODE_ERRORS as exc:
+        raise ImageError(f"image is truncated or corrupt: {detail(exc)}") from exc
 
 
 def _too_large(pillow_message: str) -> str:
@@ -274,23 +162,6 @@ def _open_checked(fp: io.BufferedReader, allowed_formats: Collection[str]) -> Im
 def _format_name(img: Image.Image) -> str:
     name = (img.format or "UNKNOWN").upper()
     return _FORMAT_ALIASES.get(name, name)
-
-
-def _exif(img: Image.Image) -> Image.Exif:
-    """The image's EXIF, or an empty one if it is broken. Never decodes pixels."""
-    try:
-        if isinstance(img, PngImagePlugin.PngImageFile) and "exif" not in img.info:
-            # PNG's getexif() decodes the whole image to look for an eXIf chunk after the
-            # pixels; read only what precedes them (and XMP orientation).
-            return Image.Image.getexif(img)
-        return img.getexif()
-    except _EXIF_ERRORS:
-        return Image.Exif()
-
-
-def _orientation(exif: Image.Exif) -> int | None:
-    value = exif.get(ExifTags.Base.Orientation)
-    return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
 def _resizable(img: Image.Image) -> Image.Image:
@@ -398,7 +269,7 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return img.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
-def _write(img: Image.Image, out_dir: str, size: int, output: _Output) -> dict[str, Any]:
+def _write(img: Image.Image, out_dir: str, size: int, output: Output) -> Rendition:
     """Write via a temporary name so a crash never leaves a partial file at the final path.
 
     Not fsynced: this is scratch space. Storage makes the file durable when the task
@@ -410,7 +281,7 @@ def _write(img: Image.Image, out_dir: str, size: int, output: _Output) -> dict[s
         flat.paste(img, mask=img.getchannel("A"))
         img = flat
     img.info = {}  # Some encoders copy ICC and XMP from info; the thumbnail is plain sRGB.
-    final = os.path.join(out_dir, f"{size}.{output.ext}")
+    final = os.path.join(out_dir, f"{size}.{output.extension}")
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{size}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -420,82 +291,5 @@ def _write(img: Image.Image, out_dir: str, size: int, output: _Output) -> dict[s
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return {
-        "size": size,
-        "width": img.width,
-        "height": img.height,
-        "content_type": output.content_type,
-        "path": final,
-    }
-
-
-# --- EXIF -------------------------------------------------------------------------------
-
-
-def _exif_fields(exif: Image.Exif) -> dict[str, Any]:
-    """Common camera fields with readable keys, JSON-ready; absent fields are left out."""
-    try:
-        details = {**exif, **exif.get_ifd(ExifTags.IFD.Exif)}
-        gps = _gps(exif.get_ifd(ExifTags.IFD.GPSInfo))
-    except _EXIF_ERRORS:
-        return {}
-    tags = ExifTags.Base
-    fields: dict[str, Any] = {
-        "make": _text(details.get(tags.Make)),
-        "model": _text(details.get(tags.Model)),
-        "lens": _text(details.get(tags.LensModel)),
-        "datetime_original": _text(details.get(tags.DateTimeOriginal)),
-        "exposure_time": _number(details.get(tags.ExposureTime)),
-        "f_number": _number(details.get(tags.FNumber)),
-        "iso": _integer(details.get(tags.ISOSpeedRatings)),
-        "focal_length": _number(details.get(tags.FocalLength)),
-        "gps": gps,
-    }
-    return {key: value for key, value in fields.items() if value is not None}
-
-
-def _gps(gps: Mapping[int, Any]) -> dict[str, float | None] | None:
-    tags = ExifTags.GPS
-    latitude = _degrees(gps.get(tags.GPSLatitude), gps.get(tags.GPSLatitudeRef), "S")
-    longitude = _degrees(gps.get(tags.GPSLongitude), gps.get(tags.GPSLongitudeRef), "W")
-    if latitude is None or longitude is None or abs(latitude) > 90 or abs(longitude) > 180:
-        return None
-    altitude = _number(gps.get(tags.GPSAltitude))
-    if altitude is not None and gps.get(tags.GPSAltitudeRef) in (1, b"\x01"):
-        altitude = -altitude  # 1 means below sea level
-    return {"latitude": latitude, "longitude": longitude, "altitude": altitude}
-
-
-def _degrees(value: object, ref: object, negative: str) -> float | None:
-    """Degrees, minutes, seconds (as many as given) to signed decimal degrees."""
-    if not isinstance(value, tuple) or not 1 <= len(value) <= 3:
-        return None
-    parts = [_number(part) for part in value]
-    if any(part is None for part in parts):
-        return None
-    degrees = sum(part / 60.0**i for i, part in enumerate(parts) if part is not None)
-    if _text(ref) == negative:
-        degrees = -degrees
-    return round(degrees, 7)  # about a centimetre; hides float noise such as ...0000001
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if not isinstance(value, str):
-        return None
-    return value.replace("\x00", "").strip() or None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, tuple) and value:
-        value = value[0]  # some writers store a list of one
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        return None
-    number: float = float(value)  # an IFDRational over zero gives nan, not an error
-    return number if math.isfinite(number) else None
-
-
-def _integer(value: object) -> int | None:
-    number = _number(value)
-    return round(number) if number is not None else None
+    thumbnail = Thumbnail(size, img.width, img.height, output.content_type)
+    return Rendition(thumbnail, final)

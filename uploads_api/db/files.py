@@ -1,0 +1,270 @@
+"""File records: uploads with their tasks, reads, listing, delete and retry."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from uploads_api.db.engine import Engines
+from uploads_api.db.group_commit import GroupCommit
+from uploads_api.db.models import (
+    CLEANUP,
+    FAILED,
+    PROCESSING,
+    QUEUED,
+    READY,
+    RUNNING,
+    FileRecord,
+    NewFile,
+    Task,
+)
+from uploads_api.db.rows import f, file_of, new_task_row, refresh_status, t, task_of, utcnow
+from uploads_api.db.usage import Quota, check_quota_in
+from uploads_api.media.outputs import Thumbnail
+
+# Rows per IN (...) list: well under every database's bound-parameter limit.
+_IN_CHUNK = 500
+
+
+class InvalidCursor(ValueError):
+    """A listing cursor that this server did not hand out."""
+
+
+def encode_cursor(created_at: datetime, file_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{file_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        when, _, file_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+        return datetime.fromisoformat(when), file_id
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise InvalidCursor(cursor) from exc
+
+
+@dataclass
+class _NewRows:
+    """One upload's rows, ready to insert."""
+
+    files: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+
+
+class FileRepository:
+    def __init__(self, engines: Engines, *, max_attempts: int = 3) -> None:
+        self.engines = engines
+        self.max_attempts = max_attempts
+        self._file_inserts = GroupCommit(engines.write, self._insert_files)
+
+    async def create_files(
+        self,
+        new_files: Sequence[NewFile],
+        task_names: Sequence[str],
+        quota: Quota | None = None,
+    ) -> list[FileRecord]:
+        """Insert the files and their tasks in one transaction: all or nothing. A task a
+        file names in ``settled`` is inserted finished; the rest are queued. Returns the
+        records as committed.
+
+        With a quota, the owner's usage is checked inside that transaction. Without one,
+        uploads arriving together share a transaction (``GroupCommit``)."""
+        if not new_files:
+            return []
+        rows = self._new_file_rows(new_files, task_names)
+        if quota is None:
+            return await self._file_inserts.submit(rows)
+        async with self.engines.write() as conn:
+            await check_quota_in(conn, quota, sum(nf.size for nf in new_files), len(new_files))
+            (records,) = await self._insert_files(conn, [rows])
+        return records
+
+    def _new_file_rows(self, new_files: Sequence[NewFile], task_names: Sequence[str]) -> _NewRows:
+        now = utcnow()
+        rows = _NewRows([], [])
+        for i, nf in enumerate(new_files):
+            queued = False
+            for name in task_names:
+                row = new_task_row(nf.id, name, now, None, self.max_attempts)
+                if name in nf.settled:
+                    row["state"], row["error"] = nf.settled[name]
+                    row["finished_at"] = now
+                else:
+                    queued = True
+                rows.tasks.append(row)
+            rows.files.append(
+                {
+                    "id": nf.id,
+                    "owner": nf.owner,
+                    "filename": nf.filename,
+                    "content_type": nf.content_type,
+                    "size": nf.size,
+                    "sha256": nf.sha256,
+                    "storage_key": nf.storage_key,
+                    # Distinct timestamps keep part order in the newest-first listing.
+                    "created_at": now + timedelta(microseconds=i),
+                    "status": PROCESSING if queued else READY,
+                    "verified": nf.verified,
+                    "metadata": nf.metadata,
+                    "thumbnails": [],
+                }
+            )
+        return rows
+
+    async def _insert_files(
+        self, conn: AsyncConnection, uploads: list[_NewRows]
+    ) -> list[list[FileRecord]]:
+        """Several uploads' rows in two statements; each upload's records, in order."""
+        file_rows = [row for rows in uploads for row in rows.files]
+        task_rows = [row for rows in uploads for row in rows.tasks]
+        await conn.execute(insert(f), file_rows)
+        by_file: dict[str, list[Task]] = {}
+        if task_rows:
+            inserted = await conn.execute(
+                insert(t).returning(*t.c, sort_by_parameter_order=True), task_rows
+            )
+            for task in (task_of(row) for row in inserted):
+                by_file.setdefault(task.file_id or "", []).append(task)
+        return [
+            [file_of(row, by_file.get(row["id"], [])) for row in rows.files] for rows in uploads
+        ]
+
+    async def get_file(self, file_id: str, scope: str | None = None) -> FileRecord | None:
+        """The file, if it exists and ``scope`` (an owner; ``None`` for all) may see it."""
+        query = select(f).where(f.c.id == file_id)
+        if scope is not None:
+            query = query.where(f.c.owner == scope)
+        async with self.engines.reader.connect() as conn:
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            by_file = await self._tasks_of(conn, [file_id])
+        return file_of(row, by_file.get(file_id, []))
+
+    async def list_files(
+        self,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: str | None = None,
+        sha256: str | None = None,
+        scope: str | None = None,
+    ) -> tuple[list[FileRecord], str | None]:
+        """A page, newest first; raises ``InvalidCursor`` for a cursor not made here."""
+        query = select(f).order_by(f.c.created_at.desc(), f.c.id.desc()).limit(limit + 1)
+        if scope is not None:
+            query = query.where(f.c.owner == scope)
+        if cursor:
+            when, last_id = decode_cursor(cursor)
+            query = query.where(
+                or_(f.c.created_at < when, and_(f.c.created_at == when, f.c.id < last_id))
+            )
+        if status:
+            query = query.where(f.c.status == status)
+        if sha256:
+            query = query.where(f.c.sha256 == sha256.lower())
+        async with self.engines.reader.connect() as conn:
+            rows = list((await conn.execute(query)).all())
+            page, more = rows[:limit], len(rows) > limit
+            by_file = await self._tasks_of(conn, [r.id for r in page])
+        records = [file_of(r, by_file.get(r.id, [])) for r in page]
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+        return records, next_cursor
+
+    async def _tasks_of(self, conn: AsyncConnection, file_ids: list[str]) -> dict[str, list[Task]]:
+        if not file_ids:
+            return {}
+        rows = await conn.execute(select(t).where(t.c.file_id.in_(file_ids)).order_by(t.c.id))
+        grouped: dict[str, list[Task]] = {}
+        for row in rows:
+            grouped.setdefault(row.file_id, []).append(task_of(row))
+        return grouped
+
+    async def present_hashes(self, hashes: Sequence[str], scope: str | None = None) -> set[str]:
+        """Which of ``hashes`` already have a file (of the owner ``scope``, when given)."""
+        found: set[str] = set()
+        async with self.engines.reader.connect() as conn:
+            for start in range(0, len(hashes), _IN_CHUNK):
+                query = select(f.c.sha256).where(f.c.sha256.in_(hashes[start : start + _IN_CHUNK]))
+                if scope is not None:
+                    query = query.where(f.c.owner == scope)
+                found.update(r.sha256 for r in await conn.execute(query.distinct()))
+        return found
+
+    async def existing_file_ids(self, file_ids: Iterable[str]) -> set[str]:
+        ids = list(file_ids)
+        found: set[str] = set()
+        async with self.engines.reader.connect() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                rows = await conn.execute(select(f.c.id).where(f.c.id.in_(chunk)))
+                found.update(r.id for r in rows)
+        return found
+
+    async def delete_file(self, file_id: str, cleanup_payload: dict[str, Any]) -> bool:
+        """Drop the record and its pending tasks; queue a cleanup of its bytes. One transaction."""
+        now = utcnow()
+        async with self.engines.write() as conn:
+            gone = await conn.execute(delete(f).where(f.c.id == file_id))
+            if gone.rowcount == 0:
+                return False
+            await conn.execute(delete(t).where(t.c.file_id == file_id, t.c.state != RUNNING))
+            cleanup = new_task_row(file_id, CLEANUP, now, cleanup_payload, self.max_attempts)
+            await conn.execute(insert(t), [cleanup])
+        return True
+
+    async def merge_metadata(self, file_id: str, fields: dict[str, Any]) -> None:
+        """Add ``fields`` to the file's metadata. Read and write share one write transaction,
+        so two tasks adding different fields never lose each other's."""
+        async with self.engines.write() as conn:
+            current = (
+                await conn.execute(select(f.c.metadata).where(f.c.id == file_id).with_for_update())
+            ).scalar()
+            merged = {**(current or {}), **fields}
+            await conn.execute(update(f).where(f.c.id == file_id).values(metadata=merged))
+
+    async def set_thumbnails(
+        self, file_id: str, thumbnails: Sequence[Thumbnail], metadata_fields: dict[str, Any]
+    ) -> bool:
+        """Record the thumbnails and add ``metadata_fields`` in one write, so no reader sees
+        one without the other; ``False`` when the file was deleted meanwhile."""
+        stored = [thumb.to_json() for thumb in thumbnails]
+        async with self.engines.write() as conn:
+            current = await conn.execute(
+                select(f.c.metadata).where(f.c.id == file_id).with_for_update()
+            )
+            row = current.first()
+            if row is None:
+                return False
+            merged = {**(row.metadata or {}), **metadata_fields}
+            await conn.execute(
+                update(f).where(f.c.id == file_id).values(thumbnails=stored, metadata=merged)
+            )
+        return True
+
+    async def retry_file(self, file_id: str) -> int:
+        """Queue the failed tasks of one file again, with a fresh attempt budget."""
+        now = utcnow()
+        again = {"state": QUEUED, "attempts": 0, "error": None, "run_after": now}
+        async with self.engines.write() as conn:
+            done = await conn.execute(
+                update(t)
+                .where(t.c.file_id == file_id, t.c.state == FAILED)
+                .values(**again, finished_at=None)
+            )
+            if done.rowcount:
+                # The retried run leaves scratch files too: clean up after it again.
+                await conn.execute(
+                    update(t)
+                    .where(t.c.file_id == file_id, t.c.name == CLEANUP, t.c.state != RUNNING)
+                    .values(**again, finished_at=None)
+                )
+            await refresh_status(conn, file_id)
+        return done.rowcount

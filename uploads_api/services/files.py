@@ -1,0 +1,215 @@
+"""Files: upload, get (and wait), list, check hashes, read bytes and thumbnails, delete,
+retry.
+
+A file another owner uploaded is reported as missing, never as forbidden, so ids reveal
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from uploads_api.auth import Principal
+from uploads_api.config import Settings
+from uploads_api.db.files import FileRepository, InvalidCursor
+from uploads_api.db.models import FILE_TASKS, PROCESSING, FileRecord, NewFile
+from uploads_api.db.usage import Quota, UsageRepository
+from uploads_api.errors import BadRequest, NotFound
+from uploads_api.ingest.group import remove_blobs
+from uploads_api.ingest.limits import IngestLimits
+from uploads_api.ingest.multipart import MultipartIntake
+from uploads_api.ingest.policy import UploadPolicy
+from uploads_api.ingest.raw import receive_raw
+from uploads_api.ingest.slots import UploadSlots
+from uploads_api.ingest.stream import with_timeout
+from uploads_api.media.outputs import Thumbnail
+from uploads_api.storage import Storage, thumbnail_key, thumbnail_prefix
+from uploads_api.storage.keys import validate_file_id
+from uploads_api.tasks.base import TaskDispatcher
+from uploads_api.tasks.plan import basic_facts, settled_at_upload
+
+# Waiting polls the record: quickly at first (most files are done in well under a second),
+# then less often, so many waiting clients do not crowd the database.
+WAIT_POLL_FIRST, WAIT_POLL_MAX = 0.05, 0.5
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Bytes to send: a stream of ``length`` bytes."""
+
+    body: AsyncIterator[bytes]
+    length: int
+
+
+class FileService:
+    def __init__(
+        self,
+        settings: Settings,
+        files: FileRepository,
+        usage: UsageRepository,
+        storage: Storage,
+        limits: IngestLimits,
+        upload_slots: UploadSlots,
+        dispatcher: TaskDispatcher,
+    ) -> None:
+        self.settings = settings
+        self.files = files
+        self.usage = usage
+        self.storage = storage
+        self.limits = limits
+        self.upload_slots = upload_slots
+        self.dispatcher = dispatcher
+
+    # Uploads -------------------------------------------------------------------------------
+
+    async def upload_multipart(
+        self, caller: Principal, content_type: str | None, stream: AsyncIterator[bytes]
+    ) -> list[FileRecord]:
+        with self.upload_slots.hold(caller.key_id):
+            policy = await self._policy(caller)
+            intake = MultipartIntake(self.storage, self.limits, policy)
+            received = await intake.receive(content_type, self._timed(stream))
+            return await self._record(caller, received, policy.quota)
+
+    async def upload_raw(
+        self,
+        caller: Principal,
+        filename: str,
+        stream: AsyncIterator[bytes],
+        content_length: int | None,
+        expected_sha256: str | None = None,
+    ) -> FileRecord:
+        with self.upload_slots.hold(caller.key_id):
+            policy = await self._policy(caller)
+            received = await receive_raw(
+                self.storage, policy, filename, self._timed(stream), content_length, expected_sha256
+            )
+            (record,) = await self._record(caller, [received], policy.quota)
+        return record
+
+    def _timed(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return with_timeout(stream, self.settings.body_timeout)
+
+    async def _policy(self, caller: Principal) -> UploadPolicy:
+        settings = self.settings
+        policy = UploadPolicy(
+            max_file_size=settings.max_file_size, allowed_types=settings.allowed_types
+        )
+        if settings.quota_bytes is not None or settings.quota_files is not None:
+            policy.quota = Quota(caller.owner, settings.quota_bytes, settings.quota_files)
+            policy.used_bytes, policy.used_files = await self.usage.usage(caller.owner)
+        return policy
+
+    async def _record(
+        self, caller: Principal, received: list[NewFile], quota: Quota | None
+    ) -> list[FileRecord]:
+        """Commit records and tasks in one transaction; on failure the stored bytes go too."""
+        formats = self.settings.image_formats
+        new_files = [
+            dataclasses.replace(
+                item,
+                owner=caller.owner,
+                metadata=basic_facts(item.content_type, item.size, item.sha256),
+                settled=settled_at_upload(item.content_type, item.size, formats),
+            )
+            for item in received
+        ]
+        try:
+            return await self.files.create_files(new_files, FILE_TASKS, quota)
+        except BaseException:
+            await asyncio.shield(remove_blobs(self.storage, received))
+            raise
+
+    async def start_processing(self, file_ids: Sequence[str]) -> None:
+        """Hand committed work to the task backend (called after the response is sent)."""
+        if file_ids:
+            await self.dispatcher.dispatch(file_ids)
+
+    # Reads ---------------------------------------------------------------------------------
+
+    async def get(self, caller: Principal, file_id: str, wait: float = 0) -> FileRecord:
+        """The record; with ``wait``, held until processing ends or ``wait`` seconds pass."""
+        _check_id(file_id)
+        deadline = time.monotonic() + wait
+        pause = WAIT_POLL_FIRST
+        while True:
+            record = await self.files.get_file(file_id, caller.scope)
+            if record is None:
+                raise NotFound(f"no file with id {file_id}")
+            if record.status != PROCESSING or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, WAIT_POLL_MAX)
+
+    async def list_files(
+        self,
+        caller: Principal,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        status: str | None = None,
+        sha256: str | None = None,
+    ) -> tuple[list[FileRecord], str | None]:
+        """A page of the caller's files, newest first, and the cursor of the next page."""
+        try:
+            return await self.files.list_files(
+                limit=limit, cursor=cursor, status=status, sha256=sha256, scope=caller.scope
+            )
+        except InvalidCursor as exc:
+            raise BadRequest("the cursor is not valid") from exc
+
+    async def check(self, caller: Principal, hashes: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Which of these sha256 hashes the caller has a file for: (present, missing)."""
+        wanted = list(dict.fromkeys(h.lower() for h in hashes))
+        present = await self.files.present_hashes(wanted, caller.scope)
+        return [h for h in wanted if h in present], [h for h in wanted if h not in present]
+
+    def content(self, record: FileRecord, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``start`` to ``end`` (exclusive) of a record the caller got."""
+        return self.storage.read(record.storage_key, start, end)
+
+    async def thumbnail(self, caller: Principal, file_id: str, size: int) -> tuple[Thumbnail, Blob]:
+        record = await self.get(caller, file_id)
+        match = next((thumb for thumb in record.thumbnails if thumb.size == size), None)
+        if match is None:
+            raise NotFound(f"no {size}px thumbnail for file {file_id} (yet)")
+        key = thumbnail_key(file_id, size, match.extension)
+        length = await self.storage.size(key)
+        if length is None:
+            raise NotFound(f"no {size}px thumbnail for file {file_id} (yet)")
+        return match, Blob(self.storage.read(key), length)
+
+    # Changes -------------------------------------------------------------------------------
+
+    async def delete(self, caller: Principal, file_id: str) -> None:
+        """Drop the record now; its bytes go with the cleanup task it queues."""
+        record = await self.get(caller, file_id)
+        payload = {
+            "deleted": True,
+            "storage_key": record.storage_key,
+            "thumbnail_prefix": thumbnail_prefix(file_id),
+        }
+        if not await self.files.delete_file(file_id, payload):
+            raise NotFound(f"no file with id {file_id}")
+
+    async def retry(self, caller: Principal, file_id: str) -> FileRecord:
+        """Queue the file's failed tasks again."""
+        await self.get(caller, file_id)
+        await self.files.retry_file(file_id)
+        return await self.get(caller, file_id)
+
+
+def waiting_ids(records: Sequence[FileRecord]) -> list[str]:
+    """The files that still have queued work."""
+    return [record.id for record in records if record.status == PROCESSING]
+
+
+def _check_id(file_id: str) -> None:
+    try:
+        validate_file_id(file_id)
+    except ValueError as exc:
+        raise NotFound(f"no file with id {file_id}") from exc
