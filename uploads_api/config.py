@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from uploads_api.media.outputs import OUTPUTS
+
 GiB = 1024**3
 MiB = 1024**2
 
@@ -49,7 +51,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     thumbnail_sizes: Annotated[tuple[int, ...], NoDecode] = (256, 1024)
-    thumbnail_format: Literal["webp", "jpeg", "png", "avif"] = "webp"
+    thumbnail_format: str = "webp"
     image_formats: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IMAGE_FORMATS
     max_image_pixels: int = Field(default=100_000_000, gt=0)
 
@@ -69,6 +71,13 @@ class Settings(BaseSettings):
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+
+    @field_validator("thumbnail_format", mode="after")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in OUTPUTS:
+            raise ValueError(f"must be one of {', '.join(OUTPUTS)}")
+        return value
 
     @field_validator("thumbnail_sizes", mode="before")
     @classmethod

@@ -29,6 +29,8 @@ from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
 
 T = TypeVar("T")
+R = TypeVar("R")  # an item of a listing
+C = TypeVar("C")  # a listing's cursor
 Progress = Callable[[int], None]
 OnRetry = Callable[[Retrying], None]
 
@@ -170,7 +172,7 @@ class AsyncClient:
             if deadline - time.monotonic() <= 0:
                 raise ProcessingTimeout(f"{file_id} still processing after {timeout:g} s", record)
 
-    async def list(
+    def list(
         self,
         status: str | None = None,
         *,
@@ -179,35 +181,44 @@ class AsyncClient:
         page_size: int = 100,
     ) -> AsyncGenerator[FileRecord, None]:
         """Files, newest first, across every page (at most ``limit`` of them)."""
-        seen = 0
-        cursor: str | None = None
-        while limit is None or seen < limit:
-            size = calls.page_size(limit, seen, page_size)
-            params = calls.list_params(status, sha256, size, cursor)
-            records, cursor = calls.parse_files_page(
-                await self._request("GET", calls.FILES, params=params)
-            )
-            for record in records[: None if limit is None else limit - seen]:
-                yield record
-                seen += 1
-            if cursor is None or not records:
-                return
+        return self._paged(
+            calls.FILES,
+            lambda size, cursor: calls.list_params(status, sha256, size, cursor),
+            calls.parse_files_page,
+            limit,
+            page_size,
+        )
 
-    async def tasks(
+    def tasks(
         self, state: str | None = None, *, limit: int | None = None, page_size: int = 100
     ) -> AsyncGenerator[TaskRecord, None]:
         """Task rows, newest first, across every page (at most ``limit`` of them)."""
+        return self._paged(
+            calls.TASKS,
+            lambda size, cursor: calls.tasks_params(state, size, cursor),
+            calls.parse_tasks_page,
+            limit,
+            page_size,
+        )
+
+    async def _paged(
+        self,
+        path: str,
+        params: Callable[[int, C | None], dict[str, Any]],
+        parse: Callable[[httpx.Response], tuple[builtins.list[R], C | None]],
+        limit: int | None,
+        page_size: int,
+    ) -> AsyncGenerator[R, None]:
+        """Items of a listing, following ``next_cursor`` until ``limit`` or the last page."""
         seen = 0
-        cursor: int | None = None
+        cursor: C | None = None
         while limit is None or seen < limit:
-            params = calls.tasks_params(state, calls.page_size(limit, seen, page_size), cursor)
-            tasks, cursor = calls.parse_tasks_page(
-                await self._request("GET", calls.TASKS, params=params)
-            )
-            for task in tasks[: None if limit is None else limit - seen]:
-                yield task
+            size = calls.page_size(limit, seen, page_size)
+            items, cursor = parse(await self._request("GET", path, params=params(size, cursor)))
+            for item in items[: None if limit is None else limit - seen]:
+                yield item
                 seen += 1
-            if cursor is None or not tasks:
+            if cursor is None or not items:
                 return
 
     async def check(self, sha256s: Iterable[str]) -> HashCheck:

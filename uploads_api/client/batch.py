@@ -11,20 +11,18 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from uploads_api.client.calls import CHECK_BATCH
 from uploads_api.client.errors import ProcessingTimeout, TransportError, UploadsClientError
+from uploads_api.client.models import FileRecord, HashCheck
 from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
 from uploads_api.client.retry import Retrying
 from uploads_api.client.sources import sha256_file
-
-if TYPE_CHECKING:
-    from uploads_api.client.async_client import AsyncClient
 
 # Files are hashed and checked in groups this big, so uploads start before every file
 # of a large batch has been read once.
@@ -89,6 +87,31 @@ class Stopping:
 Event = Planned | Hashed | Started | Sent | Retry | Waiting | Done | Stopping
 
 
+class BatchClient(Protocol):
+    """The calls ``BatchUploader`` makes on its client; ``AsyncClient`` has them all.
+    Spelled out here so that this module needs nothing from the client that uses it."""
+
+    async def upload(
+        self,
+        source: Path,
+        *,
+        sha256: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        on_retry: Callable[[Retrying], None] | None = None,
+    ) -> FileRecord:
+        """Send the file and return its record; raises ``UploadsClientError`` or
+        ``OSError`` once retries are spent."""
+        ...
+
+    async def check(self, sha256s: Iterable[str]) -> HashCheck:
+        """Which of the hashes the server already has."""
+        ...
+
+    async def wait(self, file_id: str, timeout: float = 300.0) -> FileRecord:
+        """The record once processing ended; ``ProcessingTimeout`` after ``timeout`` s."""
+        ...
+
+
 class BatchUploader:
     """Uploads paths with ``concurrency`` requests in flight.
 
@@ -104,7 +127,7 @@ class BatchUploader:
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: BatchClient,
         *,
         concurrency: int = 4,
         skip_existing: bool = False,

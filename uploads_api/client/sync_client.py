@@ -32,6 +32,8 @@ from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource, sha256_file
 
 T = TypeVar("T")
+R = TypeVar("R")  # an item of a listing
+C = TypeVar("C")  # a listing's cursor
 Progress = Callable[[int], None]
 OnRetry = Callable[[Retrying], None]
 
@@ -210,33 +212,44 @@ class Client:
         page_size: int = 100,
     ) -> Iterator[FileRecord]:
         """Files, newest first, across every page (at most ``limit`` of them)."""
-        seen = 0
-        cursor: str | None = None
-        while limit is None or seen < limit:
-            size = calls.page_size(limit, seen, page_size)
-            params = calls.list_params(status, sha256, size, cursor)
-            records, cursor = calls.parse_files_page(
-                self._request("GET", calls.FILES, params=params)
-            )
-            for record in records[: None if limit is None else limit - seen]:
-                yield record
-                seen += 1
-            if cursor is None or not records:
-                return
+        return self._paged(
+            calls.FILES,
+            lambda size, cursor: calls.list_params(status, sha256, size, cursor),
+            calls.parse_files_page,
+            limit,
+            page_size,
+        )
 
     def tasks(
         self, state: str | None = None, *, limit: int | None = None, page_size: int = 100
     ) -> Iterator[TaskRecord]:
         """Task rows, newest first, across every page (at most ``limit`` of them)."""
+        return self._paged(
+            calls.TASKS,
+            lambda size, cursor: calls.tasks_params(state, size, cursor),
+            calls.parse_tasks_page,
+            limit,
+            page_size,
+        )
+
+    def _paged(
+        self,
+        path: str,
+        params: Callable[[int, C | None], dict[str, Any]],
+        parse: Callable[[httpx.Response], tuple[builtins.list[R], C | None]],
+        limit: int | None,
+        page_size: int,
+    ) -> Iterator[R]:
+        """See ``AsyncClient._paged``."""
         seen = 0
-        cursor: int | None = None
+        cursor: C | None = None
         while limit is None or seen < limit:
-            params = calls.tasks_params(state, calls.page_size(limit, seen, page_size), cursor)
-            tasks, cursor = calls.parse_tasks_page(self._request("GET", calls.TASKS, params=params))
-            for task in tasks[: None if limit is None else limit - seen]:
-                yield task
+            size = calls.page_size(limit, seen, page_size)
+            items, cursor = parse(self._request("GET", path, params=params(size, cursor)))
+            for item in items[: None if limit is None else limit - seen]:
+                yield item
                 seen += 1
-            if cursor is None or not tasks:
+            if cursor is None or not items:
                 return
 
     def check(self, sha256s: Iterable[str]) -> HashCheck:

@@ -32,10 +32,6 @@ class ImagePool:
         self._in_flight = 0
         self._idle_timer: asyncio.TimerHandle | None = None
 
-    @property
-    def running(self) -> bool:
-        return self._executor is not None
-
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: workers never inherit the server's threads and open sockets.
         return ProcessPoolExecutor(
