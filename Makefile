@@ -32,7 +32,7 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check uploads_api tests bench
 	$(BIN)/ruff format --check uploads_api tests bench
-	$(BIN)/mypy uploads_api
+	$(BIN)/mypy uploads_api tests bench
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff format uploads_api tests bench

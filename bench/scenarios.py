@@ -4,6 +4,7 @@ the table. Nothing here asserts a speed: the table says whether a goal was met."
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import mmap
@@ -430,7 +431,7 @@ def photo_batch(ctx: Context) -> None:
         for workers in (1, 2):
             name = "ours" if workers == 1 else "ours-w2"
             label = f"w{workers}-{run}"
-            with running(lambda w=workers, n=label: systems.ours(work, n, w)) as server:
+            with running(functools.partial(systems.ours, work, label, workers)) as server:
                 _photo_run(ctx, name, server, photos)
 
 

@@ -84,7 +84,7 @@ def main() -> int:
         server.start()
         try:
             assert server.process is not None
-            rows = []
+            rows: list[tuple[int, str, float, float, float]] = []
             for size_mib in (1, args.size_mib):
                 source = root / f"{size_mib}.bin"
                 expected = make_file(source, size_mib * 1024 * 1024)
@@ -101,8 +101,8 @@ def main() -> int:
             server.stop()
     print("| upload | route | RSS before (MiB) | peak RSS (MiB) | MiB/s |")
     print("|---|---|---|---|---|")
-    for size_mib, mode, before, peak, rate in rows:
-        print(f"| {size_mib} MiB | {mode} | {before:.1f} | {peak:.1f} | {rate:.0f} |")
+    for size_mib, mode, before_mib, peak_mib, rate in rows:
+        print(f"| {size_mib} MiB | {mode} | {before_mib:.1f} | {peak_mib:.1f} | {rate:.0f} |")
     return 0
 
 

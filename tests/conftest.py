@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -124,23 +125,39 @@ class Server(ServiceProcess):
 ServerFactory = Callable[..., Server]
 
 
-@pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+@contextmanager
+def _servers(root: Path) -> Iterator[ServerFactory]:
+    """Starts servers with settings (``body_timeout=2`` is ``UPLOADS_BODY_TIMEOUT=2``), each
+    with its own data dir under ``root``; stops them all at the end."""
     started: list[Server] = []
 
     def make(extra_env: dict[str, str] | None = None, **settings: object) -> Server:
-        data_dir = tmp_path / f"data{len(started)}"
+        data_dir = root / f"data{len(started)}"
         env = {f"UPLOADS_{k.upper()}": str(v) for k, v in settings.items()}
-        server = Server(
-            data_dir, {**env, **(extra_env or {})}, tmp_path / f"server{len(started)}.log"
-        )
+        server = Server(data_dir, {**env, **(extra_env or {})}, root / f"server{len(started)}.log")
+        started.append(server)  # before start: a server that fails to answer is stopped too
         server.start()
-        started.append(server)
         return server
 
-    yield make
-    for server in started:
-        server.stop()
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    with _servers(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Servers that live for the whole module: for module-scoped fixtures that set a server
+    up once (keys, settings) for many tests."""
+    with _servers(tmp_path_factory.mktemp("module")) as make:
+        yield make
 
 
 @pytest.fixture
@@ -149,13 +166,9 @@ def server(server_factory: ServerFactory) -> Server:
 
 
 @pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def shared_server(module_server_factory: ServerFactory) -> Server:
     """One server for a whole module, for tests that only look at their own files."""
-    root = tmp_path_factory.mktemp("shared")
-    server = Server(root / "data", {}, root / "server.log")
-    server.start()
-    yield server
-    server.stop()
+    return module_server_factory()
 
 
 @pytest.fixture

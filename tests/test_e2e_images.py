@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from tests import imagegen
-from tests.test_e2e_pipeline import task, upload, wait_done
+from tests.helpers import task_of, upload, wait_done
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,9 @@ def test_thumbnails_follow_exif_orientation(
     assert image.format == "WEBP"
     assert image.size == (256, 128)
     assert not image.getexif()
-    red, _green, blue = image.convert("RGB").getpixel((10, 10))
+    pixel = image.convert("RGB").getpixel((10, 10))
+    assert isinstance(pixel, tuple)
+    red, _green, blue = pixel
     assert red > 200 and blue < 60, "the marker is top-left after orientation"
     image_meta = record["metadata"]["image"]
     assert (image_meta["width"], image_meta["height"]) == (640, 320)
@@ -82,9 +84,9 @@ def test_metadata_of_a_photo(client: httpx.Client, tmp_path: Path) -> None:
     ],
 )
 def test_unusual_images_get_thumbnails(
-    client: httpx.Client, tmp_path: Path, maker: object, mode_check: str | None
+    client: httpx.Client, tmp_path: Path, maker: Callable[[Path], Path], mode_check: str | None
 ) -> None:
-    source = maker(tmp_path)  # type: ignore[operator]
+    source = maker(tmp_path)
     (record,) = upload(client, source)
     record = wait_done(client, record["id"])
     assert record["status"] == "ready", record
@@ -92,7 +94,9 @@ def test_unusual_images_get_thumbnails(
     thumb = Image.open(io.BytesIO(client.get(record["thumbnails"][0]["url"]).content))
     if mode_check == "RGBA":
         assert thumb.mode == "RGBA"
-        assert thumb.getextrema()[3][0] < 255, "transparency survives"
+        extrema = thumb.getextrema()
+        assert len(extrema) == 4  # one (min, max) per band
+        assert extrema[3][0] < 255, "transparency survives"
 
 
 def test_pdf_and_text_metadata_and_skipped_thumbnails(client: httpx.Client, tmp_path: Path) -> None:
@@ -103,20 +107,20 @@ def test_pdf_and_text_metadata_and_skipped_thumbnails(client: httpx.Client, tmp_
     text_record = wait_done(client, text_record["id"])
     assert pdf_record["metadata"]["kind"] == "pdf"
     assert pdf_record["metadata"]["pdf"]["pages"] == 3
-    assert task(pdf_record, "thumbnails")["state"] == "skipped"
+    assert task_of(pdf_record, "thumbnails")["state"] == "skipped"
     assert text_record["metadata"]["kind"] == "other"
-    assert task(text_record, "thumbnails")["state"] == "skipped"
+    assert task_of(text_record, "thumbnails")["state"] == "skipped"
     assert text_record["status"] == "ready"
 
 
 @pytest.mark.parametrize("maker", [imagegen.truncated_jpeg, imagegen.decompression_bomb_png])
 def test_broken_images_fail_at_once_with_a_readable_error(
-    client: httpx.Client, tmp_path: Path, maker: object
+    client: httpx.Client, tmp_path: Path, maker: Callable[[Path], Path]
 ) -> None:
-    (record,) = upload(client, maker(tmp_path))  # type: ignore[operator]
+    (record,) = upload(client, maker(tmp_path))
     record = wait_done(client, record["id"])
     assert record["status"] == "failed"
-    thumbs = task(record, "thumbnails")
+    thumbs = task_of(record, "thumbnails")
     assert thumbs["state"] == "failed"
     assert thumbs["attempts"] == 1, "a permanent failure is not retried"
     assert thumbs["error"]

@@ -12,25 +12,9 @@ import pytest
 
 from tests import imagegen
 from tests.conftest import Server, ServerFactory
+from tests.helpers import task_of, upload, wait_done, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def upload(client: httpx.Client, *paths: Path) -> list[dict]:
-    files = [("file", (p.name, p.read_bytes())) for p in paths]
-    response = client.post("/v1/files", files=files)
-    assert response.status_code == 201, response.text
-    return response.json()["files"]
-
-
-def wait_done(client: httpx.Client, file_id: str, timeout: float = 30) -> dict:
-    record = client.get(f"/v1/files/{file_id}", params={"wait": timeout}).json()
-    assert record["status"] != "processing", record
-    return record
-
-
-def task(record: dict, name: str) -> dict:
-    return next(t for t in record["tasks"] if t["name"] == name)
 
 
 def test_oversized_file_gets_413_and_leaves_nothing(server_factory: ServerFactory) -> None:
@@ -89,15 +73,6 @@ def test_too_many_files_is_refused(server_factory: ServerFactory) -> None:
         assert server.temp_files() == []
 
 
-def _wait_until(predicate: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.mark.parametrize("route", ["multipart", "raw"])
 def test_client_disconnect_midway_leaves_nothing(server: Server, route: str) -> None:
     total = 8 * 1024 * 1024
@@ -116,8 +91,8 @@ def test_client_disconnect_midway_leaves_nothing(server: Server, route: str) -> 
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
         sock.sendall(request)
         sock.sendall(os.urandom(3 * 1024 * 1024))
-        _wait_until(lambda: server.temp_files() != [])
-    _wait_until(lambda: server.temp_files() == [])
+        wait_for(lambda: server.temp_files() != [], timeout=10, what="a temp file")
+    wait_for(lambda: server.temp_files() == [], timeout=10, what="the temp file to go")
     with httpx.Client(base_url=server.url) as client:
         assert client.get("/v1/files").json()["files"] == []
         assert client.get("/healthz").status_code == 200
@@ -152,19 +127,19 @@ def test_failing_task_is_retried_then_marked_failed(
     blocker.write_bytes(b"not a directory")
     (record,) = upload(client, imagegen.jpeg_photo(tmp_path, size=(400, 300)))
     record = wait_done(client, record["id"])
-    thumbs = task(record, "thumbnails")
+    thumbs = task_of(record, "thumbnails")
     assert record["status"] == "failed"
     assert thumbs["state"] == "failed"
     assert thumbs["attempts"] == 3
     assert "Error" in thumbs["error"]
-    assert task(record, "metadata")["state"] == "succeeded"
+    assert task_of(record, "metadata")["state"] == "succeeded"
     # Fixed, then retried through the API: the file ends ready.
     blocker.unlink()
     retried = client.post(f"/v1/files/{record['id']}/retry")
     assert retried.status_code == 200
     record = wait_done(client, record["id"])
     assert record["status"] == "ready"
-    assert task(record, "thumbnails")["attempts"] == 1
+    assert task_of(record, "thumbnails")["attempts"] == 1
 
 
 def test_sweep_removes_stale_temp_files_and_orphans(server_factory: ServerFactory) -> None:
@@ -179,5 +154,5 @@ def test_sweep_removes_stale_temp_files_and_orphans(server_factory: ServerFactor
     old = time.time() - 3600
     os.utime(stale, (old, old))
     os.utime(orphan, (old, old))
-    _wait_until(lambda: not stale.exists() and not orphan.exists(), timeout=15)
+    wait_for(lambda: not stale.exists() and not orphan.exists(), timeout=15, what="the sweep")
     assert fresh.exists(), "a temp file younger than the TTL is left alone"

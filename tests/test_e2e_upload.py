@@ -6,24 +6,20 @@ import hashlib
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests import imagegen
 from tests.conftest import Server
+from tests.helpers import wait_done
 
 pytestmark = pytest.mark.e2e
 
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def wait_ready(client: httpx.Client, file_id: str) -> dict:
-    record = client.get(f"/v1/files/{file_id}", params={"wait": 30}).json()
-    assert record["status"] != "processing", record
-    return record
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -120,7 +116,7 @@ def test_list_pagination_and_filters(client: httpx.Client) -> None:
     by_hash = client.get("/v1/files", params={"sha256": digest}).json()["files"]
     assert [f["id"] for f in by_hash] == [ids[3]]
     for file_id in ids:
-        wait_ready(client, file_id)
+        wait_done(client, file_id)
     ready = client.get("/v1/files", params={"status": "ready"}).json()["files"]
     assert {f["id"] for f in ready} == set(ids)
     assert client.get("/v1/files", params={"status": "nonsense"}).status_code == 422
@@ -133,7 +129,7 @@ def test_delete_removes_record_then_bytes(
     record = client.post("/v1/files", files={"file": (photo.name, photo.read_bytes())}).json()[
         "files"
     ][0]
-    record = wait_ready(client, record["id"])
+    record = wait_done(client, record["id"])
     assert record["thumbnails"]
     blobs = server.data_dir / "blobs"
     assert any(blobs.rglob(record["id"] + "*")), "original and thumbnails are on disk"
@@ -146,7 +142,7 @@ def test_delete_removes_record_then_bytes(
     assert not list(blobs.rglob(record["id"] + "*"))
 
 
-def _wait_for_cleanup(client: httpx.Client, file_id: str) -> list[dict]:
+def _wait_for_cleanup(client: httpx.Client, file_id: str) -> list[dict[str, Any]]:
     import time
 
     deadline = time.monotonic() + 20

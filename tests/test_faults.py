@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,30 +22,29 @@ import pytest
 
 from tests import imagegen
 from tests.conftest import Server, ServerFactory
-from tests.test_security_inputs import (
-    MULTIPART,
+from tests.db_helpers import Repositories
+from tests.helpers import (
+    MULTIPART_TYPE,
+    Part,
     assert_healthy,
     assert_nothing_stored,
     assert_problem,
     blob_files,
     exchange,
     file_part,
+    held_by_another_process,
     multipart,
-    part,
     request_head,
-    running_server,
     sha256,
     thumbnail_dir,
     wait_done,
     wait_for,
 )
-from tests.test_write_lock import held_by_another_process
-from uploads_api import imaging
 from uploads_api.config import Settings
 from uploads_api.db.engine import create_engines
 from uploads_api.db.models import FAILED, SUCCEEDED, NewFile, Task
-from uploads_api.db.repository import Repository
 from uploads_api.db.schema import ensure_schema
+from uploads_api.media.worker import configure_worker
 from uploads_api.storage import original_key
 from uploads_api.tasks.base import RetryableError
 from uploads_api.tasks.pool import ImagePool
@@ -55,9 +54,8 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_server(tmp_path_factory.mktemp("faulty"), body_timeout=2) as server:
-        yield server
+def faulty(module_server_factory: ServerFactory) -> Server:
+    return module_server_factory(body_timeout=2)
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +74,16 @@ THREE_PARTS = [file_part(data, f"part{i}.bin") for i, data in enumerate(THREE_FI
 @pytest.mark.e2e
 @pytest.mark.parametrize(
     ("cut", "writing"),
-    [(2 * MiB, 1), (sum(map(len, THREE_PARTS)) - MiB, 3)],
+    [(2 * MiB, 1), (sum(len(p.encode()) for p in THREE_PARTS) - MiB, 3)],
     ids=["in-the-first-part", "in-the-last-part"],
 )
 def test_a_client_gone_mid_body_leaves_nothing(faulty: Server, cut: int, writing: int) -> None:
     body = multipart(*THREE_PARTS)
     sock = socket.create_connection(("127.0.0.1", faulty.port), timeout=10)
     try:
-        sock.sendall(request_head("POST", "/v1/files", content_type=MULTIPART, length=len(body)))
+        sock.sendall(
+            request_head("POST", "/v1/files", content_type=MULTIPART_TYPE, length=len(body))
+        )
         for offset in range(0, cut, 256 * 1024):
             sock.sendall(body[offset : min(cut, offset + 256 * 1024)])
         # The server is mid-body: one temp file open per file part begun.
@@ -103,7 +103,7 @@ def test_a_stalled_body_gets_408_and_its_temp_file_goes(faulty: Server, route: s
     data = secrets.token_bytes(200_000)
     if route == "multipart":
         body = multipart(file_part(data, "slow.bin"))
-        head = request_head("POST", "/v1/files", content_type=MULTIPART, length=len(body))
+        head = request_head("POST", "/v1/files", content_type=MULTIPART_TYPE, length=len(body))
     else:
         body = data
         head = request_head(
@@ -216,9 +216,9 @@ def test_a_server_killed_mid_upload_leaves_nothing_after_restart(server: Server)
     assert_healthy(server)
 
 
-def _tasks(server: Server, **params: Any) -> list[dict]:
+def _tasks(server: Server, **params: Any) -> list[dict[str, Any]]:
     response = httpx.get(f"{server.url}/v1/tasks", params={"limit": 1000, **params})
-    tasks: list[dict] = response.json()["tasks"]
+    tasks: list[dict[str, Any]] = response.json()["tasks"]
     return tasks
 
 
@@ -230,7 +230,7 @@ def _upload_copies(server: Server, data: bytes, count: int) -> list[str]:
         return [f["id"] for f in response.json()["files"]]
 
 
-def _running_thumbnail(server: Server, timeout: float = 60) -> dict:
+def _running_thumbnail(server: Server, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for task in _tasks(server, state="running"):
@@ -303,7 +303,7 @@ def test_a_crashed_image_worker_is_replaced() -> None:
             before = await pool.run(os.getpid)
             with pytest.raises(RetryableError, match="an image worker process crashed"):
                 await pool.run(os._exit, 1)
-            assert await pool.run(imaging.configure_worker, 10) is None
+            await pool.run(configure_worker, 10)  # a task with arguments, on the new worker
             after = await pool.run(os.getpid)
             assert after != before, "a new worker process took over"
         finally:
@@ -327,7 +327,7 @@ class Decode:
         if task.file_id == self.crashing:
             await self.pool.run(os._exit, 3)
         else:
-            await self.pool.run(imaging.configure_worker, 1000)
+            await self.pool.run(configure_worker, 1000)
 
 
 class Noop:
@@ -347,7 +347,7 @@ def test_a_crashing_decoder_fails_its_task_and_spares_the_others(tmp_path: Path)
         task_concurrency=1,
     )
 
-    async def add_file(repo: Repository) -> str:
+    async def add_file(repo: Repositories) -> str:
         file_id = secrets.token_hex(16)
         new = NewFile(
             id=file_id,
@@ -357,7 +357,7 @@ def test_a_crashing_decoder_fails_its_task_and_spares_the_others(tmp_path: Path)
             sha256=sha256(b"x"),
             storage_key=original_key(file_id),
         )
-        await repo.create_files([new], ("thumbnails",))
+        await repo.files.create_files([new], ("thumbnails",))
         return file_id
 
     async def main() -> tuple[list[str], dict[str, Task]]:
@@ -365,16 +365,16 @@ def test_a_crashing_decoder_fails_its_task_and_spares_the_others(tmp_path: Path)
         pool = ImagePool(1, 10_000_000)
         try:
             await ensure_schema(engines)
-            repo = Repository(engines, max_attempts=settings.task_max_attempts)
+            repo = Repositories.over(engines, max_attempts=settings.task_max_attempts)
             await pool.start()
             ids = [await add_file(repo) for _ in range(4)]
             handler = Decode(pool, crashing=ids[1])
-            runner = TaskRunner(settings, repo, {"thumbnails": handler, "cleanup": Noop()})
+            runner = TaskRunner(settings, repo.queue, {"thumbnails": handler, "cleanup": Noop()})
             runner.start()
             try:
                 deadline = time.monotonic() + 30
                 while True:
-                    records = [await repo.get_file(i) for i in ids]
+                    records = [await repo.files.get_file(i) for i in ids]
                     tasks = {r.id: r.tasks[0] for r in records if r is not None}
                     if all(t.state in (SUCCEEDED, FAILED) for t in tasks.values()):
                         break
@@ -410,12 +410,12 @@ def test_a_locked_database(
 ) -> None:
     server = server_factory(database_busy_timeout=busy_timeout)
     data = b"written while the database is locked\n" * 1000
-    uploads = {
+    uploads: dict[str, Callable[[httpx.Client], httpx.Response]] = {
         "raw-put": lambda http: http.put("/v1/files/locked.txt", content=data),
         "multipart": lambda http: http.post(
             "/v1/files",
-            content=multipart(part("file", data, "locked.txt")),
-            headers={"Content-Type": MULTIPART},
+            content=multipart(Part("file", data, "locked.txt")),
+            headers={"Content-Type": MULTIPART_TYPE},
         ),
     }
     with httpx.Client(base_url=server.url, timeout=60) as http:

@@ -13,13 +13,12 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from tests.test_repository import new_file, open_repository
+from tests.db_helpers import Repositories, new_file, open_repository
 from uploads_api.db.group_commit import GroupCommit
 from uploads_api.db.models import METADATA, THUMBNAILS, NewFile
-from uploads_api.db.repository import Repository
 
 
-def _count_commits(repo: Repository) -> list[int]:
+def _count_commits(repo: Repositories) -> list[int]:
     commits = [0]
 
     @event.listens_for(repo.engines.writer.sync_engine, "commit")
@@ -35,14 +34,14 @@ def test_uploads_arriving_together_share_transactions(database_url: str) -> None
             commits = _count_commits(repo)
             uploads = [[new_file()] for _ in range(40)]
             results = await asyncio.gather(
-                *(repo.create_files(files, (METADATA, THUMBNAILS)) for files in uploads)
+                *(repo.files.create_files(files, (METADATA, THUMBNAILS)) for files in uploads)
             )
             # Every caller gets its own records, with its own task rows.
             for files, records in zip(uploads, results, strict=True):
                 assert [r.id for r in records] == [nf.id for nf in files]
                 assert [t.name for t in records[0].tasks] == [METADATA, THUMBNAILS]
                 assert {t.file_id for t in records[0].tasks} == {files[0].id}
-            assert len(await repo.get_files([files[0].id for files in uploads])) == 40
+            assert len(await repo.files.existing_file_ids(files[0].id for files in uploads)) == 40
             assert commits[0] < 40, "concurrent uploads were not grouped"
 
     asyncio.run(main())
@@ -52,21 +51,22 @@ def test_a_bad_upload_in_a_group_fails_alone(database_url: str) -> None:
     async def main() -> None:
         async with open_repository(database_url) as repo:
             taken = new_file()
-            await repo.create_files([taken], (METADATA,))
+            await repo.files.create_files([taken], (METADATA,))
             good = [[new_file()] for _ in range(5)]
             # The same id again breaks the primary key: only that upload may fail.
             duplicate = NewFile(**{**taken.__dict__, "filename": "again.bin"})
             outcomes = await asyncio.gather(
-                *(repo.create_files(files, (METADATA,)) for files in good[:3]),
-                repo.create_files([duplicate], (METADATA,)),
-                *(repo.create_files(files, (METADATA,)) for files in good[3:]),
+                *(repo.files.create_files(files, (METADATA,)) for files in good[:3]),
+                repo.files.create_files([duplicate], (METADATA,)),
+                *(repo.files.create_files(files, (METADATA,)) for files in good[3:]),
                 return_exceptions=True,
             )
             assert isinstance(outcomes[3], IntegrityError)
             assert all(isinstance(o, list) for i, o in enumerate(outcomes) if i != 3)
-            stored = await repo.get_files([files[0].id for files in good])
+            stored = await repo.files.existing_file_ids(files[0].id for files in good)
             assert len(stored) == 5
-            assert (await repo.get_file(taken.id)).filename == taken.filename  # type: ignore[union-attr]
+            kept = await repo.files.get_file(taken.id)
+            assert kept is not None and kept.filename == taken.filename
 
     asyncio.run(main())
 
@@ -76,13 +76,14 @@ def test_a_cancelled_upload_is_either_written_or_not_and_says_which(database_url
         async with open_repository(database_url) as repo:
             uploads = [[new_file()] for _ in range(30)]
             calls = [
-                asyncio.create_task(repo.create_files(files, (METADATA,))) for files in uploads
+                asyncio.create_task(repo.files.create_files(files, (METADATA,)))
+                for files in uploads
             ]
             await asyncio.sleep(0)
             for call in calls[::2]:
                 call.cancel()
             outcomes = await asyncio.gather(*calls, return_exceptions=True)
-            stored = {r.id for r in await repo.get_files([f[0].id for f in uploads])}
+            stored = await repo.files.existing_file_ids(f[0].id for f in uploads)
             for files, outcome in zip(uploads, outcomes, strict=True):
                 # A cancelled caller either saw its records (the write had begun) or a
                 # cancellation with nothing written: never a record it was not told of.
@@ -109,10 +110,10 @@ def test_cancelling_a_written_upload_returns_it_and_a_waiting_one_drops_it(
 
             slow.set()
             in_flight, waiting, after = ([new_file()] for _ in range(3))
-            first = asyncio.create_task(repo.create_files(in_flight, (METADATA,)))
+            first = asyncio.create_task(repo.files.create_files(in_flight, (METADATA,)))
             await asyncio.sleep(0.1)  # its transaction has begun and is held
-            second = asyncio.create_task(repo.create_files(waiting, (METADATA,)))
-            third = asyncio.create_task(repo.create_files(after, (METADATA,)))
+            second = asyncio.create_task(repo.files.create_files(waiting, (METADATA,)))
+            third = asyncio.create_task(repo.files.create_files(after, (METADATA,)))
             await asyncio.sleep(0)
             first.cancel()
             second.cancel()
@@ -122,9 +123,9 @@ def test_cancelling_a_written_upload_returns_it_and_a_waiting_one_drops_it(
                 await second
             await third
             slow.clear()
-            stored = {r.id for r in await repo.get_files([in_flight[0].id, waiting[0].id])}
+            stored = await repo.files.existing_file_ids([in_flight[0].id, waiting[0].id])
             assert stored == {in_flight[0].id}
-            assert await repo.get_file(after[0].id) is not None
+            assert await repo.files.get_file(after[0].id) is not None
 
     asyncio.run(main())
 

@@ -66,7 +66,8 @@ def test_the_pool_starts_off_the_event_loop_once_for_all_callers(
 
 
 def _children(pid: int) -> list[psutil.Process]:
-    return psutil.Process(pid).children()
+    children: list[psutil.Process] = psutil.Process(pid).children()
+    return children
 
 
 def _decoders(pid: int) -> list[psutil.Process]:

@@ -8,7 +8,7 @@ import gc
 import hashlib
 import secrets
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,12 @@ import httpx
 import pytest
 from starlette.requests import ClientDisconnect
 
+from tests.helpers import BOUNDARY, MULTIPART_TYPE, Part, multipart
+from uploads_api.api.problems import http_status
 from uploads_api.app import create_app
 from uploads_api.config import Settings
-from uploads_api.db.models import Quota
+from uploads_api.db.models import NewFile
+from uploads_api.db.usage import Quota
 from uploads_api.errors import (
     ChecksumMismatch,
     FieldTooLarge,
@@ -32,19 +35,16 @@ from uploads_api.errors import (
     UploadsError,
 )
 from uploads_api.ingest.limits import IngestLimits
-from uploads_api.ingest.multipart import MultipartIntake, MultipartResult, boundary_of
+from uploads_api.ingest.multipart import MultipartIntake, boundary_of
 from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.raw import receive_raw
-from uploads_api.ingest.sink import ReceivedFile
 from uploads_api.storage.local import LocalStorage
 
-BOUNDARY = "----uploads-test-boundary-7MA4YWxkTrZu0gW"
-CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 PNG = b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(3000)
 # Bytes that look like the start of a boundary must stay data.
 TRICKY = b"line one\r\n--" + BOUNDARY[:-3].encode() + b"\r\n--\r\n\r\nend " * 20
+MAX_FILE_SIZE = 8 * 1024 * 1024
 LIMITS = IngestLimits(
-    max_file_size=8 * 1024 * 1024,
     max_files=4,
     max_fields=4,
     max_field_size=1024,
@@ -54,34 +54,6 @@ LIMITS = IngestLimits(
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coro)
-
-
-@dataclass
-class Part:
-    name: str
-    data: bytes
-    filename: str | None = None
-    headers: tuple[str, ...] = ()
-    disposition: str | None = None  # the whole Content-Disposition value, if not the default
-
-    def encode(self) -> bytes:
-        lines = list(self.headers)
-        if self.disposition is not None:
-            lines.insert(0, f"Content-Disposition: {self.disposition}")
-        else:
-            value = f'form-data; name="{self.name}"'
-            if self.filename is not None:
-                value += f'; filename="{self.filename}"'
-            lines.insert(0, f"Content-Disposition: {value}")
-        head = "".join(f"{line}\r\n" for line in lines).encode("utf-8")
-        return head + b"\r\n" + self.data
-
-
-def multipart(*parts: Part, close: bool = True, epilogue: bytes = b"") -> bytes:
-    body = b"".join(b"--" + BOUNDARY.encode() + b"\r\n" + p.encode() + b"\r\n" for p in parts)
-    if close:
-        body += b"--" + BOUNDARY.encode() + b"--\r\n" + epilogue
-    return body
 
 
 async def stream(
@@ -112,8 +84,8 @@ async def read_blob(storage: LocalStorage, key: str) -> bytes:
     return b"".join([chunk async for chunk in storage.read(key)])
 
 
-def policy_of(limits: IngestLimits = LIMITS, **overrides: Any) -> UploadPolicy:
-    return UploadPolicy(max_file_size=limits.max_file_size, **overrides)
+def policy_of(max_file_size: int = MAX_FILE_SIZE, **overrides: Any) -> UploadPolicy:
+    return UploadPolicy(max_file_size=max_file_size, **overrides)
 
 
 def receive(
@@ -123,10 +95,10 @@ def receive(
     limits: IngestLimits = LIMITS,
     policy: UploadPolicy | None = None,
     **kw: Any,
-) -> MultipartResult:
-    intake = MultipartIntake(storage, limits, policy or policy_of(limits))
-    result: MultipartResult = run(intake.receive(CONTENT_TYPE, stream(body, size, **kw)))
-    return result
+) -> list[NewFile]:
+    intake = MultipartIntake(storage, limits, policy or policy_of())
+    files: list[NewFile] = run(intake.receive(MULTIPART_TYPE, stream(body, size, **kw)))
+    return files
 
 
 def sha(data: bytes) -> str:
@@ -154,31 +126,29 @@ EXPECTED = [
 
 @pytest.mark.parametrize("size", [1, 7, 64, 4096, len(MIXED)])
 def test_any_chunking_gives_the_same_files(storage: LocalStorage, size: int) -> None:
-    result = receive(storage, MIXED, size)
-    got = [(f.filename, f.content_type, f.size, f.sha256) for f in result.files]
+    files = receive(storage, MIXED, size)
+    got = [(f.filename, f.content_type, f.size, f.sha256) for f in files]
     assert got == [(name, ctype, len(data), sha(data)) for name, ctype, data in EXPECTED]
-    assert result.fields == {"note": "hello \u2713", "empty": ""}
-    for item, (_, _, data) in zip(result.files, EXPECTED, strict=True):
+    for item, (_, _, data) in zip(files, EXPECTED, strict=True):
         assert item.storage_key == f"originals/{item.id[:2]}/{item.id}"
         assert run(read_blob(storage, item.storage_key)) == data
-    assert len({f.id for f in result.files}) == len(EXPECTED)
+    assert len({f.id for f in files}) == len(EXPECTED)
     assert list(storage.temp_dir.iterdir()) == [], "temp files were moved into place"
 
 
 def test_a_large_file_is_written_through(storage: LocalStorage) -> None:
     data = secrets.token_bytes(3 * 1024 * 1024 + 123)
     body = multipart(Part("file", data, filename="big.bin"))
-    (item,) = receive(storage, body, 65536).files
+    (item,) = receive(storage, body, 65536)
     assert (item.size, item.sha256) == (len(data), sha(data))
     assert run(read_blob(storage, item.storage_key)) == data
 
 
 def test_a_file_exactly_at_the_limit_is_accepted(storage: LocalStorage) -> None:
-    limits = replace(LIMITS, max_file_size=100, max_field_size=5)
+    limits = replace(LIMITS, max_field_size=5)
     body = multipart(Part("f", b"12345"), Part("file", b"y" * 100, filename="a"))
-    result = receive(storage, body, 33, limits)
-    assert [f.size for f in result.files] == [100]
-    assert result.fields == {"f": "12345"}
+    files = receive(storage, body, 33, limits, policy_of(max_file_size=100))
+    assert [f.size for f in files] == [100]
 
 
 @pytest.mark.parametrize(
@@ -194,7 +164,7 @@ def test_a_file_exactly_at_the_limit_is_accepted(storage: LocalStorage) -> None:
 )
 def test_the_plain_filename_is_used(storage: LocalStorage, disposition: str, filename: str) -> None:
     body = multipart(Part("file", b"data", disposition=disposition))
-    (item,) = receive(storage, body, 5).files
+    (item,) = receive(storage, body, 5)
     assert item.filename == filename
 
 
@@ -203,9 +173,8 @@ def test_filename_star_alone_does_not_make_a_file(storage: LocalStorage) -> None
         Part("extended", b"value", disposition="form-data; name=\"extended\"; filename*=UTF-8''x"),
         Part("file", b"data", filename="real.txt"),
     )
-    result = receive(storage, body, 10)
-    assert [f.filename for f in result.files] == ["real.txt"]
-    assert result.fields == {"extended": "value"}
+    files = receive(storage, body, 10)
+    assert [f.filename for f in files] == ["real.txt"]
 
 
 # Refusals leave nothing behind -----------------------------------------------------------------
@@ -228,14 +197,14 @@ REFUSALS: dict[str, tuple[bytes, IngestLimits, dict[str, Any], type[UploadsError
     ),
     "file-too-large": (
         multipart(Part("file", b"x" * 101, filename="big.bin")),
-        replace(LIMITS, max_file_size=100),
-        {},
+        LIMITS,
+        {"max_file_size": 100},
         PayloadTooLarge,
     ),
     "second-file-too-large": (
         multipart(FILE, Part("file", b"x" * 2001, filename="big.bin")),
-        replace(LIMITS, max_file_size=2000),
-        {},
+        LIMITS,
+        {"max_file_size": 2000},
         PayloadTooLarge,
     ),
     "no-closing-boundary": (multipart(FILE, FILE, close=False), LIMITS, {}, MalformedMultipart),
@@ -308,9 +277,9 @@ def test_refusals_raise_the_right_error_and_leave_nothing(
 ) -> None:
     body, limits, policy, error = REFUSALS[case]
     with pytest.raises(error) as caught:
-        receive(storage, body, size, limits, policy_of(limits, **policy))
+        receive(storage, body, size, limits, policy_of(**policy))
     assert type(caught.value) is error
-    assert 400 <= caught.value.status < 500
+    assert 400 <= http_status(caught.value) < 500
     assert leftovers(storage) == []
 
 
@@ -321,7 +290,7 @@ def test_a_matching_checksum_marks_the_file_verified(storage: LocalStorage) -> N
         Part("file", data, filename="a.txt"),
         Part("file", data, filename="b.txt"),
     )
-    first, second = receive(storage, body, 5).files
+    first, second = receive(storage, body, 5)
     assert (first.verified, first.sha256) == (True, sha(data))
     assert not second.verified, "the checksum covers only the next file part"
 
@@ -357,7 +326,7 @@ def test_a_cancelled_request_leaves_nothing(storage: LocalStorage) -> None:
 
     async def main() -> None:
         intake = MultipartIntake(storage, LIMITS, policy_of())
-        job = asyncio.create_task(intake.receive(CONTENT_TYPE, body()))
+        job = asyncio.create_task(intake.receive(MULTIPART_TYPE, body()))
         await asyncio.wait_for(hang.wait(), 10)
         assert len(list(storage.temp_dir.iterdir())) == 2  # both files were being written
         job.cancel()
@@ -468,7 +437,7 @@ def test_a_bad_content_type_is_refused_before_reading(storage: LocalStorage) -> 
 def test_receive_raw(
     storage: LocalStorage, data: bytes, content_type: str | None, announce: bool
 ) -> None:
-    received: ReceivedFile = run(
+    received: NewFile = run(
         receive_raw(
             storage,
             policy_of(),
@@ -498,9 +467,8 @@ def test_receive_raw_refuses_an_announced_oversize_body_before_reading(
         read = True
         yield b"x"
 
-    limits = replace(LIMITS, max_file_size=100)
     with pytest.raises(PayloadTooLarge):
-        run(receive_raw(storage, policy_of(limits), "a.bin", body(), 101))
+        run(receive_raw(storage, policy_of(max_file_size=100), "a.bin", body(), 101))
     assert not read
     assert leftovers(storage) == []
 
@@ -509,9 +477,9 @@ def test_receive_raw_refuses_an_announced_oversize_body_before_reading(
 def test_receive_raw_refuses_an_oversize_stream(
     storage: LocalStorage, announced: int | None
 ) -> None:
-    limits = replace(LIMITS, max_file_size=100)
+    policy = policy_of(max_file_size=100)
     with pytest.raises(PayloadTooLarge):
-        run(receive_raw(storage, policy_of(limits), "a.bin", stream(b"x" * 101, 10), announced))
+        run(receive_raw(storage, policy, "a.bin", stream(b"x" * 101, 10), announced))
     assert leftovers(storage) == []
 
 
@@ -586,11 +554,11 @@ def test_asgi_multipart_upload(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "content_type", "status", "code"),
     [
-        (multipart(Part("file", b"x" * 1001, filename="a")), CONTENT_TYPE, 413, "file-too-large"),
-        (multipart(Part("note", b"hi")), CONTENT_TYPE, 422, "no-files"),
+        (multipart(Part("file", b"x" * 1001, filename="a")), MULTIPART_TYPE, 413, "file-too-large"),
+        (multipart(Part("note", b"hi")), MULTIPART_TYPE, 422, "no-files"),
         (
             multipart(Part("file", b"x", filename="a"), close=False),
-            CONTENT_TYPE,
+            MULTIPART_TYPE,
             400,
             "malformed-multipart",
         ),

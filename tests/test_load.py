@@ -14,13 +14,14 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
 
 from tests import imagegen
 from tests.conftest import ROOT, Server
-from tests.test_security_inputs import blob_files, wait_for
+from tests.helpers import blob_files, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -141,8 +142,8 @@ async def _run_clients(server: Server, outcome: Outcome) -> None:
         )
 
 
-async def _all_records(server: Server) -> dict[str, dict]:
-    records: dict[str, dict] = {}
+async def _all_records(server: Server) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
         cursor = None
         while True:
@@ -154,7 +155,9 @@ async def _all_records(server: Server) -> dict[str, dict]:
                 return records
 
 
-async def _check_bytes(server: Server, outcome: Outcome, records: dict[str, dict]) -> None:
+async def _check_bytes(
+    server: Server, outcome: Outcome, records: dict[str, dict[str, Any]]
+) -> None:
     kept = sorted(set(outcome.uploaded) - outcome.deleted)
     sample = random.Random(SEED).sample(kept, len(kept) // 10)
     images = [file_id for file_id in kept if outcome.uploaded[file_id][2]]
@@ -207,7 +210,8 @@ def test_32_clients_2000_mixed_uploads(server: Server) -> None:
     def processed() -> bool:
         # Cheap to ask, so the polling does not slow the pipeline it waits for.
         waiting = httpx.get(f"{server.url}/v1/files", params={"status": "processing", "limit": 1})
-        return waiting.json()["files"] == []
+        files: list[dict[str, Any]] = waiting.json()["files"]
+        return files == []
 
     wait_for(processed, timeout=360, what="every file to be processed", interval=1)
     records = asyncio.run(_all_records(server))

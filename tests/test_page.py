@@ -35,12 +35,12 @@ from tests.page_helpers import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
 
 pytestmark = pytest.mark.e2e
 
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 375, "height": 812}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 375, "height": 812}
 WAIT_MS = 30_000
 
 
@@ -277,7 +277,9 @@ def test_thumbhash_decoder_paints_the_image(page: Page, source: Image.Image, lim
     assert ratio == pytest.approx(thumbhash.thumb_hash_to_approximate_aspect_ratio(raw))
     assert max(decoded.size) == 32
     assert decoded.width / decoded.height == pytest.approx(ratio, abs=0.05)
-    assert decoded.getextrema()[3] == (255, 255), "opaque images decode opaque"
+    extrema = decoded.getextrema()
+    assert len(extrema) == 4  # one (min, max) per band
+    assert extrema[3] == (255, 255), "opaque images decode opaque"
     reference = source.resize(decoded.size, Image.Resampling.BOX)
     pairs = zip(decoded.convert("RGB").tobytes(), reference.tobytes(), strict=True)
     diffs = [abs(a - b) for a, b in pairs]
@@ -306,7 +308,9 @@ def test_thumbhash_decoder_keeps_average_colour_and_alpha(page: Page) -> None:
             means = [sum(band.tobytes()) / pixels for band in decoded.split()]
             assert means == pytest.approx(expected, abs=1.5)
             if alpha:
-                assert decoded.getextrema()[3][0] < decoded.getextrema()[3][1] < 255
+                extrema = decoded.getextrema()
+                assert len(extrema) == 4  # one (min, max) per band
+                assert extrema[3][0] < extrema[3][1] < 255
 
 
 def test_api_key_is_asked_once_and_sent_everywhere(

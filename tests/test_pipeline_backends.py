@@ -17,6 +17,7 @@ from PIL import Image
 from tests import imagegen
 from tests.cluster import AWS_ENV, ClusterConfig, Worker
 from tests.conftest import Server, ServerFactory
+from tests.helpers import upload, wait_done
 from tests.service_fixtures import s3_client
 from uploads_api.config import Settings
 from uploads_api.storage.factory import build_storage
@@ -73,24 +74,12 @@ def stack(
         worker.stop()
 
 
-def upload(client: httpx.Client, *paths: Path) -> list[dict]:
-    response = client.post("/v1/files", files=[("file", (p.name, p.read_bytes())) for p in paths])
-    assert response.status_code == 201, response.text
-    return response.json()["files"]
-
-
-def settle(client: httpx.Client, file_id: str) -> dict:
-    record = client.get(f"/v1/files/{file_id}", params={"wait": 60}).json()
-    assert record["status"] != "processing", record
-    return record
-
-
 def test_images_and_documents_are_processed(stack: Stack, tmp_path: Path) -> None:
     photo = imagegen.jpeg_with_orientation(tmp_path, 6, size=(640, 480))
     png = imagegen.rgba_png(tmp_path / "p", size=(300, 200))
     pdf = imagegen.pdf_file(tmp_path, pages=2)
     with httpx.Client(base_url=stack.server.url, timeout=60) as client:
-        records = [settle(client, r["id"]) for r in upload(client, photo, png, pdf)]
+        records = [wait_done(client, r["id"], timeout=60) for r in upload(client, photo, png, pdf)]
         assert [r["status"] for r in records] == ["ready"] * 3
         photo_record, png_record, pdf_record = records
         thumbs = {t["size"]: t for t in photo_record["thumbnails"]}
@@ -112,7 +101,7 @@ def test_delete_removes_every_blob(stack: Stack, tmp_path: Path) -> None:
     photo = imagegen.jpeg_photo(tmp_path, size=(500, 400))
     with httpx.Client(base_url=stack.server.url, timeout=60) as client:
         (record,) = upload(client, photo)
-        settle(client, record["id"])
+        wait_done(client, record["id"], timeout=60)
         assert stack.stored_keys(record["id"])
         assert client.delete(f"/v1/files/{record['id']}").status_code == 204
         assert client.get(f"/v1/files/{record['id']}").status_code == 404
@@ -131,12 +120,12 @@ async def _wait_empty(stack: Stack, file_id: str) -> bool:
 def test_a_broken_image_fails_and_can_be_retried(stack: Stack, tmp_path: Path) -> None:
     with httpx.Client(base_url=stack.server.url, timeout=60) as client:
         (record,) = upload(client, imagegen.truncated_jpeg(tmp_path))
-        record = settle(client, record["id"])
+        record = wait_done(client, record["id"], timeout=60)
         assert record["status"] == "failed"
         (thumbs,) = [t for t in record["tasks"] if t["name"] == "thumbnails"]
         assert thumbs["state"] == "failed" and thumbs["attempts"] == 1 and thumbs["error"]
         assert client.post(f"/v1/files/{record['id']}/retry").status_code == 200
-        record = settle(client, record["id"])
+        record = wait_done(client, record["id"], timeout=60)
         (thumbs,) = [t for t in record["tasks"] if t["name"] == "thumbnails"]
         assert record["status"] == "failed" and thumbs["attempts"] == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.db_helpers import Repositories
 from uploads_api.config import Settings
 from uploads_api.db.engine import create_engines
 from uploads_api.db.models import FAILED, QUEUED, READY, SKIPPED, SUCCEEDED, NewFile, Task
-from uploads_api.db.repository import Repository
+from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
 from uploads_api.storage import original_key
 from uploads_api.tasks.base import PermanentError, RetryableError, TaskHandler, TaskSkipped
@@ -95,23 +97,23 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
 
 
 @asynccontextmanager
-async def repository_for(settings: Settings) -> AsyncIterator[Repository]:
+async def repository_for(settings: Settings) -> AsyncIterator[Repositories]:
     engines = create_engines(settings.resolved_database_url)
     try:
         await ensure_schema(engines)
-        yield Repository(engines, max_attempts=settings.task_max_attempts)
+        yield Repositories.over(engines, max_attempts=settings.task_max_attempts)
     finally:
         await engines.dispose()
 
 
 @asynccontextmanager
 async def running(
-    settings: Settings, repo: Repository, *handlers: TaskHandler, grace: float = 1
+    settings: Settings, repo: Repositories, *handlers: TaskHandler, grace: float = 1
 ) -> AsyncIterator[TaskRunner]:
     # The runner queues a sweep (a cleanup task) as it starts; a no-op takes it.
     table: dict[str, TaskHandler] = {"cleanup": Noop("cleanup")}
     table.update({handler.name: handler for handler in handlers})
-    runner = TaskRunner(settings, repo, table)
+    runner = TaskRunner(settings, repo.queue, table)
     runner.start()
     try:
         yield runner
@@ -119,9 +121,9 @@ async def running(
         await runner.stop(grace)
 
 
-async def add_file(repo: Repository, task_name: str = TASK) -> str:
+async def add_file(repo: Repositories, task_name: str = TASK) -> str:
     file_id = secrets.token_hex(16)
-    await repo.create_files(
+    await repo.files.create_files(
         [
             NewFile(
                 id=file_id,
@@ -138,11 +140,11 @@ async def add_file(repo: Repository, task_name: str = TASK) -> str:
 
 
 async def wait_for_task(
-    repo: Repository, file_id: str, done: Callable[[Task], bool], timeout: float = 15
+    repo: Repositories, file_id: str, done: Callable[[Task], bool], timeout: float = 15
 ) -> Task:
     deadline = time.monotonic() + timeout
     while True:
-        record = await repo.get_file(file_id)
+        record = await repo.files.get_file(file_id)
         assert record is not None
         (task,) = record.tasks
         if done(task):
@@ -165,7 +167,7 @@ def test_retryable_twice_then_success(tmp_path: Path) -> None:
             async with running(settings, repo, handler):
                 task = await wait_for_task(repo, file_id, finished)
             assert (task.state, task.attempts, task.error) == (SUCCEEDED, 3, None)
-            assert await repo.file_status(file_id) == READY
+            assert await repo.status_of(file_id) == READY
 
     asyncio.run(main())
     assert handler.attempts == [1, 2, 3]
@@ -217,7 +219,7 @@ def test_outcomes(
             assert task.lease_owner is None
             assert task.finished_at is not None
             expected_status = "failed" if state == FAILED else READY
-            assert await repo.file_status(file_id) == expected_status
+            assert await repo.status_of(file_id) == expected_status
 
     asyncio.run(main())
     assert handler.attempts == list(range(1, attempts + 1))
@@ -288,15 +290,14 @@ def test_stop_puts_a_running_task_back_with_its_attempt_refunded(tmp_path: Path)
     async def main() -> None:
         async with repository_for(settings) as repo:
             file_id = await add_file(repo)
-            runner = TaskRunner(settings, repo, {TASK: sleeper, "cleanup": Noop("cleanup")})
+            runner = TaskRunner(settings, repo.queue, {TASK: sleeper, "cleanup": Noop("cleanup")})
             runner.start()
             await asyncio.wait_for(sleeper.started.wait(), 10)
             began = time.monotonic()
             await runner.stop(0.2)
             assert time.monotonic() - began < 5
             assert sleeper.cancelled
-            assert runner.busy == 0
-            record = await repo.get_file(file_id)
+            record = await repo.files.get_file(file_id)
             assert record is not None
             (task,) = record.tasks
             assert (task.state, task.attempts, task.lease_owner) == (QUEUED, 0, None)
@@ -319,7 +320,7 @@ def test_a_cancelled_run_is_not_reported_as_succeeded(
     async def main() -> None:
         async with repository_for(settings) as repo:
             await add_file(repo)
-            runner = TaskRunner(settings, repo, {TASK: sleeper, "cleanup": Noop("cleanup")})
+            runner = TaskRunner(settings, repo.queue, {TASK: sleeper, "cleanup": Noop("cleanup")})
             runner.start()
             await asyncio.wait_for(sleeper.started.wait(), 10)
             await runner.stop(0.1)
@@ -349,7 +350,7 @@ def test_stop_lets_a_run_finish_within_the_grace_period(tmp_path: Path) -> None:
         async with repository_for(settings) as repo:
             file_id = await add_file(repo)
             slow = Slow()
-            runner = TaskRunner(settings, repo, {TASK: slow, "cleanup": Noop("cleanup")})
+            runner = TaskRunner(settings, repo.queue, {TASK: slow, "cleanup": Noop("cleanup")})
             runner.start()
             await asyncio.wait_for(slow.started.wait(), 10)
             await runner.stop(5)
@@ -412,7 +413,7 @@ def test_an_unrecorded_outcome_runs_again_after_the_lease(tmp_path: Path) -> Non
     settings = settings_for(tmp_path, task_lease_seconds=0.3, task_poll_interval=0.05)
     handler = Scripted()
 
-    class FlakyRepository(Repository):
+    class FlakyQueue(TaskQueue):
         failures = 1
 
         async def finish_task(self, task: Task, worker: str, state: str, error: str | None) -> bool:
@@ -423,7 +424,8 @@ def test_an_unrecorded_outcome_runs_again_after_the_lease(tmp_path: Path) -> Non
 
     async def main() -> None:
         async with repository_for(settings) as plain:
-            repo = FlakyRepository(plain.engines, max_attempts=settings.task_max_attempts)
+            flaky = FlakyQueue(plain.engines, max_attempts=settings.task_max_attempts)
+            repo = dataclasses.replace(plain, queue=flaky)
             file_id = await add_file(repo)
             async with running(settings, repo, handler):
                 task = await wait_for_task(repo, file_id, finished)

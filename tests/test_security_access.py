@@ -4,14 +4,12 @@ to serve an open server on a public interface, quotas and the concurrent-upload 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,16 +18,20 @@ import psutil
 import pytest
 
 from tests import imagegen
-from tests.conftest import ROOT, Server, free_port
-from tests.test_security_inputs import (
-    MULTIPART,
+from tests.conftest import ROOT, Server, ServerFactory, free_port
+from tests.helpers import (
+    MULTIPART_TYPE,
     assert_healthy,
     assert_problem,
+    bearer,
     blob_files,
+    cli_env,
+    create_key,
+    create_keys,
     file_part,
     multipart,
     request_head,
-    running_server,
+    wait_closed,
     wait_done,
     wait_for,
 )
@@ -39,59 +41,15 @@ pytestmark = pytest.mark.e2e
 KEY_FORMAT = re.compile(r"upk_[A-Za-z0-9_-]{43}")
 
 
-def _cli_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("UPLOADS_")}
-
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "uploads_api.cli", *args],
         capture_output=True,
         text=True,
-        env=_cli_env(),
+        env=cli_env(),
         cwd=ROOT,
         timeout=60,
     )
-
-
-def create_keys(data_dir: Path, *owners: str, admin: tuple[str, ...] = ()) -> dict[str, str]:
-    """Several ``keys create`` at once (each is a process start and a database write)."""
-    running = {
-        owner: subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uploads_api.cli", "keys", "create", owner),
-                *("--data-dir", str(data_dir), *(["--admin"] if owner in admin else [])),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_cli_env(),
-            cwd=ROOT,
-        )
-        for owner in owners
-    }
-    keys = {}
-    for owner, process in running.items():
-        out, err = process.communicate(timeout=60)
-        assert process.returncode == 0, err
-        keys[owner] = out.strip()
-    return keys
-
-
-def create_key(data_dir: Path, owner: str, *, admin: bool = False) -> str:
-    return create_keys(data_dir, owner, admin=(owner,) if admin else ())[owner]
-
-
-def wait_closed(server: Server) -> None:
-    """Keys take effect within the authenticator's cache time (2 s)."""
-    wait_for(
-        lambda: httpx.get(f"{server.url}/v1/files").status_code == 401,
-        what="the first key to close the server",
-    )
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 # A server with two owners and an admin ------------------------------------------------------
@@ -114,19 +72,19 @@ class Keyed:
 
 
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
-    root = tmp_path_factory.mktemp("keyed")
-    with running_server(root) as server:
-        keys = create_keys(server.data_dir, "alice", "bob", "ops", admin=("ops",))
-        alice, bob, admin = keys["alice"], keys["bob"], keys["ops"]
-        wait_closed(server)
-        photo = imagegen.jpeg_photo(root / "photo", size=(400, 300)).read_bytes()
-        with httpx.Client(base_url=server.url, headers=bearer(alice), timeout=30) as http:
-            text = http.put("/v1/files/secret.txt", content=b"alice's secret\n").json()
-            image = http.post("/v1/files", files={"file": ("me.jpg", photo)}).json()["files"][0]
-            wait_done(http, text["id"])
-            assert wait_done(http, image["id"])["thumbnails"]
-        yield Keyed(server, alice, bob, admin, text["id"], image["id"], image["sha256"])
+def keyed(module_server_factory: ServerFactory, tmp_path_factory: pytest.TempPathFactory) -> Keyed:
+    server = module_server_factory()
+    keys = create_keys(server.data_dir, "alice", "bob", "ops", admin=("ops",))
+    alice, bob, admin = keys["alice"], keys["bob"], keys["ops"]
+    wait_closed(server)
+    photo_dir = tmp_path_factory.mktemp("photo")
+    photo = imagegen.jpeg_photo(photo_dir, size=(400, 300)).read_bytes()
+    with httpx.Client(base_url=server.url, headers=bearer(alice), timeout=30) as http:
+        text = http.put("/v1/files/secret.txt", content=b"alice's secret\n").json()
+        image = http.post("/v1/files", files={"file": ("me.jpg", photo)}).json()["files"][0]
+        wait_done(http, text["id"])
+        assert wait_done(http, image["id"])["thumbnails"]
+    return Keyed(server, alice, bob, admin, text["id"], image["id"], image["sha256"])
 
 
 def test_keys_create_prints_the_key_alone_and_stores_only_its_hash(keyed: Keyed) -> None:
@@ -183,7 +141,7 @@ def test_every_api_route_needs_a_valid_key(keyed: Keyed, route: str, credential:
     response = httpx.request(
         method,
         keyed.server.url + path,
-        headers={**headers, "Content-Type": MULTIPART},
+        headers={**headers, "Content-Type": MULTIPART_TYPE},
         content=body if method in ("POST", "PUT") else None,
     )
     assert_problem(response, 401, "unauthorized")
@@ -221,7 +179,7 @@ def test_other_origins_get_no_cors_grant_by_default(keyed: Keyed, method: str) -
     assert not any(name.startswith("access-control-") for name in response.headers)
 
 
-def _missing(response: httpx.Response, file_id: str) -> dict:
+def _missing(response: httpx.Response, file_id: str) -> dict[str, str]:
     problem = assert_problem(response, 404, "not-found")
     # Word for word what an id that never existed gets: nothing tells the two apart.
     return {k: str(v).replace(file_id, "<id>") for k, v in problem.items()}
@@ -313,16 +271,15 @@ def test_a_revoked_key_is_refused_within_the_cache_time(keyed: Keyed) -> None:
     assert again.returncode == 1
 
 
-def test_revoking_the_last_key_does_not_reopen_the_server(tmp_path: Path) -> None:
+def test_revoking_the_last_key_does_not_reopen_the_server(server: Server) -> None:
     """Once a key has existed the server stays closed: otherwise revoking the last key
     would hand anyone admin access, even on a public interface."""
-    with running_server(tmp_path) as server:
-        key = create_key(server.data_dir, "solo")
-        wait_closed(server)
-        assert cli("keys", "revoke", "1", "--data-dir", str(server.data_dir)).returncode == 0
-        time.sleep(2.5)  # past the authenticator's cache
-        assert httpx.get(f"{server.url}/v1/files").status_code == 401
-        assert httpx.get(f"{server.url}/v1/files", headers=bearer(key)).status_code == 401
+    key = create_key(server.data_dir, "solo")
+    wait_closed(server)
+    assert cli("keys", "revoke", "1", "--data-dir", str(server.data_dir)).returncode == 0
+    time.sleep(2.5)  # past the authenticator's cache
+    assert httpx.get(f"{server.url}/v1/files").status_code == 401
+    assert httpx.get(f"{server.url}/v1/files", headers=bearer(key)).status_code == 401
 
 
 # Refusing to serve an open server on a public interface --------------------------------------
@@ -374,14 +331,11 @@ class Limited:
 
 
 @pytest.fixture(scope="module")
-def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Limited]:
-    root = tmp_path_factory.mktemp("limited")
-    settings = {"quota_bytes": 1000, "quota_files": 3, "max_concurrent_uploads": 2}
-    with running_server(root, **settings) as server:
-        owners = ("ann", "olga", "fay", "otto", "sam", "sue")
-        keys = create_keys(server.data_dir, *owners)
-        wait_closed(server)
-        yield Limited(server, keys)
+def limited(module_server_factory: ServerFactory) -> Limited:
+    server = module_server_factory(quota_bytes=1000, quota_files=3, max_concurrent_uploads=2)
+    keys = create_keys(server.data_dir, "ann", "olga", "fay", "otto", "sam", "sue")
+    wait_closed(server)
+    return Limited(server, keys)
 
 
 # Each step is one request with files of these sizes (one file: a raw PUT) and its answer.

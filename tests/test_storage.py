@@ -17,7 +17,6 @@ import pytest
 
 from tests.service_fixtures import s3_client
 from uploads_api.storage import LocalPaths, Storage
-from uploads_api.storage import local as local_module
 from uploads_api.storage.keys import (
     file_id_of,
     original_key,
@@ -119,7 +118,7 @@ def test_many_chunks_in_one_write_keep_their_order(storage: Storage) -> None:
     # More pieces than one writev takes (IOV_MAX, 1024 on Linux), some of them empty views.
     data = secrets.token_bytes(3000 * 7)
     view = memoryview(data)
-    chunks = [view[i : i + 7] for i in range(0, len(data), 7)]
+    chunks: list[bytes | memoryview] = [view[i : i + 7] for i in range(0, len(data), 7)]
     chunks[5:5] = [view[0:0], b""]
     key = original_key(new_id())
 
@@ -148,7 +147,7 @@ def test_short_writes_resume_where_they_stopped(
             room -= len(taken[-1])
         return real_writev(fd, taken)
 
-    monkeypatch.setattr(local_module.os, "writev", short_writev)
+    monkeypatch.setattr(os, "writev", short_writev)  # what LocalStorage writes with
     storage = _local(tmp_path).storage
     data = secrets.token_bytes(50_000)
     key = original_key(new_id())

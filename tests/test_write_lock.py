@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import held_by_another_process
 from uploads_api.db.engine import create_engines
 from uploads_api.db.write_lock import WriteLock
 
@@ -53,32 +50,6 @@ def test_a_cancelled_waiter_leaves_the_lock_free(tmp_path: Path) -> None:
                 lock.close()
 
     asyncio.run(main())
-
-
-@contextlib.contextmanager
-def held_by_another_process(lock_file: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the lock file, as a hung server would; killed on exit."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import fcntl, os, sys, time\n"
-            f"fd = os.open({str(lock_file)!r}, os.O_RDWR | os.O_CREAT)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('held', flush=True)\n"
-            "time.sleep(60)\n",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
 
 
 def test_a_lock_held_by_a_killed_process_is_released(tmp_path: Path) -> None:
