@@ -214,41 +214,14 @@ export class UploadQueue {
     const hadFocus = item.actions.contains(document.activeElement);
     item.shownActions = kind;
     const name = item.file.name;
+    const button = (text, label, onclick, style = "button small") =>
+      h("button", { type: "button", class: style, text, "aria-label": label, onclick });
+    const remove = () =>
+      button("Remove", `Remove ${name} from the list`, () => this.remove(item), "button small subtle");
     const buttons = {
-      cancel: [
-        h("button", {
-          type: "button",
-          class: "button small",
-          text: "Cancel",
-          "aria-label": `Cancel upload of ${name}`,
-          onclick: () => this.cancel(item),
-        }),
-      ],
-      retry: [
-        h("button", {
-          type: "button",
-          class: "button small",
-          text: "Retry",
-          "aria-label": `Retry upload of ${name}`,
-          onclick: () => this.retry(item),
-        }),
-        h("button", {
-          type: "button",
-          class: "button small subtle",
-          text: "Remove",
-          "aria-label": `Remove ${name} from the list`,
-          onclick: () => this.remove(item),
-        }),
-      ],
-      done: [
-        h("button", {
-          type: "button",
-          class: "button small subtle",
-          text: "Remove",
-          "aria-label": `Remove ${name} from the list`,
-          onclick: () => this.remove(item),
-        }),
-      ],
+      cancel: [button("Cancel", `Cancel upload of ${name}`, () => this.cancel(item))],
+      retry: [button("Retry", `Retry upload of ${name}`, () => this.retry(item)), remove()],
+      done: [remove()],
     }[kind];
     item.actions.replaceChildren(...buttons);
     if (hadFocus) buttons[0].focus();
