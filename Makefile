@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint format bench bench-smoke bench-deps clean
+.PHONY: serve test test-tools lint format bench bench-smoke bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,35 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[bench]'
 	touch $@ $(VENV)/.installed
 
+# The OpenAPI client generators tests/test_generated_clients.py runs, pinned in tests/clients/
+# and kept in .cache/. openapi-python-client has a venv of its own: it pins httpx below the
+# version the project uses. Without npm the TypeScript tools are left out and that test skips.
+NODE_TOOLS := .cache/node/.installed
+PY_GENERATOR := .cache/openapi-python-client
+
+$(NODE_TOOLS): tests/clients/package.json tests/clients/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+	  echo "test-tools: npm not found, so the TypeScript client test will skip;" \
+	    "install Node.js 20+ with npm to run it" >&2; \
+	else \
+	  set -e; mkdir -p $(@D); \
+	  cp tests/clients/package.json tests/clients/package-lock.json $(@D)/; \
+	  echo "npm ci --prefix $(@D)"; \
+	  npm ci --prefix $(@D) --no-audit --no-fund --loglevel=error; \
+	  touch $@; \
+	fi
+
+$(PY_GENERATOR)/.installed: tests/clients/requirements.txt
+	$(PYTHON) -m venv $(PY_GENERATOR)
+	$(PY_GENERATOR)/bin/pip install -q -r tests/clients/requirements.txt
+	touch $@
+
+test-tools: $(NODE_TOOLS) $(PY_GENERATOR)/.installed
+
 serve: $(VENV)/.installed
 	$(BIN)/uploads-api serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
@@ -63,4 +88,4 @@ bench-smoke: $(VENV)/.installed-bench bench-deps
 	$(BIN)/python -m bench.run --smoke --out bench/results/raw/smoke $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -183,7 +183,7 @@ def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:
     assert (
         body["multipart/form-data"]["schema"]["properties"]["file"]["items"]["format"] == "binary"
     )
-    for path in ("/v1/files/{file_id}", "/v1/files/{file_id}/content", "/v1/tasks", "/readyz"):
+    for path in ("/v1/files/{file}", "/v1/files/{file_id}/content", "/v1/tasks", "/readyz"):
         assert path in spec["paths"]
     assert client.get("/docs").status_code == 200
 

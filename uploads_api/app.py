@@ -16,9 +16,11 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from uploads_api import __version__
+from uploads_api.api import downloads, health, problem_pages, tasks
 from uploads_api.api import files as files_routes
-from uploads_api.api import health, tasks
 from uploads_api.api.bind_guard import LoopbackOnlyWhileOpen
+from uploads_api.api.contract import install_openapi
+from uploads_api.api.methods import MethodGate, route_table
 from uploads_api.api.problems import install_error_handlers
 from uploads_api.config import Settings
 from uploads_api.logs import configure_logging
@@ -79,9 +81,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.include_router(files_routes.router)
-    app.include_router(tasks.router)
-    app.include_router(health.router)
+    install_openapi(app)
+    routers = [
+        files_routes.router,
+        downloads.router,
+        tasks.router,
+        health.router,
+        problem_pages.router,
+    ]
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(MethodGate)
     # `uploads-api serve` refuses a public bind while no key exists; uvicorn run directly
     # does not, so the app itself refuses API requests arriving on a public address.
     app.add_middleware(LoopbackOnlyWhileOpen, is_open=runtime.authenticator.is_open)
@@ -110,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return HTMLResponse(page, headers=page_headers)
 
     app.mount("/static", PageFiles(packages=[("uploads_api", "web")]), name="static")
+    app.state.route_table = route_table(app, routers)
 
     return app
 

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 PUBLIC_PATHS = frozenset(
     {"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
-PUBLIC_PREFIXES = ("/static/",)
+PUBLIC_PREFIXES = ("/static/", "/problems")
 
 DETAIL = (
     "This server has no API key yet, so it lets anyone do anything; it answers API calls"

@@ -1,50 +1,29 @@
-"""``/v1/files``: upload, read, list, download, delete, retry."""
+"""``/v1/files``: upload, list, check hashes, get, delete, retry. Downloads are in
+``api/downloads.py``."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
 from uploads_api import metrics
+from uploads_api.api.contract import BINARY, header, problem_responses
 from uploads_api.api.deps import FilesDep, PrincipalDep, get_principal
-from uploads_api.api.problems import COMMON_PROBLEMS, problem_doc
-from uploads_api.api.ranges import parse_range
 from uploads_api.api.schemas import FileList, FileOut, FilesCreated, HashCheck, HashCheckResult
-from uploads_api.db.models import FILE_STATUSES
+from uploads_api.db.models import CURSOR_PATTERN, FILE_STATUSES
 from uploads_api.errors import BadRequest, ClientDisconnected, UploadsError
 from uploads_api.ingest.checksums import parse_content_digest
-from uploads_api.ingest.names import content_disposition
 from uploads_api.services.files import waiting_ids
 
-# User bytes never run as a page, even if a browser is talked into rendering them.
-USER_CONTENT_CSP = "default-src 'none'; sandbox"
-# Types a browser would run or render as a document: sent as plain bytes instead (the
-# record keeps the sniffed type), on top of the attachment disposition, nosniff and the CSP.
-ACTIVE_TYPES = frozenset(
-    {
-        "text/html",
-        "application/xhtml+xml",
-        "image/svg+xml",
-        "text/xml",
-        "application/xml",
-        "text/javascript",
-        "application/javascript",
-        "application/x-javascript",
-        "application/ecmascript",
-        "text/ecmascript",
-    }
-)
+router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
 
-router = APIRouter(
-    prefix="/v1/files",
-    tags=["files"],
-    dependencies=[Depends(get_principal)],
-    responses=COMMON_PROBLEMS,
-)
+# One path template serves three operations: PUT stores a file under a name, GET and
+# DELETE take an id. OpenAPI allows one name per template, so it is `file` for all three.
+FILE_ID = Annotated[str, Path(description="The file's id (32 hex digits)")]
+FILE_NAME = Annotated[str, Path(description="The name to record the upload under (cleaned)")]
 
 MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
@@ -54,12 +33,17 @@ MULTIPART_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
+                        "sha256": {
+                            "type": "string",
+                            "pattern": "^[0-9a-fA-F]{64}$",
+                            "description": "Optional: the SHA-256 of the file part after it",
+                        },
                         "file": {
                             "type": "array",
-                            "items": {"type": "string", "format": "binary"},
+                            "items": BINARY,
                             "minItems": 1,
                             "description": "One or more files (every part with a filename).",
-                        }
+                        },
                     },
                     "required": ["file"],
                 },
@@ -68,32 +52,29 @@ MULTIPART_BODY: dict[str, Any] = {
         },
     }
 }
+# An empty body is an empty file: a valid upload.
 RAW_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
+    "requestBody": {"required": False, "content": {"application/octet-stream": {"schema": BINARY}}}
 }
-_PROBLEM_TEXT = {
-    400: "Malformed body or cursor, or a checksum that does not match",
-    404: "No such file",
-    408: "The request body stalled",
-    413: "File too large, or over the owner's quota",
-    415: "Not a multipart/form-data body, or a file type this server refuses",
-    416: "Range not satisfiable",
-    422: "No file in the request",
-    429: "Too many uploads at once for this key",
-    503: "Database or storage unavailable",
-    507: "No room left in storage",
+UPLOAD_CODES = (
+    "bad-request",
+    "checksum-mismatch",
+    "body-timeout",
+    "file-too-large",
+    "quota-exceeded",
+    "unsupported-media-type",
+    "too-many-uploads",
+    "insufficient-storage",
+)
+FILE_LINKS = {
+    "getFile": {"operationId": "getFile", "parameters": {"file": "$response.body#/id"}},
+    "downloadFile": {
+        "operationId": "downloadFile",
+        "parameters": {"file_id": "$response.body#/id"},
+    },
+    "retryFile": {"operationId": "retryFile", "parameters": {"file_id": "$response.body#/id"}},
+    "deleteFile": {"operationId": "deleteFile", "parameters": {"file": "$response.body#/id"}},
 }
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem+json answers one route can give, for its OpenAPI description."""
-    return {status: problem_doc(_PROBLEM_TEXT[status]) for status in statuses}
-
-
-UPLOAD_PROBLEMS = problems(400, 408, 413, 415, 422, 429, 503, 507)
 
 
 def _observe(route: str, files: list[Any], started: float) -> None:
@@ -102,14 +83,6 @@ def _observe(route: str, files: list[Any], started: float) -> None:
         metrics.UPLOADS.labels(route).inc()
         metrics.UPLOAD_BYTES.inc(item.size)
         metrics.UPLOAD_SIZE.observe(item.size)
-
-
-def served_type(content_type: str) -> str:
-    """The ``Content-Type`` a download is sent with: active content goes as plain bytes."""
-    essence = content_type.split(";")[0].strip().lower()
-    if essence in ACTIVE_TYPES or essence.endswith("+xml"):
-        return "application/octet-stream"
-    return content_type
 
 
 async def _guarded(coro: Any) -> Any:
@@ -128,7 +101,20 @@ async def _guarded(coro: Any) -> Any:
     status_code=201,
     response_model=FilesCreated,
     openapi_extra=MULTIPART_BODY,
-    responses=UPLOAD_PROBLEMS,
+    operation_id="uploadFiles",
+    responses={
+        201: {
+            "links": {
+                "getFirstFile": {
+                    "operationId": "getFile",
+                    "parameters": {"file": "$response.body#/files/0/id"},
+                }
+            }
+        },
+        **problem_responses(
+            *UPLOAD_CODES, "malformed-multipart", "too-many-parts", "field-too-large", "no-files"
+        ),
+    },
     summary="Upload one or more files (multipart/form-data)",
 )
 async def upload_files(
@@ -144,19 +130,31 @@ async def upload_files(
 
 
 @router.put(
-    "/{filename}",
+    "/{file}",
     status_code=201,
     response_model=FileOut,
     openapi_extra=RAW_BODY,
-    responses=UPLOAD_PROBLEMS,
+    operation_id="uploadFile",
+    responses={
+        201: {
+            "headers": {"Location": header("The new file's URL")},
+            "links": FILE_LINKS,
+        },
+        **problem_responses(*UPLOAD_CODES),
+    },
     summary="Upload one file as the raw request body (curl -T)",
 )
 async def upload_raw(
-    filename: str,
+    file: FILE_NAME,
     request: Request,
+    response: Response,
     files: FilesDep,
     caller: PrincipalDep,
     background: BackgroundTasks,
+    content_digest: Annotated[
+        str | None,
+        Header(description="RFC 9530 `sha-256=:<base64>:`; a mismatch stores nothing"),
+    ] = None,
 ) -> FileOut:
     started = time.perf_counter()
     length_header = request.headers.get("content-length")
@@ -164,23 +162,31 @@ async def upload_raw(
         content_length = int(length_header) if length_header is not None else None
     except ValueError as exc:
         raise BadRequest("Content-Length is not a number") from exc
-    expected = parse_content_digest(request.headers.get("content-digest"))
+    expected = parse_content_digest(content_digest)
     record = await _guarded(
-        files.upload_raw(caller, filename, request.stream(), content_length, expected)
+        files.upload_raw(caller, file, request.stream(), content_length, expected)
     )
     _observe("raw", [record], started)
     background.add_task(files.start_processing, waiting_ids([record]))
+    response.headers["Location"] = f"/v1/files/{record.id}"
     return FileOut.of(record)
 
 
 @router.get(
-    "", response_model=FileList, responses=problems(400), summary="List files, newest first"
+    "",
+    response_model=FileList,
+    operation_id="listFiles",
+    responses=problem_responses(),
+    summary="List files, newest first",
 )
 async def list_files(
     files: FilesDep,
     caller: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="`next_cursor` of the previous page"),
+    ] = None,
     status: Annotated[str | None, Query(pattern="^(" + "|".join(FILE_STATUSES) + ")$")] = None,
     sha256: Annotated[str | None, Query(pattern="^[0-9a-fA-F]{64}$")] = None,
 ) -> FileList:
@@ -193,7 +199,8 @@ async def list_files(
 @router.post(
     "/check",
     response_model=HashCheckResult,
-    responses=problems(400),
+    operation_id="checkHashes",
+    responses=problem_responses("bad-request"),
     summary="Which of these sha256 hashes are already uploaded",
 )
 async def check_hashes(body: HashCheck, files: FilesDep, caller: PrincipalDep) -> HashCheckResult:
@@ -201,88 +208,46 @@ async def check_hashes(body: HashCheck, files: FilesDep, caller: PrincipalDep) -
     return HashCheckResult(present=present, missing=missing)
 
 
-@router.get("/{file_id}", response_model=FileOut, responses=problems(404), summary="One file")
+@router.get(
+    "/{file}",
+    response_model=FileOut,
+    operation_id="getFile",
+    responses=problem_responses("not-found"),
+    summary="One file",
+)
 async def get_file(
-    file_id: str,
+    file: FILE_ID,
     files: FilesDep,
     caller: PrincipalDep,
     wait: Annotated[float, Query(ge=0, le=60, description="hold until processed, seconds")] = 0,
 ) -> FileOut:
-    return FileOut.of(await files.get(caller, file_id, wait))
+    return FileOut.of(await files.get(caller, file, wait))
 
 
-@router.get(
-    "/{file_id}/content",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **problems(404, 416)},
-    summary="Download the original bytes",
+@router.delete(
+    "/{file}",
+    status_code=204,
+    operation_id="deleteFile",
+    responses=problem_responses("not-found"),
+    summary="Delete a file",
 )
-async def download(
-    file_id: str, request: Request, files: FilesDep, caller: PrincipalDep
-) -> Response:
-    record = await files.get(caller, file_id)
-    etag = f'"{record.sha256}"'
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(record.filename),
-        "Cache-Control": "private, max-age=0, must-revalidate",
-        "Content-Security-Policy": USER_CONTENT_CSP,
-    }
-    if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers=headers)
-    span = None
-    if_range = request.headers.get("if-range")
-    if if_range is None or if_range == etag:
-        span = parse_range(request.headers.get("range"), record.size)
-    start, end = span if span else (0, record.size)
-    headers["Content-Length"] = str(end - start)
-    status = 200
-    if span:
-        status = 206
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
-    return StreamingResponse(
-        files.content(record, start, end),
-        status_code=status,
-        headers=headers,
-        media_type=served_type(record.content_type),
-    )
-
-
-@router.get(
-    "/{file_id}/thumbnails/{size}",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"image/webp": {}}}, **problems(404)},
-    summary="A generated thumbnail (404 until it exists)",
-)
-async def thumbnail(file_id: str, size: int, files: FilesDep, caller: PrincipalDep) -> Response:
-    thumb, blob = await files.thumbnail(caller, file_id, size)
-    headers = {
-        "Content-Length": str(blob.length),
-        "Cache-Control": "private, max-age=86400",
-        "Content-Disposition": "inline",
-        "Content-Security-Policy": USER_CONTENT_CSP,
-    }
-    return StreamingResponse(blob.body, headers=headers, media_type=thumb.content_type)
-
-
-@router.delete("/{file_id}", status_code=204, responses=problems(404), summary="Delete a file")
 async def delete_file(
-    file_id: str, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
+    file: FILE_ID, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
 ) -> Response:
-    await files.delete(caller, file_id)
-    background.add_task(files.start_processing, [file_id])
+    await files.delete(caller, file)
+    background.add_task(files.start_processing, [file])
     return Response(status_code=204)
 
 
 @router.post(
     "/{file_id}/retry",
     response_model=FileOut,
-    responses=problems(404),
+    operation_id="retryFile",
+    responses=problem_responses("not-found"),
     summary="Re-queue failed tasks",
 )
 async def retry_file(
-    file_id: str, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
+    file_id: FILE_ID, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
 ) -> FileOut:
     record = await files.retry(caller, file_id)
     background.add_task(files.start_processing, [file_id])

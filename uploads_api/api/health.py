@@ -12,7 +12,12 @@ from uploads_api.api.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    operation_id="healthz",
+    summary="Liveness: the process answers",
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
@@ -20,7 +25,8 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses={503: {"model": Health}},
+    operation_id="readyz",
+    responses={503: {"model": Health, "description": "The database or storage is down"}},
     summary="Readiness: database and storage reachable",
 )
 async def readyz(health: HealthDep) -> Response:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +18,8 @@ from uploads_api import errors
 from uploads_api.errors import ServiceUnavailable, UploadsError
 
 PROBLEM_JSON = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://uploads-api.dev/problems/"
+# Each code has a page here (api/problem_pages.py): what it means, what to do.
+PROBLEM_TYPE_BASE = "/problems/"
 
 # Each error class's status; a subclass takes its nearest listed ancestor's.
 STATUS: dict[type[UploadsError], int] = {
@@ -52,12 +54,39 @@ _HTTP_CODES = {
 log = logging.getLogger(__name__)
 
 
-def http_status(error: UploadsError) -> int:
-    for cls in type(error).__mro__:
+def _status_of(error_class: type[UploadsError]) -> int:
+    for cls in error_class.__mro__:
         status = STATUS.get(cls)
         if status is not None:
             return status
     return 500
+
+
+def http_status(error: UploadsError) -> int:
+    return _status_of(type(error))
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    code: str
+    status: int | None  # None: the status varies (``http-error``)
+    title: str
+
+
+def _error_classes(root: type[UploadsError] = UploadsError) -> list[type[UploadsError]]:
+    found = [root]
+    for sub in root.__subclasses__():
+        found += _error_classes(sub)
+    return found
+
+
+# Every code a problem can carry: the service's errors, then the framework's own.
+PROBLEM_TYPES: dict[str, ProblemType] = {
+    cls.code: ProblemType(cls.code, _status_of(cls), cls.title) for cls in _error_classes()
+}
+for _status, (_code, _title) in _HTTP_CODES.items():
+    PROBLEM_TYPES.setdefault(_code, ProblemType(_code, _status, _title))
+PROBLEM_TYPES["http-error"] = ProblemType("http-error", None, "HTTP error")
 
 
 def http_headers(error: UploadsError) -> dict[str, str]:
@@ -91,21 +120,22 @@ def problem_response(
     return JSONResponse(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def framework_problem(status: int, detail: str, instance: str) -> JSONResponse:
+    """A problem for an HTTP error the framework raised (no route, no such method...)."""
+    code, title = _HTTP_CODES.get(status, ("http-error", "HTTP error"))
+    problem = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+    }
+    return problem_response(status, problem)
+
+
 def error_response(error: UploadsError, instance: str | None = None) -> JSONResponse:
     return problem_response(http_status(error), problem_of(error, instance), http_headers(error))
-
-
-def problem_doc(description: str) -> dict[str, Any]:
-    """An OpenAPI response entry for a problem+json answer."""
-    return {"description": description, "content": {PROBLEM_JSON: {}}}
-
-
-# Every API route can answer these; validation errors are problem+json here too.
-COMMON_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: problem_doc("API key missing or not valid (once any key exists)"),
-    403: problem_doc("No API key exists yet and the server was reached on a public address"),
-    422: problem_doc("A parameter or body that does not validate"),
-}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -118,16 +148,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code, title = _HTTP_CODES.get(exc.status_code, ("http-error", "HTTP error"))
-        problem = {
-            "type": PROBLEM_TYPE_BASE + code,
-            "title": title,
-            "status": exc.status_code,
-            "detail": str(exc.detail),
-            "code": code,
-            "instance": request.url.path,
-        }
-        return problem_response(exc.status_code, problem, dict(exc.headers or {}))
+        response = framework_problem(exc.status_code, str(exc.detail), request.url.path)
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from uploads_api.api.contract import problem_responses
 from uploads_api.api.deps import PrincipalDep, TasksDep, get_principal
-from uploads_api.api.problems import COMMON_PROBLEMS
 from uploads_api.api.schemas import TaskList, TaskWithFileOut
 from uploads_api.db.models import TASK_STATES
 
@@ -15,11 +15,16 @@ router = APIRouter(
     prefix="/v1/tasks",
     tags=["tasks"],
     dependencies=[Depends(get_principal)],
-    responses=COMMON_PROBLEMS,
 )
 
 
-@router.get("", response_model=TaskList, summary="Tasks, newest first, optionally by state")
+@router.get(
+    "",
+    response_model=TaskList,
+    operation_id="listTasks",
+    responses=problem_responses(),
+    summary="Tasks, newest first, optionally by state",
+)
 async def list_tasks(
     tasks: TasksDep,
     caller: PrincipalDep,

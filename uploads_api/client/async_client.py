@@ -96,10 +96,10 @@ class AsyncClient:
         first asks the server for it instead of sending it twice.
         """
         upload = UploadSource(source, filename)
-        path = calls.upload_path(upload.name)
+        request = calls.upload_request(upload.name, sha256)
 
         async def attempt() -> FileRecord:
-            return await self._upload_once(upload, path, sha256, progress)
+            return await self._upload_once(upload, request, sha256, progress)
 
         async def already_there() -> FileRecord | None:
             assert sha256 is not None
@@ -116,20 +116,25 @@ class AsyncClient:
         )
 
     async def _upload_once(
-        self, upload: UploadSource, path: str, sha256: str | None, progress: Progress | None
+        self,
+        upload: UploadSource,
+        request: calls.UploadRequest,
+        sha256: str | None,
+        progress: Progress | None,
     ) -> FileRecord:
         reader = await asyncio.to_thread(upload.open) if upload.blocking else upload.open()
         try:
             if progress is not None:
                 progress(0)
-            response = await self._http.put(
-                path,
-                content=_chunks(reader, upload.blocking, progress),
-                headers=calls.upload_headers(reader.size, sha256),
+            response = await self._http.request(
+                request.method,
+                request.path,
+                content=_framed(request, _chunks(reader, upload.blocking, progress)),
+                headers=calls.upload_headers(request, reader.size, sha256),
             )
         finally:
             reader.close()
-        record = calls.parse_record(response)
+        record = calls.parse_upload(request, response)
         return calls.verify_upload(record, reader.sent, reader.hexdigest())
 
     async def upload_many(
@@ -323,6 +328,18 @@ class AsyncClient:
                     found = await recover()
                     if found is not None:
                         return found
+
+
+async def _framed(
+    request: calls.UploadRequest, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """``calls.framed`` for an async body."""
+    if request.head:
+        yield request.head
+    async for chunk in chunks:
+        yield chunk
+    if request.tail:
+        yield request.tail
 
 
 async def _chunks(

@@ -10,6 +10,7 @@ import base64
 import os
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -54,16 +55,64 @@ def file_path(file_id: str, *rest: str) -> str:
     return "/".join([FILES, quote(file_id, safe=""), *rest])
 
 
-def upload_path(filename: str) -> str:
-    """``PUT`` target for ``filename``. The server keeps only the last path segment, and a
+# Concrete routes under /v1/files: a PUT there is not an upload (the server answers 405),
+# so a file of such a name goes as a one-part multipart POST instead.
+RESERVED_NAMES = frozenset({"check"})
+_BOUNDARY = "uploads-api-client-boundary-7b1f0c"
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    """How one file is sent: ``PUT`` of the raw bytes, or (``form``) a multipart ``POST``
+    whose body is ``head`` + the bytes + ``tail``."""
+
+    method: str
+    path: str
+    head: bytes = b""
+    tail: bytes = b""
+
+    @property
+    def form(self) -> bool:
+        return self.method == "POST"
+
+
+def upload_request(filename: str, sha256: str | None) -> UploadRequest:
+    """The request for ``filename``. The server keeps only the last path segment, and a
     ``/`` (even as ``%2F``) would leave the route, so only the last segment is sent."""
     name = re.split(r"[/\\]", filename)[-1]
     if name in ("", ".", ".."):
         raise ValueError(f"{filename!r} is not a usable file name")
-    return f"{FILES}/{quote(name, safe='')}"
+    if name not in RESERVED_NAMES:
+        return UploadRequest("PUT", f"{FILES}/{quote(name, safe='')}")
+    head = b"" if sha256 is None else _form_part('name="sha256"', sha256.encode())
+    head += _form_part(f'name="file"; filename="{name}"', b"")[: -len(b"\r\n")]
+    return UploadRequest("POST", FILES, head, f"\r\n--{_BOUNDARY}--\r\n".encode())
 
 
-def upload_headers(size: int | None, sha256: str | None) -> dict[str, str]:
+def _form_part(disposition: str, value: bytes) -> bytes:
+    """One part with its closing line break; the file part drops that break and is
+    followed by the bytes instead."""
+    head = f"--{_BOUNDARY}\r\nContent-Disposition: form-data; {disposition}\r\n"
+    if "filename=" in disposition:
+        head += "Content-Type: application/octet-stream\r\n"
+    return head.encode() + b"\r\n" + value + b"\r\n"
+
+
+def framed(request: UploadRequest, chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The body of ``request`` around the file's chunks."""
+    if request.head:
+        yield request.head
+    yield from chunks
+    if request.tail:
+        yield request.tail
+
+
+def upload_headers(request: UploadRequest, size: int | None, sha256: str | None) -> dict[str, str]:
+    if request.form:
+        headers = {"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"}
+        if size is not None:
+            headers["Content-Length"] = str(len(request.head) + size + len(request.tail))
+        return headers
     headers = {"Content-Type": "application/octet-stream"}
     if size is not None:
         # With a length the server can refuse an oversized file before reading it.
@@ -73,6 +122,11 @@ def upload_headers(size: int | None, sha256: str | None) -> dict[str, str]:
         digest = base64.b64encode(bytes.fromhex(sha256)).decode()
         headers["Content-Digest"] = f"sha-256=:{digest}:"
     return headers
+
+
+def parse_upload(request: UploadRequest, response: httpx.Response) -> FileRecord:
+    body = ensure_ok(response).json()
+    return FileRecord.from_json(body["files"][0] if request.form else body)
 
 
 def get_params(wait: float | None) -> dict[str, Any]:

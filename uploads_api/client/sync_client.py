@@ -93,34 +93,39 @@ class Client:
     ) -> FileRecord:
         """See ``AsyncClient.upload``."""
         upload = UploadSource(source, filename)
-        path = calls.upload_path(upload.name)
+        request = calls.upload_request(upload.name, sha256)
 
         def already_there() -> FileRecord | None:
             assert sha256 is not None
             return next(self.list(sha256=sha256, limit=1), None)
 
         return self._retrying(
-            lambda: self._upload_once(upload, path, sha256, progress),
+            lambda: self._upload_once(upload, request, sha256, progress),
             retryable=lambda: upload.retryable,
             on_retry=on_retry,
             recover=already_there if sha256 is not None else None,
         )
 
     def _upload_once(
-        self, upload: UploadSource, path: str, sha256: str | None, progress: Progress | None
+        self,
+        upload: UploadSource,
+        request: calls.UploadRequest,
+        sha256: str | None,
+        progress: Progress | None,
     ) -> FileRecord:
         reader = upload.open()
         try:
             if progress is not None:
                 progress(0)
-            response = self._http.put(
-                path,
-                content=_chunks(reader, progress),
-                headers=calls.upload_headers(reader.size, sha256),
+            response = self._http.request(
+                request.method,
+                request.path,
+                content=calls.framed(request, _chunks(reader, progress)),
+                headers=calls.upload_headers(request, reader.size, sha256),
             )
         finally:
             reader.close()
-        record = calls.parse_record(response)
+        record = calls.parse_upload(request, response)
         return calls.verify_upload(record, reader.sent, reader.hexdigest())
 
     def upload_many(

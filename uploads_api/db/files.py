@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +15,7 @@ from uploads_api.db.engine import Engines
 from uploads_api.db.group_commit import GroupCommit
 from uploads_api.db.models import (
     CLEANUP,
+    CURSOR_PATTERN,
     FAILED,
     PROCESSING,
     QUEUED,
@@ -32,22 +33,22 @@ from uploads_api.media.outputs import Thumbnail
 _IN_CHUNK = 500
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 class InvalidCursor(ValueError):
-    """A listing cursor that this server did not hand out."""
+    """A listing cursor that is not of the form ``CURSOR_PATTERN``."""
 
 
 def encode_cursor(created_at: datetime, file_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{file_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{(created_at - _EPOCH) // timedelta(microseconds=1)}_{file_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    try:
-        when, _, file_id = base64.urlsafe_b64decode(padded).decode().partition("|")
-        return datetime.fromisoformat(when), file_id
-    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise InvalidCursor(cursor) from exc
+    if re.fullmatch(CURSOR_PATTERN, cursor) is None:
+        raise InvalidCursor(cursor)
+    micros, _, file_id = cursor.partition("_")
+    return _EPOCH + timedelta(microseconds=int(micros)), file_id
 
 
 @dataclass

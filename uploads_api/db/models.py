@@ -21,6 +21,11 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 PROCESSING, READY, FILE_FAILED = "processing", "ready", "failed"
 FILE_STATUSES = (PROCESSING, READY, FILE_FAILED)
 
+# A listing cursor is the position of the last file of a page: its creation time in
+# microseconds since the epoch, and its id. Any string of this form is a valid position,
+# so a cursor is never refused once it matches.
+CURSOR_PATTERN = "^[0-9]{1,16}_[0-9a-f]{32}$"
+
 
 @dataclass(frozen=True)
 class NewFile:

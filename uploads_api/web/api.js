@@ -157,14 +157,15 @@ export async function apiJSON(path, init = {}) {
 
 /**
  * Send one file, one request, reporting upload progress. PUT with the name in the path;
- * names a URL path cannot carry ("", ".", "..") go as a multipart POST instead.
+ * names a URL path cannot carry ("", ".", "..") and "check" (the hash check's path, where
+ * PUT is not an upload) go as a multipart POST instead.
  * Returns `{ done, abort }`: `done` resolves to the FileRecord; after `abort()` it rejects
  * with an AbortError.
  */
 export function uploadFile(file, onProgress) {
   let xhr = null;
   let aborted = false;
-  const asForm = file.name === "" || file.name === "." || file.name === "..";
+  const asForm = ["", ".", "..", "check"].includes(file.name);
 
   const sendOnce = (key) =>
     new Promise((resolve, reject) => {

@@ -1,0 +1,159 @@
+"""``/problems/<code>``: the page each problem's ``type`` points at, served without a key.
+What the code means and what to do about it; ``GET /problems`` lists them all."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+
+from uploads_api.api.problems import PROBLEM_TYPES, ProblemType
+from uploads_api.errors import NotFound
+
+# code -> (what it means, what to do). A test keeps this in step with PROBLEM_TYPES.
+EXPLANATIONS: dict[str, tuple[str, str]] = {
+    "bad-request": (
+        "The request is malformed: a Content-Length that is not a number, a list cursor this"
+        " server did not hand out, a malformed sha256 field or Content-Digest header.",
+        "Fix the request; `detail` says which part is wrong.",
+    ),
+    "malformed-multipart": (
+        "The multipart/form-data body is broken: no or an overlong boundary, a broken part,"
+        " a part header over the limit, or a body that ends before the closing boundary.",
+        "Send a well-formed body; every HTTP library's multipart encoder does.",
+    ),
+    "too-many-parts": (
+        "The request has more files or form fields than the server allows (`limit`).",
+        "Split the files over several requests.",
+    ),
+    "checksum-mismatch": (
+        "The bytes received do not match the SHA-256 the client gave (`expected`,"
+        " `actual`). Nothing was stored.",
+        "Upload again; if it keeps failing, the file changes while it is read.",
+    ),
+    "client-disconnected": (
+        "The client went away before the upload finished; nothing was stored.",
+        "Upload again.",
+    ),
+    "unauthorized": (
+        "API keys are on and the request carries no key, or one that is unknown or revoked.",
+        "Send `Authorization: Bearer <key>` with a key from `uploads-api keys create`.",
+    ),
+    "keys-required": (
+        "No API key exists yet, so the server lets anyone do anything, and the request"
+        " arrived on a non-loopback address.",
+        "Create a key (`uploads-api keys create OWNER`), or reach the server on a loopback"
+        " address.",
+    ),
+    "forbidden": ("The request is not allowed.", "Check the key and the address used."),
+    "not-found": (
+        "No such file or thumbnail (yet), or a file of another owner, or no such route.",
+        "Check the id; a thumbnail appears once its task has succeeded.",
+    ),
+    "method-not-allowed": (
+        "The path exists but not with this method.",
+        "Use one of the methods in the `Allow` header.",
+    ),
+    "body-timeout": (
+        "The request body sent nothing for `UPLOADS_BODY_TIMEOUT` seconds; nothing was stored.",
+        "Upload again over a steadier connection.",
+    ),
+    "file-too-large": (
+        "A file is larger than `UPLOADS_MAX_FILE_SIZE` (`limit`).",
+        "Send a smaller file, or ask the operator to raise the limit.",
+    ),
+    "field-too-large": (
+        "A form field is larger than `UPLOADS_MAX_FIELD_SIZE` (`limit`).",
+        "Send files as file parts (with a filename), not as fields.",
+    ),
+    "quota-exceeded": (
+        "The upload would take the owner past a quota: `quota` names the setting"
+        " (`UPLOADS_QUOTA_BYTES` or `UPLOADS_QUOTA_FILES`), `limit` its value.",
+        "Delete files, or ask the operator for a larger quota.",
+    ),
+    "payload-too-large": ("The request body is too large.", "Send a smaller body."),
+    "unsupported-media-type": (
+        "A POST body that is not multipart/form-data, or a file whose sniffed type"
+        " (`content_type`) `UPLOADS_ALLOWED_TYPES` refuses.",
+        "Send multipart/form-data, or a file of an accepted type.",
+    ),
+    "range-not-satisfiable": (
+        "The Range of a download cannot be served from a file of `size` bytes.",
+        "Ask for a range within the file (`Content-Range` gives its size).",
+    ),
+    "no-files": (
+        "A multipart request without a file part (a part with a filename).",
+        "Add the file as a part with a filename (`curl -F file=@path`).",
+    ),
+    "validation-error": (
+        "A parameter or JSON body is out of range or of the wrong form; `errors` lists"
+        " each with its location.",
+        "Fix the listed parameters.",
+    ),
+    "too-many-uploads": (
+        "This key already has `UPLOADS_MAX_CONCURRENT_UPLOADS` uploads in flight on this"
+        " server process.",
+        "Wait `Retry-After` seconds and try again, or upload fewer files at once.",
+    ),
+    "internal-error": (
+        "An unexpected error; the details are in the server log only.",
+        "Try again; report it to the operator with the time and the `instance` path.",
+    ),
+    "service-unavailable": (
+        "The database could not be reached or stayed locked; nothing was changed.",
+        "Try again shortly.",
+    ),
+    "insufficient-storage": (
+        "The server's disk (or file-system quota) is full; nothing of the request was kept.",
+        "Ask the operator to free space.",
+    ),
+    "http-error": (
+        "Another HTTP error raised by the framework; `status` says which.",
+        "See `detail`.",
+    ),
+}
+
+router = APIRouter(prefix="/problems", include_in_schema=False)
+
+_STYLE = "body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "Cache-Control": "public, max-age=3600",
+}
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    html = (
+        f'<!doctype html><html lang="en"><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_STYLE}</style><body>{body}</body></html>"
+    )
+    return HTMLResponse(html, headers=_HEADERS)
+
+
+def _status(problem: ProblemType) -> str:
+    return "varies" if problem.status is None else str(problem.status)
+
+
+@router.get("")
+async def index() -> HTMLResponse:
+    rows = "".join(
+        f'<li><a href="/problems/{code}"><code>{code}</code></a> ({_status(problem)}):'
+        f" {escape(problem.title)}</li>"
+        for code, problem in PROBLEM_TYPES.items()
+    )
+    return _page("uploads-api problems", f"<h1>Problems</h1><ul>{rows}</ul>")
+
+
+@router.get("/{code}")
+async def problem_page(code: str) -> HTMLResponse:
+    problem = PROBLEM_TYPES.get(code)
+    if problem is None:
+        raise NotFound(f"no problem type {code!r}")
+    meaning, remedy = EXPLANATIONS[code]
+    body = (
+        f"<h1>{escape(problem.title)}</h1><p>Code <code>{code}</code>, HTTP status"
+        f" {_status(problem)}.</p><h2>What it means</h2><p>{escape(meaning)}</p>"
+        f'<h2>What to do</h2><p>{escape(remedy)}</p><p><a href="/problems">All problems</a></p>'
+    )
+    return _page(f"{problem.title} ({code})", body)
