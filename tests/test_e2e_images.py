@@ -99,7 +99,7 @@ def test_unusual_images_get_thumbnails(
         assert extrema[3][0] < 255, "transparency survives"
 
 
-def test_pdf_and_text_metadata_and_skipped_thumbnails(client: httpx.Client, tmp_path: Path) -> None:
+def test_pdf_and_text_metadata_and_thumbnails(client: httpx.Client, tmp_path: Path) -> None:
     pdf = imagegen.pdf_file(tmp_path, pages=3)
     text = imagegen.not_an_image(tmp_path)
     pdf_record, text_record = upload(client, pdf, text)
@@ -107,7 +107,9 @@ def test_pdf_and_text_metadata_and_skipped_thumbnails(client: httpx.Client, tmp_
     text_record = wait_done(client, text_record["id"])
     assert pdf_record["metadata"]["kind"] == "pdf"
     assert pdf_record["metadata"]["pdf"]["pages"] == 3
-    assert task_of(pdf_record, "thumbnails")["state"] == "skipped"
+    # The first page, rendered.
+    assert task_of(pdf_record, "thumbnails")["state"] == "succeeded"
+    assert sorted(t["size"] for t in pdf_record["thumbnails"]) == [256, 1024]
     assert text_record["metadata"]["kind"] == "other"
     assert task_of(text_record, "thumbnails")["state"] == "skipped"
     assert text_record["status"] == "ready"

@@ -1,10 +1,13 @@
-"""The image pool starts on the first image and stops after a quiet spell."""
+"""The media pool starts on the first image and stops after a quiet spell; each call is
+held to a wall-clock limit, a CPU budget and a memory cap."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -15,7 +18,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ServerFactory
-from uploads_api.tasks.pool import ImagePool
+from uploads_api.media.worker import limited
+from uploads_api.tasks.pool import ImagePool, MediaTimeout
 
 
 def test_the_pool_starts_on_first_use_and_stops_when_idle() -> None:
@@ -101,3 +105,70 @@ def test_a_server_runs_decoder_processes_only_while_it_has_images(
         while _decoders(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _decoders(pid) == []
+
+
+# Guards on each call: wall clock, CPU time, memory ---------------------------------------
+
+
+def _allocate(megabytes: int) -> int:
+    return len(bytearray(megabytes * 1024 * 1024))
+
+
+def _spin_threads(seconds: float) -> None:
+    """Burn CPU on two threads at once: CPU time grows faster than the wall clock."""
+
+    def spin() -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            pass
+
+    threads = [threading.Thread(target=spin) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_a_call_past_the_time_limit_fails_and_the_pool_goes_on() -> None:
+    async def main() -> None:
+        pool = ImagePool(workers=1, max_pixels=1000, timeout=1.0)
+        try:
+            first = await pool.run(os.getpid)
+            began = time.monotonic()
+            with pytest.raises(MediaTimeout, match="longer than 1 s"):
+                await pool.run(time.sleep, 30)
+            assert time.monotonic() - began < 10
+            assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+            assert await pool.run(os.getpid) != first, "the overrunning worker was replaced"
+        finally:
+            pool.shutdown()
+
+    asyncio.run(main())
+
+
+def test_a_worker_cannot_map_more_than_its_memory_limit() -> None:
+    async def main() -> None:
+        pool = ImagePool(workers=1, max_pixels=1000, memory_limit=512 * 1024 * 1024)
+        try:
+            assert await pool.run(_allocate, 16) == 16 * 1024 * 1024
+            with pytest.raises(MemoryError):
+                await pool.run(_allocate, 2048)
+            assert await pool.run(_allocate, 16) == 16 * 1024 * 1024, "the worker went on"
+        finally:
+            pool.shutdown()
+
+    asyncio.run(main())
+
+
+def _spin_limited(cpu_seconds: float) -> None:
+    limited(cpu_seconds, _spin_threads, 30.0)
+
+
+def test_a_call_over_its_cpu_budget_is_ended_by_the_kernel() -> None:
+    # Two spinning threads use 2 s of CPU a second: the budget, not a wall clock, ends it.
+    process = multiprocessing.get_context("forkserver").Process(target=_spin_limited, args=(1,))
+    began = time.monotonic()
+    process.start()
+    process.join(30)
+    assert process.exitcode == -signal.SIGXCPU
+    assert time.monotonic() - began < 10

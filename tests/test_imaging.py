@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageFile, ImageStat
 
 from tests import imagegen
+from uploads_api.media.exif import exif_datetime
 from uploads_api.media.images import (
     ImageError,
     Rendition,
@@ -309,7 +310,7 @@ def test_photo_metadata(tmp_path: Path, position: tuple[float, float]) -> None:
         "make": "Canon",
         "model": "EOS Test",
         "lens": "EF50mm f/1.8 STM",
-        "datetime_original": "2024:05:17 14:03:22",
+        "datetime_original": "2024-05-17T14:03:22",
         "iso": 400,
     }
     for key, value in [("exposure_time", 1 / 250), ("f_number", 2.8), ("focal_length", 50.0)]:
@@ -356,7 +357,7 @@ def test_metadata_of_other_images(
 
 
 def test_pdf_pages(tmp_path: Path) -> None:
-    assert read_pdf_metadata(str(imagegen.pdf_file(tmp_path, pages=3))) == {"pages": 3}
+    assert read_pdf_metadata(str(imagegen.pdf_file(tmp_path, pages=3)))["pages"] == 3
 
 
 @pytest.mark.parametrize("make", [imagegen.not_an_image, imagegen.rgba_png])
@@ -415,3 +416,20 @@ def test_corpus_never_fails_unexpectedly(out_dir: Path) -> None:
         outcomes[path.name] = "ok"
     assert "ok" in outcomes.values()
     assert "refused" in outcomes.values()
+
+
+@pytest.mark.parametrize(
+    ("value", "offset", "expected"),
+    [
+        ("2008:10:22 16:28:39", None, "2008-10-22T16:28:39"),
+        ("2008:10:22 16:28:39", "+02:00", "2008-10-22T16:28:39+02:00"),
+        ("2008:10:22 16:28:39", "-05:30", "2008-10-22T16:28:39-05:30"),
+        ("2008:10:22 16:28:39", "   :  ", "2008-10-22T16:28:39"),  # blank offset field
+        ("not a date", "+02:00", "not a date"),
+        (None, "+02:00", None),
+    ],
+)
+def test_exif_dates_are_iso_8601_with_the_recorded_offset_and_no_invented_zone(
+    value: str | None, offset: str | None, expected: str | None
+) -> None:
+    assert exif_datetime(value, offset) == expected

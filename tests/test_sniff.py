@@ -138,6 +138,48 @@ def test_archives(data: bytes, expected: str) -> None:
     assert kind_for(expected) == "other"
 
 
+def _ogg(packet: bytes) -> bytes:
+    """An Ogg page header with one segment, then the stream's first packet."""
+    return b"OggS\x00\x02" + bytes(20) + b"\x01" + bytes([len(packet)]) + packet
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41", "video/mp4"),
+        (b"\x00\x00\x00\x14ftypqt  \x00\x00\x02\x00qt  ", "video/quicktime"),
+        (b"\x00\x00\x00\x1cftypM4A \x00\x00\x02\x00M4A isom", "audio/mp4"),
+        (b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81\x01\x42\x82\x84webm", "video/webm"),
+        (b"\x1a\x45\xdf\xa3\xa3\x42\x86\x81\x01\x42\x82\x88matroska", "video/x-matroska"),
+        (b"RIFF\x10\x00\x00\x00AVI LIST", "video/x-msvideo"),
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", "audio/wav"),
+        (b"ID3\x04\x00\x00\x00\x00\x00\x23TSSE", "audio/mpeg"),
+        (b"fLaC\x00\x00\x00\x22", "audio/flac"),
+        (_ogg(b"\x01vorbis\x00\x00\x00\x00"), "audio/ogg"),
+        (_ogg(b"OpusHead\x01\x02"), "audio/ogg"),
+        (_ogg(b"\x80theora\x03\x02"), "video/ogg"),
+        (_ogg(b"something"), "application/ogg"),
+    ],
+    ids=[
+        "mp4",
+        "mov",
+        "m4a",
+        "webm",
+        "mkv",
+        "avi",
+        "wav",
+        "mp3",
+        "flac",
+        "vorbis",
+        "opus",
+        "theora",
+        "ogg",
+    ],
+)
+def test_audio_and_video_containers(head: bytes, expected: str) -> None:
+    assert sniff_content_type(head) == expected
+
+
 def test_only_the_head_counts() -> None:
     text = b"a" * HEAD_SIZE
     assert sniff_content_type(text + b"\x00binary tail") == "text/plain"
@@ -163,6 +205,8 @@ def test_random_bytes_are_unknown() -> None:
         ("image/jpeg", "image"),
         ("image/svg+xml", "image"),
         ("application/pdf", "pdf"),
+        ("video/mp4", "video"),
+        ("audio/mpeg", "audio"),
         ("text/plain", "other"),
         ("application/octet-stream", "other"),
     ],

@@ -7,15 +7,17 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from uploads_api.media.formats import VIDEO_CONTAINERS, Decoders
 from uploads_api.media.outputs import OUTPUTS
 
 GiB = 1024**3
 MiB = 1024**2
 
 DEFAULT_IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIF", "TIFF", "BMP")
+DEFAULT_VIDEO_FORMATS = tuple(VIDEO_CONTAINERS.values())
 
 
 class Settings(BaseSettings):
@@ -54,6 +56,11 @@ class Settings(BaseSettings):
     thumbnail_format: str = "webp"
     image_formats: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IMAGE_FORMATS
     max_image_pixels: int = Field(default=100_000_000, gt=0)
+    video_formats: Annotated[tuple[str, ...], NoDecode] = DEFAULT_VIDEO_FORMATS
+    # Per media task in a pool process: wall-clock seconds (the worker is replaced when
+    # it overruns), and the address space a worker may map.
+    media_timeout: float = Field(default=120.0, gt=0)
+    media_memory_limit: int = Field(default=4 * GiB, ge=256 * MiB)
 
     # More tasks than image workers: a task's steps outside the pool (copying thumbnails
     # in, recording them) leave a decoder idle unless another task has work queued for it.
@@ -103,13 +110,15 @@ class Settings(BaseSettings):
     def _lower_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(part.lower() for part in value)
 
-    @field_validator("image_formats", mode="before")
+    @field_validator("image_formats", "video_formats", mode="before")
     @classmethod
-    def _parse_formats(cls, value: object) -> object:
+    def _parse_formats(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             value = [part for part in value.split(",") if part.strip()]
         if isinstance(value, (tuple, list)):
-            return tuple(str(v).strip().upper() for v in value)
+            # Pillow's format names are upper case; container names lower case.
+            case = str.upper if info.field_name == "image_formats" else str.lower
+            return tuple(case(str(v).strip()) for v in value)
         return value
 
     @model_validator(mode="after")
@@ -120,7 +129,14 @@ class Settings(BaseSettings):
         unknown = set(self.image_formats) - set(DEFAULT_IMAGE_FORMATS)
         if unknown:
             raise ValueError(f"unknown image formats: {', '.join(sorted(unknown))}")
+        unknown = set(self.video_formats) - set(DEFAULT_VIDEO_FORMATS)
+        if unknown:
+            raise ValueError(f"unknown video formats: {', '.join(sorted(unknown))}")
         return self
+
+    @property
+    def decoders(self) -> Decoders:
+        return Decoders(self.image_formats, self.video_formats)
 
     @property
     def resolved_database_url(self) -> str:

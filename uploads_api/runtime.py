@@ -56,7 +56,11 @@ class Runtime:
         queue = TaskQueue(engines, max_attempts=settings.task_max_attempts)
         storage = build_storage(settings, data_dir, temp_dir)
         pool = ImagePool(
-            settings.image_workers, settings.max_image_pixels, settings.image_pool_idle_seconds
+            settings.image_workers,
+            settings.max_image_pixels,
+            settings.image_pool_idle_seconds,
+            timeout=settings.media_timeout,
+            memory_limit=settings.media_memory_limit,
         )
         workspace = Workspace(temp_dir / "work")
         cleanup = CleanupTask(settings, storage, files, workspace, temp_dir)

@@ -26,12 +26,16 @@ _PREFIXES = (
     (b"II+\x00", "image/tiff"),  # BigTIFF
     (b"MM\x00+", "image/tiff"),
     (b"%PDF-", "application/pdf"),
+    (b"fLaC", "audio/flac"),
+    (b"ID3", "audio/mpeg"),
     # puremagic calls JPEG 2000 "image/jpeg", which would send it to the wrong decoder.
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "image/jp2"),
     (b"\xff\x4f\xff\x51", "image/jp2"),
 )
 
 # ISO base media ("ftyp") brands. mif1/msf1 are generic HEIF: the other brands decide.
+# The major brand alone tells audio (M4A, M4B) and QuickTime from other MPEG-4 files.
+_AUDIO_MP4_BRANDS = frozenset({b"M4A ", b"M4B ", b"M4P "})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
 _HEIF_BRANDS = frozenset({b"mif1", b"msf1"})
@@ -42,6 +46,12 @@ _OOXML_PARTS = (
     (b"xl/", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
     (b"ppt/", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
 )
+
+_RIFF_TYPES = {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}
+_EBML = b"\x1a\x45\xdf\xa3"
+# The codec of an Ogg stream is named in its first packet, at the start of the first page.
+_OGG_VIDEO = (b"\x80theora",)
+_OGG_AUDIO = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ")
 
 _MIME_NAME = re.compile(rb"[\w.+-]+/[\w.+-]+")
 
@@ -73,20 +83,24 @@ def sniff_content_type(head: bytes) -> str:
 
 
 def kind_for(content_type: str) -> str:
-    """``"image"``, ``"pdf"`` or ``"other"``: which pipeline a file belongs to."""
-    if content_type.startswith("image/"):
-        return "image"
+    """``"image"``, ``"video"``, ``"audio"``, ``"pdf"`` or ``"other"``: which pipeline a
+    file belongs to."""
     if content_type == "application/pdf":
         return "pdf"
-    return "other"
+    major = content_type.partition("/")[0]
+    return major if major in ("image", "video", "audio") else "other"
 
 
 def _binary_type(head: bytes) -> str | None:
     for prefix, content_type in _PREFIXES:
         if head.startswith(prefix):
             return content_type
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
+    if head[:4] == b"RIFF" and head[8:12] in _RIFF_TYPES:
+        return _RIFF_TYPES[head[8:12]]
+    if head.startswith(b"OggS"):
+        return _ogg_type(head)
+    if head.startswith(_EBML):
+        return _matroska_type(head)
     if head[4:8] == b"ftyp":
         return _ftyp_type(head)
     if _is_bmp(head):
@@ -97,7 +111,7 @@ def _binary_type(head: bytes) -> str | None:
 
 
 def _ftyp_type(head: bytes) -> str | None:
-    """AVIF or HEIF from the brands of an ISO base media file; ``None`` for video and such."""
+    """AVIF or HEIF from the brands of an ISO base media file, else MPEG-4 audio or video."""
     box_size = int.from_bytes(head[:4], "big")
     end = min(box_size, len(head)) if box_size >= 16 else 16
     # Major brand, then (after a 4-byte version) the compatible brands.
@@ -108,7 +122,29 @@ def _ftyp_type(head: bytes) -> str | None:
         return "image/heic"
     if brands & _HEIF_BRANDS:
         return "image/heif"
-    return None
+    if head[8:12] in _AUDIO_MP4_BRANDS:
+        return "audio/mp4"
+    if head[8:12] == b"qt  ":
+        return "video/quicktime"
+    return "video/mp4"
+
+
+def _ogg_type(head: bytes) -> str:
+    segments = head[26] if len(head) > 26 else 0
+    packet = head[27 + segments : 27 + segments + 8]
+    if packet.startswith(_OGG_VIDEO):
+        return "video/ogg"
+    if packet.startswith(_OGG_AUDIO):
+        return "audio/ogg"
+    return "application/ogg"
+
+
+def _matroska_type(head: bytes) -> str:
+    """WebM or Matroska from the EBML header's DocType (element 0x4282)."""
+    at = head.find(b"\x42\x82", 4, 64)
+    if at != -1 and head[at + 3 : at + 7] == b"webm":
+        return "video/webm"
+    return "video/x-matroska"
 
 
 def _is_bmp(head: bytes) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,7 +56,9 @@ def exif_fields(exif: Image.Exif) -> dict[str, Any]:
         "make": _text(details.get(tags.Make)),
         "model": _text(details.get(tags.Model)),
         "lens": _text(details.get(tags.LensModel)),
-        "datetime_original": _text(details.get(tags.DateTimeOriginal)),
+        "datetime_original": exif_datetime(
+            details.get(tags.DateTimeOriginal), details.get(tags.OffsetTimeOriginal)
+        ),
         "exposure_time": _number(details.get(tags.ExposureTime)),
         "f_number": _number(details.get(tags.FNumber)),
         "iso": _integer(details.get(tags.ISOSpeedRatings)),
@@ -63,6 +66,26 @@ def exif_fields(exif: Image.Exif) -> dict[str, Any]:
         "gps": gps,
     }
     return {key: value for key, value in fields.items() if value is not None}
+
+
+_EXIF_DATETIME = re.compile(r"^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+_OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
+
+
+def exif_datetime(value: object, offset: object) -> str | None:
+    """EXIF's ``2008:10:22 16:28:39`` as ISO 8601 ``2008-10-22T16:28:39``, with the offset
+    (``+02:00``) when the file records one. Without one there is no ``Z``: camera clocks
+    keep local time. A value of another form is kept as text."""
+    text = _text(value)
+    if text is None:
+        return None
+    match = _EXIF_DATETIME.match(text)
+    if match is None:
+        return text
+    year, month, day, hour, minute, second = match.groups()
+    iso = f"{year}-{month}-{day}T{hour}:{minute}:{second}"
+    zone = _text(offset)
+    return iso + zone if zone is not None and _OFFSET.match(zone) else iso
 
 
 def _gps(gps: Mapping[int, Any]) -> dict[str, float | None] | None:

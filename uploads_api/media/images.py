@@ -71,11 +71,7 @@ def make_thumbnails(
     ``sizes``. Raises ``ImageError`` for a bad file and ``ValueError`` for a bad ``fmt``
     (not a key of ``outputs.OUTPUTS``) or size.
     """
-    output = OUTPUTS.get(fmt)
-    if output is None:
-        raise ValueError(f"unknown thumbnail format {fmt!r}")
-    if not sizes or any(size < 1 for size in sizes):
-        raise ValueError(f"thumbnail sizes must be positive, got {list(sizes)}")
+    output = _output_for(fmt, sizes)
     largest = max(sizes)
     with open(src, "rb") as fp, _image_errors():
         img = _open_checked(fp, allowed_formats)
@@ -89,6 +85,28 @@ def make_thumbnails(
         thumbs = _cascade(_resizable(img), sizes, orientation, colour)
     written = {size: _write(im, out_dir, size, output) for size, im in thumbs.items()}
     return [written[size] for size in sizes]
+
+
+def thumbnails_from(
+    img: Image.Image, out_dir: str, sizes: Sequence[int], fmt: str
+) -> list[Rendition]:
+    """``make_thumbnails`` for a picture another decoder made (a video frame, a cover, a
+    PDF page): upright already, already within the pixel cap."""
+    output = _output_for(fmt, sizes)
+    with _image_errors():
+        colour = functools.partial(_to_rgb, icc=img.info.get("icc_profile"))
+        thumbs = _cascade(_resizable(img), sizes, None, colour)
+    written = {size: _write(im, out_dir, size, output) for size, im in thumbs.items()}
+    return [written[size] for size in sizes]
+
+
+def _output_for(fmt: str, sizes: Sequence[int]) -> Output:
+    output = OUTPUTS.get(fmt)
+    if output is None:
+        raise ValueError(f"unknown thumbnail format {fmt!r}")
+    if not sizes or any(size < 1 for size in sizes):
+        raise ValueError(f"thumbnail sizes must be positive, got {list(sizes)}")
+    return output
 
 
 def read_image_metadata(src: str, allowed_formats: Collection[str]) -> dict[str, Any]:

@@ -1,27 +1,36 @@
-"""Setting up a pool worker process: the pixel limit, the HEIF and AVIF decoders, and a
-lower CPU priority. ``configure_worker`` is the pool's initializer."""
+"""Setting up a pool worker process: the pixel limit, the HEIF and AVIF decoders, a lower
+CPU priority and a cap on its memory. ``configure_worker`` is the pool's initializer;
+``limited`` runs one task under a CPU-time budget."""
 
 from __future__ import annotations
 
 import importlib
 import multiprocessing
 import os
+import resource
 import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from PIL import Image, ImageFile, features
+
+T = TypeVar("T")
 
 # Pool workers run at this niceness (0 is normal, 19 the lowest priority).
 WORKER_NICENESS = 10
 
 
-def configure_worker(max_pixels: int) -> None:
+def configure_worker(max_pixels: int, memory_limit: int | None = None) -> None:
     """Pool initializer: set the pixel limit and register the HEIF and AVIF decoders.
-    In a pool worker process, also lower its CPU priority.
+    In a pool worker process, also lower its CPU priority and cap its address space at
+    ``memory_limit`` bytes, so a decoder that allocates without end fails (MemoryError,
+    or the process dies and is replaced) instead of taking the machine's memory.
 
     Safe to call more than once.
     """
     # Imported here, not at the top: the server process imports this module but never
-    # decodes, and the HEIF plugin and pypdf (imported likewise, in pdf.py) would add
+    # decodes, and the HEIF plugin, pypdfium2, PyAV and mutagen (imported likewise, in their
+    # modules) would add
     # some 20 MiB to it.
     import pillow_heif
 
@@ -38,6 +47,27 @@ def configure_worker(max_pixels: int) -> None:
             register_avif()
     if multiprocessing.parent_process() is not None:
         _lower_priority()
+        if memory_limit is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            if hard == resource.RLIM_INFINITY or hard > memory_limit:
+                resource.setrlimit(resource.RLIMIT_AS, (memory_limit, hard))
+
+
+def limited(cpu_seconds: float, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` with at most ``cpu_seconds`` more CPU time for this process: past
+    that the kernel ends it (SIGXCPU), the pool replaces it and the task fails. A worker
+    lives for many tasks, so the limit is set from what it has used so far."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = used.ru_utime + used.ru_stime
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = int(spent + cpu_seconds) + 1
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+    try:
+        return fn(*args)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
 
 
 def _lower_priority() -> None:

@@ -108,13 +108,13 @@ class FileService:
         self, caller: Principal, received: list[NewFile], quota: Quota | None
     ) -> list[FileRecord]:
         """Commit records and tasks in one transaction; on failure the stored bytes go too."""
-        formats = self.settings.image_formats
+        decoders = self.settings.decoders
         new_files = [
             dataclasses.replace(
                 item,
                 owner=caller.owner,
                 metadata=basic_facts(item.content_type, item.size, item.sha256),
-                settled=settled_at_upload(item.content_type, item.size, formats),
+                settled=settled_at_upload(item.content_type, item.size, decoders),
             )
             for item in received
         ]

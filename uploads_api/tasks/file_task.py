@@ -7,9 +7,18 @@ from dataclasses import dataclass
 from uploads_api.config import Settings
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import FileRecord, Task
+from uploads_api.media import audio, images, pdf, video
 from uploads_api.storage import Storage
 from uploads_api.tasks.pool import ImagePool
 from uploads_api.tasks.workspace import Workspace
+
+# What each decoder raises for a file it cannot read: retrying will not help.
+UNREADABLE: tuple[type[Exception], ...] = (
+    images.ImageError,
+    video.VideoError,
+    audio.AudioError,
+    pdf.DocumentError,
+)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Metadata extraction: basic facts for every file, image and PDF details where they apply."""
+"""Metadata extraction: basic facts for every file; what a decoder reads from an image, a
+video, an audio file's tags or a PDF, under ``metadata.<kind>``."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import logging
 from typing import Any
 
 from uploads_api.db.models import Task
-from uploads_api.media import images, pdf
-from uploads_api.media.formats import decoder_format
+from uploads_api.media import audio, images, pdf, video
 from uploads_api.tasks.base import PermanentError
-from uploads_api.tasks.file_task import FileTask
+from uploads_api.tasks.file_task import UNREADABLE, FileTask
 from uploads_api.tasks.plan import basic_facts
 
 log = logging.getLogger(__name__)
@@ -24,29 +24,26 @@ class MetadataTask(FileTask):
             return  # deleted meanwhile: nothing to describe
         # The basic facts were written with the record; the task adds what the bytes tell.
         basic = basic_facts(record.content_type, record.size, record.sha256)
-        details = None
-        if record.size > 0:
-            details = await self._details(
-                record.id, record.storage_key, record.content_type, basic["kind"]
-            )
-        await self.files.merge_metadata(record.id, {**basic, **(details or {})})
+        kind = self.settings.decoders.kind_of(record.content_type)
+        details: dict[str, Any] = {}
+        if record.size > 0 and kind is not None:
+            async with self.workspace.local_copy(
+                self.storage, record.storage_key, record.id
+            ) as path:
+                try:
+                    details[kind] = await self._read(kind, str(path))
+                except UNREADABLE as exc:
+                    raise PermanentError(f"cannot read {kind} metadata: {exc}") from exc
+        await self.files.merge_metadata(record.id, {**basic, **details})
 
-    async def _details(
-        self, file_id: str, key: str, content_type: str, kind: str
-    ) -> dict[str, Any] | None:
-        formats = self.settings.image_formats
-        if kind == "image" and decoder_format(content_type, formats):
-            async with self.workspace.local_copy(self.storage, key, file_id) as path:
-                try:
-                    image = await self.pool.run(images.read_image_metadata, str(path), formats)
-                except images.ImageError as exc:
-                    raise PermanentError(f"cannot read image metadata: {exc}") from exc
-            return {"image": image}
-        if kind == "pdf":
-            async with self.workspace.local_copy(self.storage, key, file_id) as path:
-                try:
-                    document = await self.pool.run(pdf.read_pdf_metadata, str(path))
-                except pdf.DocumentError as exc:
-                    raise PermanentError(f"cannot read PDF metadata: {exc}") from exc
-            return {"pdf": document}
-        return None
+    async def _read(self, kind: str, path: str) -> dict[str, Any]:
+        settings = self.settings
+        if kind == "image":
+            return await self.pool.run(images.read_image_metadata, path, settings.image_formats)
+        if kind == "video":
+            return await self.pool.run(
+                video.read_video_metadata, path, settings.video_formats, settings.max_image_pixels
+            )
+        if kind == "audio":
+            return await self.pool.run(audio.read_audio_metadata, path)
+        return await self.pool.run(pdf.read_pdf_metadata, path)

@@ -8,11 +8,10 @@ queued, claimed and finished: a file that needs no processing is ``ready`` in th
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 from uploads_api.db.models import CLEANUP, METADATA, SKIPPED, SUCCEEDED, THUMBNAILS
-from uploads_api.media.formats import decoder_format
+from uploads_api.media.formats import Decoders
 from uploads_api.sniff import kind_for
 
 # A settled task: its final state, and the note shown as its ``error`` (why it did nothing).
@@ -30,26 +29,24 @@ def basic_facts(content_type: str, size: int, sha256: str) -> dict[str, Any]:
     }
 
 
-def has_details(content_type: str, size: int, image_formats: Collection[str]) -> bool:
-    """Whether the metadata task has more than the basic facts to read (image or PDF)."""
-    if size == 0:
-        return False
-    kind = kind_for(content_type)
-    return kind == "pdf" or (
-        kind == "image" and decoder_format(content_type, image_formats) is not None
-    )
+def has_details(content_type: str, size: int, decoders: Decoders) -> bool:
+    """Whether the metadata task has more than the basic facts to read: a decoder takes
+    this file (an image, a video, audio tags, a PDF)."""
+    return size > 0 and decoders.kind_of(content_type) is not None
 
 
-def has_thumbnails(content_type: str, size: int, image_formats: Collection[str]) -> bool:
-    return size > 0 and decoder_format(content_type, image_formats) is not None
+def has_thumbnails(content_type: str, size: int, decoders: Decoders) -> bool:
+    """Whether a preview can be made: the image itself, a video frame, an audio file's
+    cover art, a PDF's first page."""
+    return size > 0 and decoders.kind_of(content_type) is not None
 
 
-def settled_at_upload(content_type: str, size: int, image_formats: Collection[str]) -> Settled:
+def settled_at_upload(content_type: str, size: int, decoders: Decoders) -> Settled:
     """The tasks that need no run for this file, with the state each is recorded in."""
     settled: Settled = {}
-    if not has_details(content_type, size, image_formats):
+    if not has_details(content_type, size, decoders):
         settled[METADATA] = (SUCCEEDED, None)
-    if not has_thumbnails(content_type, size, image_formats):
+    if not has_thumbnails(content_type, size, decoders):
         settled[THUMBNAILS] = (SKIPPED, f"no thumbnails for {content_type}")
     if METADATA in settled and THUMBNAILS in settled:
         # Nothing ran, so nothing left scratch files behind.

@@ -1,5 +1,7 @@
-"""A process pool for image work: decoders run apart from the server, so a crash or a
-hostile file cannot take it down, and CPU-heavy work never holds the event loop.
+"""A process pool for media work: decoders run apart from the server, so a crash or a
+hostile file cannot take it down, and CPU-heavy work never holds the event loop. Each call
+has a wall-clock limit (the workers are replaced when one overruns), a CPU-time budget and,
+in each worker, a cap on memory (``media.worker``).
 
 The API server starts the pool on its first image and stops it after a quiet spell
 (``idle_seconds``), so a server taking only documents, or resting, carries no decoder
@@ -15,18 +17,32 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from uploads_api.media.worker import configure_worker
-from uploads_api.tasks.base import RetryableError
+from uploads_api.media.worker import configure_worker, limited
+from uploads_api.tasks.base import PermanentError, RetryableError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+class MediaTimeout(PermanentError):
+    """A decoder ran past the pool's time limit on a file; it would do so again."""
+
+
 class ImagePool:
-    def __init__(self, workers: int, max_pixels: int, idle_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        max_pixels: int,
+        idle_seconds: float | None = None,
+        *,
+        timeout: float = 120.0,
+        memory_limit: int | None = None,
+    ) -> None:
         self._workers = workers
         self._max_pixels = max_pixels
         self._idle_seconds = idle_seconds
+        self._timeout = timeout
+        self._memory_limit = memory_limit
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Future[ProcessPoolExecutor] | None = None
         self._in_flight = 0
@@ -38,7 +54,7 @@ class ImagePool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=configure_worker,
-            initargs=(self._max_pixels,),
+            initargs=(self._max_pixels, self._memory_limit),
         )
 
     async def start(self) -> None:
@@ -67,7 +83,8 @@ class ImagePool:
         executor = self._new_executor()
         try:
             warm = [
-                executor.submit(configure_worker, self._max_pixels) for _ in range(self._workers)
+                executor.submit(configure_worker, self._max_pixels, self._memory_limit)
+                for _ in range(self._workers)
             ]
             for done in warm:
                 done.result()
@@ -82,11 +99,20 @@ class ImagePool:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+            call = loop.run_in_executor(executor, limited, self._timeout, fn, *args)
+            return await asyncio.wait_for(call, self._timeout)
+        except TimeoutError as exc:
+            # The worker goes on decoding until it is killed; so do its neighbours' tasks,
+            # which the broken pool hands back as retryable.
+            self._kill(executor)
+            raise MediaTimeout(
+                f"decoding took longer than {self._timeout:g} s (UPLOADS_MEDIA_TIMEOUT)"
+            ) from exc
         except BrokenProcessPool as exc:
             self._replace(executor)
-            raise RetryableError("an image worker process crashed") from exc
+            raise RetryableError("a media worker process crashed") from exc
         finally:
             self._in_flight -= 1
             if self._in_flight == 0 and self._idle_seconds is not None:
@@ -99,6 +125,13 @@ class ImagePool:
         if self._in_flight == 0 and self._executor is not None:
             log.info("image worker pool idle for %gs; stopping it", self._idle_seconds)
             self.shutdown()
+
+    def _kill(self, executor: ProcessPoolExecutor) -> None:
+        # ProcessPoolExecutor cannot stop a running call; its processes can be ended.
+        processes = getattr(executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            process.kill()
+        self._replace(executor)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         if self._executor is broken:

@@ -6,6 +6,7 @@ import {
   formatBytes,
   formatCoordinate,
   formatDate,
+  formatDuration,
   formatExifDate,
   formatExposure,
   formatNumber,
@@ -13,7 +14,13 @@ import {
 import { Picture, STATUS_LABELS } from "./gallery.js";
 
 const PREVIEW_SIZE = 1024;
-const KINDS = { image: "Image", pdf: "PDF document", other: "Other file" };
+const KINDS = {
+  image: "Image",
+  video: "Video",
+  audio: "Audio",
+  pdf: "PDF document",
+  other: "Other file",
+};
 const TASK_NAMES = { metadata: "Metadata", thumbnails: "Thumbnails", cleanup: "Clean-up" };
 const TASK_STATES = {
   queued: "Waiting",
@@ -52,7 +59,39 @@ export function metadataRows(record) {
       rows.push(["Location", locationNode(gps)]);
     }
   }
-  if (meta.pdf && meta.pdf.pages !== undefined) rows.push(["Pages", String(meta.pdf.pages)]);
+  const video = meta.video;
+  if (video) {
+    rows.push(["Duration", formatDuration(video.duration)]);
+    rows.push(["Dimensions", `${video.width} × ${video.height} px`]);
+    const stream = [video.codec, video.fps ? `${formatNumber(video.fps, 2)} fps` : null];
+    rows.push(["Video", stream.filter(Boolean).join(" · ")]);
+    rows.push(["Sound", video.has_audio ? "Yes" : "No"]);
+  }
+  const audio = meta.audio;
+  if (audio) {
+    const tags = audio.tags || {};
+    if (tags.title) rows.push(["Title", tags.title]);
+    if (tags.artist) rows.push(["Artist", tags.artist]);
+    const album = [tags.album, tags.year ? `(${tags.year})` : null].filter(Boolean).join(" ");
+    if (album) rows.push(["Album", album]);
+    if (tags.track) rows.push(["Track", String(tags.track)]);
+    if (tags.genre) rows.push(["Genre", tags.genre]);
+    rows.push(["Duration", formatDuration(audio.duration)]);
+    const quality = [
+      audio.sample_rate ? `${formatNumber(audio.sample_rate / 1000, 1)} kHz` : null,
+      audio.channels ? `${audio.channels} ch` : null,
+      audio.bit_rate ? `${Math.round(audio.bit_rate / 1000)} kbit/s` : null,
+    ];
+    rows.push(["Audio", quality.filter(Boolean).join(" · ")]);
+  }
+  const pdf = meta.pdf;
+  if (pdf) {
+    if (pdf.title) rows.push(["Title", pdf.title]);
+    if (pdf.author) rows.push(["Author", pdf.author]);
+    if (pdf.pages !== undefined && pdf.pages !== null) rows.push(["Pages", String(pdf.pages)]);
+    if (pdf.created) rows.push(["Created", formatExifDate(pdf.created)]);
+    if (pdf.encrypted) rows.push(["Protected", "Encrypted"]);
+  }
   rows.push(["SHA-256", h("code", { class: "hash", text: record.sha256 })]);
   return rows.filter(([, value]) => value !== undefined && value !== null && value !== "");
 }

@@ -27,12 +27,23 @@ export function formatDate(iso) {
   return Number.isNaN(date.getTime()) ? String(iso) : dateTime.format(date);
 }
 
-/** EXIF dates look like "2024:05:17 14:03:22"; show them as local-looking dates. */
+/** EXIF dates come as ISO 8601 ("2024-05-17T14:03:22", maybe with an offset) in the camera's
+ * local time; show that time as recorded (older records: "2024:05:17 14:03:22"). */
 export function formatExifDate(value) {
-  const match = /^(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2})/.exec(String(value));
+  const match = /^(\d{4})[:-](\d{2})[:-](\d{2})[ T](\d{2}):(\d{2})/.exec(String(value));
   if (!match) return String(value);
   const [, y, mo, d, hh, mm] = match;
   return dateTime.format(new Date(Number(y), Number(mo) - 1, Number(d), Number(hh), Number(mm)));
+}
+
+/** A duration in seconds as m:ss, or h:mm:ss from an hour on. */
+export function formatDuration(seconds) {
+  const total = Math.round(Number(seconds));
+  if (!Number.isFinite(total) || total < 0) return "";
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
 }
 
 export function formatExposure(seconds) {

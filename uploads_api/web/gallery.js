@@ -2,7 +2,7 @@
 
 import { apiJSON, imageURL, releaseURL } from "./api.js";
 import { announce, h, setText } from "./dom.js";
-import { extensionLabel, formatBytes } from "./format.js";
+import { extensionLabel, formatBytes, formatDuration } from "./format.js";
 import { thumbHashToDataURL } from "./thumbhash.js";
 
 export const PAGE_SIZE = 24;
@@ -21,7 +21,9 @@ export function pickThumbnail(record, size) {
 export function summary(record) {
   const meta = record.metadata || {};
   const parts = [formatBytes(record.size)];
+  const playable = meta.video || meta.audio;
   if (meta.image && meta.image.width) parts.push(`${meta.image.width}\u00a0×\u00a0${meta.image.height}`);
+  else if (playable && playable.duration) parts.push(formatDuration(playable.duration));
   else if (meta.pdf && meta.pdf.pages) parts.push(meta.pdf.pages === 1 ? "1\u00a0page" : `${meta.pdf.pages}\u00a0pages`);
   else parts.push(extensionLabel(record.filename, (record.content_type.split("/")[1] || "file").toUpperCase()));
   return parts.join(" · ");
