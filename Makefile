@@ -63,12 +63,15 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff format uploads_api tests bench
 	$(BIN)/ruff check --fix uploads_api tests bench
 
-# nginx and vipsthumbnail are baselines; installed with apt-get when missing (as root).
+# nginx, vipsthumbnail, ffmpeg and pdftoppm are baselines (bench.run, bench.media);
+# installed with apt-get when missing (as root).
 bench-deps:
 	@missing=""; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx"; \
 	command -v vipsthumbnail >/dev/null || missing="$$missing libvips-tools"; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v pdftoppm >/dev/null || missing="$$missing poppler-utils"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \

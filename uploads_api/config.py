@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     image_formats: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IMAGE_FORMATS
     max_image_pixels: int = Field(default=100_000_000, gt=0)
     video_formats: Annotated[tuple[str, ...], NoDecode] = DEFAULT_VIDEO_FORMATS
+    # Metadata removed from JPEG, PNG and WebP while they stream in: GPS, or all of it but
+    # the orientation and the colour profile.
+    strip_metadata: Literal["none", "location", "all"] = "none"
     # Per media task in a pool process: wall-clock seconds (the worker is replaced when
     # it overruns), and the address space a worker may map.
     media_timeout: float = Field(default=120.0, gt=0)

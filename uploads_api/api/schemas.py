@@ -64,7 +64,10 @@ class FileOut(BaseModel):
     filename: str
     content_type: str
     size: int
-    sha256: str
+    sha256: str = Field(description="of the stored bytes")
+    received_sha256: str = Field(
+        description="of the bytes as received; differs from sha256 when metadata was stripped"
+    )
     checksum_verified: bool = Field(description="the client's checksum was given and matched")
     created_at: datetime
     status: str = Field(description="processing, ready or failed")
@@ -82,6 +85,7 @@ class FileOut(BaseModel):
             content_type=record.content_type,
             size=record.size,
             sha256=record.sha256,
+            received_sha256=record.received_sha256 or record.sha256,
             checksum_verified=record.verified,
             created_at=record.created_at.replace(tzinfo=UTC),
             status=record.status,

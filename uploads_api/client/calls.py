@@ -221,10 +221,13 @@ def parse_check(responses: Iterable[httpx.Response]) -> HashCheck:
 
 
 def verify_upload(record: FileRecord, sent: int, sha256: str | None) -> FileRecord:
-    """The record, once it describes exactly the bytes that were sent."""
-    if record.size != sent or (sha256 is not None and record.sha256 != sha256):
+    """The record, once it describes exactly the bytes that were sent. A server that strips
+    metadata stores other bytes: then ``received_sha256`` is what was sent."""
+    received = record.received_sha256 or record.sha256
+    stripped = received != record.sha256
+    if (sha256 is not None and received != sha256) or (not stripped and record.size != sent):
         raise IntegrityError(
-            f"the server stored {record.size} bytes with sha256 {record.sha256} "
+            f"the server received {record.size} bytes with sha256 {received} "
             f"but {sent} bytes with sha256 {sha256} were sent (file id {record.id})"
         )
     return record

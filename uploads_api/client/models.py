@@ -108,6 +108,8 @@ class FileRecord:
     links: Links
     # The client sent a checksum with the upload and the server found the bytes matched.
     checksum_verified: bool = False
+    # Of the bytes as sent; differs from ``sha256`` when the server stripped metadata.
+    received_sha256: str = ""
     # The document as the server sent it, including fields newer than this client.
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -121,6 +123,7 @@ class FileRecord:
             content_type=str(data["content_type"]),
             size=int(data["size"]),
             sha256=str(data["sha256"]),
+            received_sha256=str(data.get("received_sha256") or data["sha256"]),
             created_at=_required_time(data["created_at"]),
             status=str(data["status"]),
             metadata=data.get("metadata"),

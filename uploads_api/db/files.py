@@ -108,6 +108,7 @@ class FileRepository:
                     "content_type": nf.content_type,
                     "size": nf.size,
                     "sha256": nf.sha256,
+                    "received_sha256": nf.received_sha256 or nf.sha256,
                     "storage_key": nf.storage_key,
                     # Distinct timestamps keep part order in the newest-first listing.
                     "created_at": now + timedelta(microseconds=i),
@@ -170,7 +171,9 @@ class FileRepository:
         if status:
             query = query.where(f.c.status == status)
         if sha256:
-            query = query.where(f.c.sha256 == sha256.lower())
+            # Either hash: a rerun of a batch finds files whose metadata was stripped.
+            wanted = sha256.lower()
+            query = query.where(or_(f.c.sha256 == wanted, f.c.received_sha256 == wanted))
         async with self.engines.reader.connect() as conn:
             rows = list((await conn.execute(query)).all())
             page, more = rows[:limit], len(rows) > limit
@@ -189,14 +192,19 @@ class FileRepository:
         return grouped
 
     async def present_hashes(self, hashes: Sequence[str], scope: str | None = None) -> set[str]:
-        """Which of ``hashes`` already have a file (of the owner ``scope``, when given)."""
+        """Which of ``hashes`` already have a file (of the owner ``scope``, when given), by
+        the stored bytes' hash or the received bytes' one."""
         found: set[str] = set()
         async with self.engines.reader.connect() as conn:
             for start in range(0, len(hashes), _IN_CHUNK):
-                query = select(f.c.sha256).where(f.c.sha256.in_(hashes[start : start + _IN_CHUNK]))
+                chunk = hashes[start : start + _IN_CHUNK]
+                query = select(f.c.sha256, f.c.received_sha256).where(
+                    or_(f.c.sha256.in_(chunk), f.c.received_sha256.in_(chunk))
+                )
                 if scope is not None:
                     query = query.where(f.c.owner == scope)
-                found.update(r.sha256 for r in await conn.execute(query.distinct()))
+                for row in await conn.execute(query):
+                    found.update(h for h in (row.sha256, row.received_sha256) if h in chunk)
         return found
 
     async def existing_file_ids(self, file_ids: Iterable[str]) -> set[str]:

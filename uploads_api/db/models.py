@@ -37,6 +37,8 @@ class NewFile:
     storage_key: str
     owner: str | None = None
     verified: bool = False
+    # The hash of the bytes as the client sent them, when stripping metadata changed them.
+    received_sha256: str | None = None
     # Known at upload: the basic facts, and tasks with nothing to do -> (state, note).
     metadata: dict[str, Any] | None = None
     settled: dict[str, tuple[str, str | None]] = field(default_factory=dict)
@@ -72,6 +74,7 @@ class FileRecord:
     created_at: datetime
     status: str
     verified: bool
+    received_sha256: str | None
     metadata: dict[str, Any] | None
     thumbnails: list[Thumbnail]
     tasks: list[Task] = field(default_factory=list)

@@ -36,6 +36,9 @@ files = Table(
     Column("verified", Boolean, nullable=False, default=False),
     Column("metadata", JSON, nullable=True),
     Column("thumbnails", JSON, nullable=False),
+    # What the client sent, where stripping metadata changed the stored bytes (NULL in
+    # rows from before it existed: then it is ``sha256``).
+    Column("received_sha256", String(64), nullable=True, index=True),
     Index("ix_files_created", "created_at", "id"),
 )
 

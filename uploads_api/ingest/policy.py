@@ -13,6 +13,7 @@ from uploads_api.errors import PayloadTooLarge, UnsupportedMediaType
 class UploadPolicy:
     max_file_size: int
     allowed_types: tuple[str, ...] = ()
+    strip_metadata: str = "none"  # UPLOADS_STRIP_METADATA: none, location or all
     quota: Quota | None = None
     used_bytes: int = 0
     used_files: int = 0

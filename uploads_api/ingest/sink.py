@@ -1,7 +1,11 @@
 """``FileSink`` takes one file's bytes: gathers them into large writes, hashes and writes each
 batch in two threads at once (both release the GIL) while the next one fills, and keeps
 the head for type sniffing. The chunks are never joined: the write is one ``writev`` of
-them, so the event loop copies nothing."""
+them, so the event loop copies nothing.
+
+With ``UPLOADS_STRIP_METADATA`` set, a JPEG, PNG or WebP passes through a ``Stripper`` on
+its way to storage: the record's ``sha256`` and ``size`` then describe the stored bytes,
+``received_sha256`` what the client sent (which its checksums are checked against)."""
 
 from __future__ import annotations
 
@@ -9,14 +13,18 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import logging
 import secrets
 
 from uploads_api.db.models import NewFile
 from uploads_api.errors import ChecksumMismatch, InsufficientStorage
 from uploads_api.ingest.names import clean_filename
 from uploads_api.ingest.policy import UploadPolicy
+from uploads_api.ingest.strip import Stripper, stripper_for
 from uploads_api.sniff import sniff_content_type
 from uploads_api.storage import BlobWriter, Buffer, Storage, original_key
+
+log = logging.getLogger(__name__)
 
 WRITE_BUFFER = 1024 * 1024
 SNIFF_BYTES = 4096
@@ -45,7 +53,11 @@ class FileSink:
         self._filename = clean_filename(filename)
         self._policy = policy
         self._expected = expected_sha256
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256()  # of the stored bytes
+        # Of the bytes as received, when a stripper makes them differ from the stored ones.
+        self._received_hash: hashlib._Hash | None = None
+        self._stripper: Stripper | None = None
+        self._stored_size = 0
         # Chunks since the last write, handed over as they are once there is enough.
         self._chunks: list[Buffer] = []
         self._buffered = 0
@@ -84,36 +96,59 @@ class FileSink:
         self._chunks.append(data)
         self._buffered += len(data)
         # Many tiny pieces (a client trickling bytes) are written early, so their count,
-        # and the memory the list of them takes, stays bounded.
-        if self._buffered >= WRITE_BUFFER or len(self._chunks) >= MAX_CHUNKS:
+        # and the memory the list of them takes, stays bounded. Nothing is written before
+        # the type is known: it decides whether the bytes pass through a stripper.
+        full = self._buffered >= WRITE_BUFFER or len(self._chunks) >= MAX_CHUNKS
+        if full and self._content_type is not None:
             await self._flush()
 
     def _sniff(self) -> None:
         # Checked as soon as the head is in: a refused type costs 4 KiB, not the whole file.
         self._content_type = sniff_content_type(self._head)
         self._policy.check_type(self._content_type, self._filename)
+        self._stripper = stripper_for(self._content_type, self._policy.strip_metadata)
+        if self._stripper is not None:
+            self._received_hash = hashlib.sha256()
 
-    async def _flush(self) -> None:
+    async def _flush(self, last: bool = False) -> None:
         """Hand the buffer to storage and the hash, and return without waiting for them:
         the next buffer fills from the socket meanwhile, so receiving, hashing and writing
         overlap. Only the previous buffer is waited for."""
-        if not self._buffered:
+        if not self._buffered and not (last and self._stripper is not None):
             return
         chunks, size = self._chunks, self._buffered
         self._chunks, self._buffered = [], 0
         await self._settle()
-        self._pending = asyncio.ensure_future(self._store(chunks, size))
+        self._pending = asyncio.ensure_future(self._store(chunks, size, last))
 
-    async def _store(self, chunks: list[Buffer], size: int) -> None:
+    def _stripped(self, chunks: list[Buffer], last: bool) -> list[Buffer]:
+        assert self._stripper is not None
+        out: list[Buffer] = []
+        for chunk in chunks:
+            out += self._stripper.feed(chunk)
+        if last:
+            out += self._stripper.finish()
+        return out
+
+    async def _store(self, chunks: list[Buffer], size: int, last: bool = False) -> None:
+        received = chunks
+        if self._stripper is not None:
+            chunks = self._stripped(chunks, last)
+            size = sum(len(chunk) for chunk in chunks)
+            self._stored_size += size
         try:
             if size <= INLINE_HASH_BYTES:
                 # Hashing a small file here costs less than a thread hop would.
                 _hash_all(self._hash, chunks)
+                if self._received_hash is not None:
+                    _hash_all(self._received_hash, received)
                 await self._writer.write(*chunks)
                 return
-            await asyncio.gather(
-                self._writer.write(*chunks), asyncio.to_thread(_hash_all, self._hash, chunks)
-            )
+            steps = [self._writer.write(*chunks), asyncio.to_thread(_hash_all, self._hash, chunks)]
+            if self._received_hash is not None:
+                # Both hashes at once, beside the write: each releases the GIL.
+                steps.append(asyncio.to_thread(_hash_all, self._received_hash, received))
+            await asyncio.gather(*steps)
         except OSError as exc:
             _raise_if_full(exc)
             raise
@@ -128,26 +163,35 @@ class FileSink:
     async def finish(self) -> NewFile:
         """Write out what is buffered. Nothing is visible at the key before ``commit``.
         The record has no owner yet: the service that asked for the upload adds it."""
-        await self._flush()
-        await self._settle()
         if self._content_type is None:
             self._sniff()
+        await self._flush(last=True)
+        await self._settle()
+        if self._stripper is not None and self._stripper.gave_up:
+            # Stored as sent from that point on: metadata there may have stayed.
+            log.warning(
+                "stripping metadata from %r stopped: %s", self._filename, self._stripper.gave_up
+            )
         digest = self._hash.hexdigest()
-        if self._expected is not None and self._expected != digest:
+        received = digest if self._received_hash is None else self._received_hash.hexdigest()
+        # The client's checksum is of what it sent.
+        if self._expected is not None and self._expected != received:
             raise ChecksumMismatch(
-                f"{self._filename!r} has sha256 {digest}, not {self._expected} as the client said",
+                f"{self._filename!r} has sha256 {received}, not {self._expected} as the client"
+                " said",
                 expected=self._expected,
-                actual=digest,
+                actual=received,
             )
         assert self._content_type is not None
         return NewFile(
             id=self._id,
             filename=self._filename,
             content_type=self._content_type,
-            size=self._size,
+            size=self._size if self._stripper is None else self._stored_size,
             sha256=digest,
             storage_key=self._key,
             verified=self._expected is not None,
+            received_sha256=received,
         )
 
     async def commit(self) -> None:

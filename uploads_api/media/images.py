@@ -78,7 +78,7 @@ def make_thumbnails(
         # JPEG (and HEIF with embedded thumbnails) can decode straight to a smaller size.
         # The box is the largest thumbnail as stored (a long edge is a long edge in either
         # orientation), so a 6000x4000 photo decodes at 1/4 for 1024 px, not at 1/2.
-        img.draft("RGB", _fit(img.size, largest))
+        img.draft("RGB", fit_within(img.size, largest))
         orientation = orientation_of(read_exif(img))
         img.load()
         colour = functools.partial(_to_rgb, icc=img.info.get("icc_profile"))
@@ -257,7 +257,7 @@ def _cascade(
     out: dict[int, Image.Image] = {}
     current: Image.Image | None = None
     for size in sorted(set(sizes), reverse=True):
-        target = _fit(displayed, size)
+        target = fit_within(displayed, size)
         if current is None:
             current = _resize(base, (target[1], target[0]) if swap else target)
             if method is not None:
@@ -269,7 +269,8 @@ def _cascade(
     return out
 
 
-def _fit(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
+def fit_within(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
+    """The size of a thumbnail with this long edge: the aspect kept, never upscaled."""
     width, height = size
     if long_edge >= max(width, height):
         return size

@@ -97,7 +97,9 @@ class FileService:
     async def _policy(self, caller: Principal) -> UploadPolicy:
         settings = self.settings
         policy = UploadPolicy(
-            max_file_size=settings.max_file_size, allowed_types=settings.allowed_types
+            max_file_size=settings.max_file_size,
+            allowed_types=settings.allowed_types,
+            strip_metadata=settings.strip_metadata,
         )
         if settings.quota_bytes is not None or settings.quota_files is not None:
             policy.quota = Quota(caller.owner, settings.quota_bytes, settings.quota_files)
