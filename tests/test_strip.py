@@ -22,8 +22,9 @@ from PIL.PngImagePlugin import PngInfo
 
 from tests import imagegen
 from tests.service_fixtures import unavailable
+from uploads_api.ingest.chunk_walker import Piece
 from uploads_api.ingest.exif_patch import clear_location, orientation_only
-from uploads_api.ingest.strip import Piece, Stripper, stripper_for
+from uploads_api.ingest.strip import Stripper, stripper_for
 
 ORIENTATION = ExifTags.Base.Orientation
 GPS = ExifTags.IFD.GPSInfo
@@ -527,3 +528,23 @@ def test_orientation_only_keeps_the_byte_order(tmp_path: Path) -> None:
         exif.load(b"Exif\x00\x00" + kept)
         assert (dict(exif), exif.endian) == ({ORIENTATION: 6}, endian)
     assert orientation_only(memoryview(b"II*\x00\x08\x00\x00\x00\x00\x00")) is None
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("mode", "removed"), [("location", {"location"}), ("all", {"location", "metadata"})]
+)
+def test_a_stripper_says_what_it_found_and_removed(
+    sources: dict[str, Source], fmt: str, mode: str, removed: set[str]
+) -> None:
+    _, stripper = _strip(sources[fmt].data, fmt, mode)
+    assert stripper.removed == removed
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nothing_found_nothing_reported(fmt: str) -> None:
+    # No EXIF, no XMP: no location found, and `location` mode reports nothing else.
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), "navy").save(out, fmt)
+    _, stripper = _strip(out.getvalue(), fmt, "location")
+    assert stripper.removed == set()

@@ -70,6 +70,21 @@ class _Tiff:
         return start, start + size
 
 
+def has_location(data: memoryview) -> bool:
+    """Whether the TIFF in ``data`` points to a GPS IFD with entries in it."""
+    try:
+        tiff = _Tiff(data)
+        entries, _ = tiff.entries(tiff.u32(4))
+        for entry in entries:
+            if tiff.u16(entry) == GPS_IFD:
+                ifd = tiff.u32(entry + 8)
+                if 8 <= ifd <= len(data) - 2 and tiff.u16(ifd) > 0:
+                    return True
+    except (ValueError, IndexError, struct.error):
+        return False
+    return False
+
+
 def clear_location(data: memoryview) -> str | None:
     """Empty the GPS IFD of the TIFF in ``data`` (writable), and the XMP packet of IFD0,
     keeping every length. Returns None when no reader can find a location in it any more,

@@ -183,6 +183,12 @@ class FileSink:
                 actual=received,
             )
         assert self._content_type is not None
+        stripped = None
+        if self._stripper is not None:
+            removed = self._stripper.removed
+            stripped = {
+                "stripped": {"location": "location" in removed, "all": "metadata" in removed}
+            }
         return NewFile(
             id=self._id,
             filename=self._filename,
@@ -192,6 +198,7 @@ class FileSink:
             storage_key=self._key,
             verified=self._expected is not None,
             received_sha256=received,
+            metadata=stripped,
         )
 
     async def commit(self) -> None:

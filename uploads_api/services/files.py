@@ -115,7 +115,11 @@ class FileService:
             dataclasses.replace(
                 item,
                 owner=caller.owner,
-                metadata=basic_facts(item.content_type, item.size, item.sha256),
+                # With what the intake found (what stripping removed, say).
+                metadata={
+                    **basic_facts(item.content_type, item.size, item.sha256),
+                    **(item.metadata or {}),
+                },
                 settled=settled_at_upload(item.content_type, item.size, decoders),
             )
             for item in received
