@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests import mediagen
 from tests.conftest import Server, ServerFactory
-from tests.helpers import task_of, upload, wait_done
+from tests.helpers import assert_healthy, task_of, upload, wait_done
 
 pytestmark = pytest.mark.e2e
 
@@ -122,3 +122,60 @@ def test_a_container_off_the_allowlist_is_stored_but_never_opened(
         assert record["content_type"] == "video/webm"
         assert task_of(record, "thumbnails")["state"] == "skipped"
         assert client.get(f"/v1/files/{record['id']}/content").content == webm.read_bytes()
+
+
+# Hostile files: each fails its own task with a reason, and the server goes on -----------
+
+
+def _truncated_mp4(tmp_path: Path) -> Path:
+    clip = mediagen.video(tmp_path / "whole")
+    data = clip.read_bytes()
+    # PyAV writes the moov atom (the index) last: cut before it, the frames have no map.
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: data.rindex(b"moov") - 4])
+    return cut
+
+
+def _mp3_with_huge_cover(tmp_path: Path) -> Path:
+    from mutagen import id3 as mutagen_id3
+
+    path = mediagen.mp3(tmp_path, cover=False)
+    id3: Any = mutagen_id3  # mutagen has no type hints
+    tags = id3.ID3(str(path))
+    jpeg = b"\xff\xd8\xff\xe0" + bytes(50 * 1024 * 1024)
+    tags.add(id3.APIC(encoding=3, mime="image/jpeg", type=3, desc="big", data=jpeg))
+    tags.save(str(path))
+    return path
+
+
+def test_a_truncated_video_fails_with_a_reason(shared_server: Server, tmp_path: Path) -> None:
+    with httpx.Client(base_url=shared_server.url, timeout=60) as client:
+        (record,) = upload(client, _truncated_mp4(tmp_path))
+        record = wait_done(client, record["id"], timeout=60)
+    assert record["status"] == "failed"
+    for name in ("metadata", "thumbnails"):
+        task = task_of(record, name)
+        assert (task["state"], task["attempts"]) == ("failed", 1), task
+        assert "video" in task["error"] and "Traceback" not in task["error"]
+    assert_healthy(shared_server)
+
+
+def test_an_mp3_with_a_50_mb_cover_fails_its_thumbnails_only(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    with httpx.Client(base_url=shared_server.url, timeout=60) as client:
+        (record,) = upload(client, _mp3_with_huge_cover(tmp_path))
+        record = wait_done(client, record["id"], timeout=60)
+    thumbnails = task_of(record, "thumbnails")
+    assert thumbnails["state"] == "failed" and "cover" in thumbnails["error"], thumbnails
+    assert task_of(record, "metadata")["state"] in ("succeeded", "failed")
+    assert_healthy(shared_server)
+
+
+def test_a_100000_pt_pdf_page_renders_within_the_pixel_cap(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    record = ready(client, mediagen.pdf(tmp_path, pages=1, size=(100_000, 100_000)))
+    assert record["metadata"]["pdf"]["page_size"] == [100_000, 100_000]
+    sizes = {t["size"]: (t["width"], t["height"]) for t in record["thumbnails"]}
+    assert sizes == {256: (256, 256), 1024: (1024, 1024)}
