@@ -147,8 +147,9 @@ def test_cluster_survives_a_killed_worker(
         thumbnails = Counter(
             k.split("/")[3] for k in objects if k.startswith("cluster/thumbnails/")
         )
-        images = {fid for fid, (_d, suffix) in acknowledged.items() if suffix == ".jpg"}
-        assert set(thumbnails) == images
+        # Photos and PDFs (their first page) have thumbnails; text has none.
+        previewed = {f for f, (_d, suffix) in acknowledged.items() if suffix in (".jpg", ".pdf")}
+        assert set(thumbnails) == previewed
         assert set(thumbnails.values()) == {2}
         assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
         for api in apis:

@@ -4,6 +4,7 @@ the full ``Allow`` on 405 and ``OPTIONS``; a page for every problem code."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import subprocess
@@ -19,7 +20,9 @@ from tests.conftest import ARTIFACTS, ROOT, Server, ServerFactory
 from tests.helpers import bearer, create_key, wait_closed
 from uploads_api.api.problem_pages import EXPLANATIONS
 from uploads_api.api.problems import PROBLEM_TYPES, STATUS, http_status
+from uploads_api.app import create_app
 from uploads_api.client import Client
+from uploads_api.config import Settings
 from uploads_api.errors import UploadsError
 
 pytestmark = pytest.mark.e2e
@@ -214,3 +217,19 @@ def test_bodies_media_types_and_headers_are_described(description: dict[str, Any
     assert "Retry-After" in put["responses"]["429"]["headers"]
     assert "content-digest" in {p["name"].lower() for p in put["parameters"]}
     assert "Problem" in description["components"]["schemas"]
+
+
+def test_a_concrete_path_wins_below_a_mount_point_too(tmp_path: Path) -> None:
+    """Behind a proxy that mounts the app at /api, PUT /api/v1/files/check is still 405."""
+    app = create_app(Settings(data_dir=tmp_path, log_level="WARNING"))
+
+    async def main() -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, root_path="/api")
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://127.0.0.1:8000"
+            ) as client:
+                return await client.put("/api/v1/files/check", content=b"x")
+
+    response = asyncio.run(main())
+    assert (response.status_code, response.headers["allow"]) == (405, "POST, OPTIONS")

@@ -70,7 +70,7 @@ def test_location_is_stripped_on_the_way_in(stripping: Server, tmp_path: Path, f
         record = client.put(f"/v1/files/{source.name}", content=sent).json()
         stored = client.get(f"/v1/files/{record['id']}/content").content
     assert record["received_sha256"] == sha256(sent)
-    assert record["metadata"]["stripped"] == {"location": True, "all": False}
+    assert record["metadata"]["stripped"] == {"location": True, "all": False, "complete": True}
     assert (record["sha256"], record["size"]) == (sha256(stored), len(stored))
     assert record["sha256"] != record["received_sha256"]
     out = tmp_path / f"stored.{fmt.lower()}"

@@ -301,7 +301,7 @@ def test_a_crashed_image_worker_is_replaced() -> None:
         await pool.start()
         try:
             before = await pool.run(os.getpid)
-            with pytest.raises(RetryableError, match="an image worker process crashed"):
+            with pytest.raises(RetryableError, match="a media worker process crashed"):
                 await pool.run(os._exit, 1)
             await pool.run(configure_worker, 10)  # a task with arguments, on the new worker
             after = await pool.run(os.getpid)
@@ -392,7 +392,7 @@ def test_a_crashing_decoder_fails_its_task_and_spares_the_others(tmp_path: Path)
     crashed = tasks[ids[1]]
     others = [tasks[file_id] for file_id in ids if file_id != ids[1]]
     assert (crashed.state, crashed.attempts) == (FAILED, 3)
-    assert crashed.error == "an image worker process crashed"
+    assert crashed.error == "a media worker process crashed"
     assert [(t.state, t.attempts) for t in others] == [(SUCCEEDED, 1)] * 3
 
 

@@ -159,6 +159,9 @@ def _ogg(packet: bytes) -> bytes:
         (_ogg(b"OpusHead\x01\x02"), "audio/ogg"),
         (_ogg(b"\x80theora\x03\x02"), "video/ogg"),
         (_ogg(b"something"), "application/ogg"),
+        (b"\x00\x00\x00\x1cftypmp42\x00\x00\x00\x00M4A mp42isom", "audio/mp4"),
+        (b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom", "application/octet-stream"),
+        (b"ID3 tags hold an mp3's title, and this line is only text about them.\n", "text/plain"),
     ],
     ids=[
         "mp4",
@@ -174,6 +177,9 @@ def _ogg(packet: bytes) -> bytes:
         "opus",
         "theora",
         "ogg",
+        "m4a-mp42",
+        "cr3",
+        "id3-text",
     ],
 )
 def test_audio_and_video_containers(head: bytes, expected: str) -> None:

@@ -27,7 +27,6 @@ _PREFIXES = (
     (b"MM\x00+", "image/tiff"),
     (b"%PDF-", "application/pdf"),
     (b"fLaC", "audio/flac"),
-    (b"ID3", "audio/mpeg"),
     # puremagic calls JPEG 2000 "image/jpeg", which would send it to the wrong decoder.
     (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "image/jp2"),
     (b"\xff\x4f\xff\x51", "image/jp2"),
@@ -36,6 +35,11 @@ _PREFIXES = (
 # ISO base media ("ftyp") brands. mif1/msf1 are generic HEIF: the other brands decide.
 # The major brand alone tells audio (M4A, M4B) and QuickTime from other MPEG-4 files.
 _AUDIO_MP4_BRANDS = frozenset({b"M4A ", b"M4B ", b"M4P "})
+# Brands of MPEG-4 video files (``isom`` and ``mp4x`` also head audio-only files).
+_GENERIC_MP4_BRANDS = frozenset({b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42"})
+_VIDEO_MP4_BRANDS = _GENERIC_MP4_BRANDS | frozenset(
+    {b"avc1", b"M4V ", b"M4VH", b"M4VP", b"dash", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"mmp4"}
+)
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _HEIC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
 _HEIF_BRANDS = frozenset({b"mif1", b"msf1"})
@@ -95,6 +99,8 @@ def _binary_type(head: bytes) -> str | None:
     for prefix, content_type in _PREFIXES:
         if head.startswith(prefix):
             return content_type
+    if _is_id3(head):
+        return "audio/mpeg"
     if head[:4] == b"RIFF" and head[8:12] in _RIFF_TYPES:
         return _RIFF_TYPES[head[8:12]]
     if head.startswith(b"OggS"):
@@ -122,11 +128,25 @@ def _ftyp_type(head: bytes) -> str | None:
         return "image/heic"
     if brands & _HEIF_BRANDS:
         return "image/heif"
-    if head[8:12] in _AUDIO_MP4_BRANDS:
+    if brands & _AUDIO_MP4_BRANDS and not brands & _VIDEO_MP4_BRANDS - _GENERIC_MP4_BRANDS:
         return "audio/mp4"
     if head[8:12] == b"qt  ":
         return "video/quicktime"
-    return "video/mp4"
+    if head[8:12] in _VIDEO_MP4_BRANDS:
+        return "video/mp4"
+    return None  # another ISO media kind (a raw photo such as CR3, ...): not ours to open
+
+
+def _is_id3(head: bytes) -> bool:
+    """An ID3v2 tag header (as MP3 files start): version 2-4, then four 7-bit size bytes,
+    so text that merely begins with "ID3" is not taken for audio."""
+    return (
+        head.startswith(b"ID3")
+        and len(head) >= 10
+        and head[3] in (2, 3, 4)
+        and head[4] == 0
+        and all(byte < 0x80 for byte in head[6:10])
+    )
 
 
 def _ogg_type(head: bytes) -> str:

@@ -100,7 +100,7 @@ async def download(
         "Cache-Control": "private, max-age=0, must-revalidate",
         "Content-Security-Policy": USER_CONTENT_CSP,
     }
-    if if_none_match is not None and etag in if_none_match:
+    if if_none_match is not None and (etag in if_none_match or if_none_match.strip() == "*"):
         return Response(status_code=304, headers=headers)
     span = None
     if if_range is None or if_range == etag:

@@ -168,7 +168,7 @@ async def upload_raw(
     )
     _observe("raw", [record], started)
     background.add_task(files.start_processing, waiting_ids([record]))
-    response.headers["Location"] = f"/v1/files/{record.id}"
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}/v1/files/{record.id}"
     return FileOut.of(record)
 
 

@@ -82,7 +82,9 @@ class MethodGate:
                     scope, receive, send
                 )
                 return
-        served = self._concrete_paths(routes).get(scope["path"])
+        # Routes match the path below the app's mount point, so the lookup does too.
+        path = scope["path"].removeprefix(scope.get("root_path", ""))
+        served = self._concrete_paths(routes).get(path)
         if served is not None and method not in served and method != "OPTIONS":
             await self._refuse(routes, scope, receive, send)
             return

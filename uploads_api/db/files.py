@@ -29,8 +29,8 @@ from uploads_api.db.rows import f, file_of, new_task_row, refresh_status, t, tas
 from uploads_api.db.usage import Quota, check_quota_in
 from uploads_api.media.outputs import Thumbnail
 
-# Rows per IN (...) list: well under every database's bound-parameter limit.
-_IN_CHUNK = 500
+# Rows per IN (...) list: two lists of them stay under SQLite's old limit of 999 parameters.
+_IN_CHUNK = 400
 
 
 _EPOCH = datetime(1970, 1, 1)

@@ -187,7 +187,12 @@ class FileSink:
         if self._stripper is not None:
             removed = self._stripper.removed
             stripped = {
-                "stripped": {"location": "location" in removed, "all": "metadata" in removed}
+                "stripped": {
+                    "location": "location" in removed,
+                    "all": "metadata" in removed,
+                    # False: part of the file could not be parsed and went as sent.
+                    "complete": self._stripper.gave_up is None,
+                }
             }
         return NewFile(
             id=self._id,

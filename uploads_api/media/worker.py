@@ -8,6 +8,7 @@ import importlib
 import multiprocessing
 import os
 import resource
+import signal
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -47,27 +48,43 @@ def configure_worker(max_pixels: int, memory_limit: int | None = None) -> None:
             register_avif()
     if multiprocessing.parent_process() is not None:
         _lower_priority()
+        # A worker ended by a limit must not leave a core file of its memory behind.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if memory_limit is not None:
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
             if hard == resource.RLIM_INFINITY or hard > memory_limit:
                 resource.setrlimit(resource.RLIMIT_AS, (memory_limit, hard))
 
 
+class CpuBudgetExceeded(Exception):
+    """A call used more CPU time than its budget (several decoder threads use it faster
+    than the wall clock runs)."""
+
+
+def _over_budget(_signum: int, _frame: object) -> None:
+    raise CpuBudgetExceeded("the call used up its CPU-time budget")
+
+
 def limited(cpu_seconds: float, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` with at most ``cpu_seconds`` more CPU time for this process: past
-    that the kernel ends it (SIGXCPU), the pool replaces it and the task fails. A worker
-    lives for many tasks, so the limit is set from what it has used so far."""
+    """``fn(*args)`` with at most ``cpu_seconds`` more CPU time for this process. Past it
+    the kernel sends SIGXCPU, and the call ends with ``CpuBudgetExceeded`` as soon as
+    Python runs again (a decoder stuck in C is ended by the pool's wall clock). A worker
+    lives for many tasks, so the limit is set from what it has used so far, and the
+    previous one is put back after."""
     used = resource.getrusage(resource.RUSAGE_SELF)
     spent = used.ru_utime + used.ru_stime
-    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    before = resource.getrlimit(resource.RLIMIT_CPU)
+    hard = before[1]
     soft = int(spent + cpu_seconds) + 1
     if hard != resource.RLIM_INFINITY:
         soft = min(soft, hard)
+    previous = signal.signal(signal.SIGXCPU, _over_budget)
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
     try:
         return fn(*args)
     finally:
-        resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+        resource.setrlimit(resource.RLIMIT_CPU, before)
+        signal.signal(signal.SIGXCPU, previous)
 
 
 def _lower_priority() -> None:

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from uploads_api.media.worker import configure_worker, limited
+from uploads_api.media.worker import CpuBudgetExceeded, configure_worker, limited
 from uploads_api.tasks.base import PermanentError, RetryableError
 
 T = TypeVar("T")
@@ -43,6 +43,7 @@ class ImagePool:
         self._idle_seconds = idle_seconds
         self._timeout = timeout
         self._memory_limit = memory_limit
+        self._slots = asyncio.Semaphore(workers)
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Future[ProcessPoolExecutor] | None = None
         self._in_flight = 0
@@ -94,15 +95,31 @@ class ImagePool:
         return executor
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        executor = await self._running_executor()
         self._in_flight += 1
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        try:
+            # Callers queue here, not in the executor: the time limit then counts only a
+            # call's own run, and a killed pool has no queued calls to drop.
+            async with self._slots:
+                return await self._run(await self._running_executor(), fn, *args)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0 and self._idle_seconds is not None:
+                self._idle_timer = asyncio.get_running_loop().call_later(
+                    self._idle_seconds, self._stop_idle
+                )
+
+    async def _run(self, executor: ProcessPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
             call = loop.run_in_executor(executor, limited, self._timeout, fn, *args)
             return await asyncio.wait_for(call, self._timeout)
+        except CpuBudgetExceeded as exc:
+            raise MediaTimeout(
+                f"decoding used more than {self._timeout:g} s of CPU (UPLOADS_MEDIA_TIMEOUT)"
+            ) from exc
         except TimeoutError as exc:
             # The worker goes on decoding until it is killed; so do its neighbours' tasks,
             # which the broken pool hands back as retryable.
@@ -113,12 +130,6 @@ class ImagePool:
         except BrokenProcessPool as exc:
             self._replace(executor)
             raise RetryableError("a media worker process crashed") from exc
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._idle_seconds is not None:
-                self._idle_timer = asyncio.get_running_loop().call_later(
-                    self._idle_seconds, self._stop_idle
-                )
 
     def _stop_idle(self) -> None:
         self._idle_timer = None
@@ -137,7 +148,9 @@ class ImagePool:
         if self._executor is broken:
             log.warning("image worker pool broken; the next image starts a new one")
             self._executor = None
-            broken.shutdown(wait=False, cancel_futures=True)
+            # Not cancel_futures: a call already handed over gets BrokenProcessPool (a
+            # retry), never a CancelledError its caller would take for a shutdown.
+            broken.shutdown(wait=False, cancel_futures=False)
 
     def shutdown(self) -> None:
         if self._idle_timer is not None:
