@@ -18,6 +18,19 @@ MiB = 1024**2
 
 DEFAULT_IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIF", "TIFF", "BMP")
 DEFAULT_VIDEO_FORMATS = tuple(VIDEO_CONTAINERS.values())
+DAY = 86400.0
+HOUR = 3600.0
+WEBHOOK_RETRY_SCHEDULE = (
+    5.0,
+    300.0,
+    1800.0,
+    2 * HOUR,
+    5 * HOUR,
+    10 * HOUR,
+    14 * HOUR,
+    20 * HOUR,
+    24 * HOUR,
+)
 
 
 class Settings(BaseSettings):
@@ -79,6 +92,20 @@ class Settings(BaseSettings):
     sweep_interval: float = Field(default=300.0, gt=0)
     temp_ttl: float = Field(default=3600.0, ge=1)
 
+    # Events out. Retries wait these many seconds after the previous attempt (the Standard
+    # Webhooks example schedule); past the last, a delivery is dead.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = WEBHOOK_RETRY_SCHEDULE
+    webhook_timeout: float = Field(default=15.0, gt=0)
+    webhook_allow_private: bool = False
+    webhook_allowed_targets: Annotated[tuple[str, ...], NoDecode] = ()
+    event_retention: float = Field(default=7 * DAY, gt=0)
+    audit_retention: float = Field(default=90 * DAY, gt=0)
+    # Keys for signed tokens and links; the first signs, any verifies (rotation). Unset: one
+    # is generated and kept in the data dir.
+    signing_key: Annotated[tuple[str, ...], NoDecode] = ()
+
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
@@ -101,7 +128,9 @@ class Settings(BaseSettings):
             return sizes
         return value
 
-    @field_validator("allowed_types", "cors_origins", mode="before")
+    @field_validator(
+        "allowed_types", "cors_origins", "webhook_allowed_targets", "signing_key", mode="before"
+    )
     @classmethod
     def _parse_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -112,6 +141,22 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(part.lower() for part in value)
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(float(part) for part in value.split(",") if part.strip())
+        if isinstance(value, (tuple, list)) and any(float(v) < 0 for v in value):
+            raise ValueError("retry delays are seconds, 0 or more")
+        return value
+
+    @field_validator("webhook_secret", mode="after")
+    @classmethod
+    def _whsec(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret: whsec_ and base64")
+        return value
 
     @field_validator("image_formats", "video_formats", mode="before")
     @classmethod
@@ -132,6 +177,8 @@ class Settings(BaseSettings):
         unknown = set(self.image_formats) - set(DEFAULT_IMAGE_FORMATS)
         if unknown:
             raise ValueError(f"unknown image formats: {', '.join(sorted(unknown))}")
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("UPLOADS_WEBHOOK_URL needs UPLOADS_WEBHOOK_SECRET (whsec_...)")
         unknown = set(self.video_formats) - set(DEFAULT_VIDEO_FORMATS)
         if unknown:
             raise ValueError(f"unknown video formats: {', '.join(sorted(unknown))}")

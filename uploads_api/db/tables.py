@@ -75,3 +75,73 @@ api_keys = Table(
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime, nullable=True),
 )
+
+# The outbox: every event, written in the transaction of the change that caused it. ``seq``
+# orders them for the live stream; ``id`` is the public one (``webhook-id``, SSE ``id:``).
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("type", String(32), nullable=False),
+    Column("owner", String(64), nullable=True),
+    Column("file_id", String(32), nullable=True),
+    # What receivers get: {"type", "timestamp", "data"}, rendered when the event happened.
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Index("ix_events_owner_seq", "owner", "seq"),
+)
+
+# Where events go. An endpoint with no owner takes every owner's events
+# (UPLOADS_WEBHOOK_URL); ``events`` lists the types it takes.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(64), nullable=True, index=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# One event on its way to one endpoint: created with the event, claimed with a lease by a
+# sender, retried on the schedule until delivered or dead.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("event_id", String(40), nullable=False, index=True),
+    Column("type", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime, nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Column("last_status", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_response", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+)
+
+# Who did what. Failed authentications are counted into one row per address per minute.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime, nullable=False, index=True),
+    Column("action", String(32), nullable=False),
+    Column("owner", String(64), nullable=True),
+    Column("file_id", String(32), nullable=True),
+    Column("address", String(64), nullable=True),
+    Column("detail", JSON, nullable=True),
+    Column("count", Integer, nullable=False),
+    Index("ix_audit_log_owner_at", "owner", "at"),
+    Index("ix_audit_log_action_address_at", "action", "address", "at"),
+)
