@@ -20,6 +20,7 @@ pytest_plugins = ["tests.service_fixtures"]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
+LOOPBACK_TARGETS = "localhost,127.0.0.0/8,::1"
 # Fast retries and short sweeps so fault tests finish in seconds.
 TEST_ENV = {
     "UPLOADS_TASK_RETRY_BASE_DELAY": "0.2",
@@ -28,6 +29,8 @@ TEST_ENV = {
     "UPLOADS_IMAGE_WORKERS": "2",
     "UPLOADS_SHUTDOWN_GRACE_SECONDS": "2",
     "UPLOADS_LOG_LEVEL": "INFO",
+    # Nothing a test (or the contract fuzzer) registers can make a server send elsewhere.
+    "UPLOADS_WEBHOOK_ALLOWED_TARGETS": LOOPBACK_TARGETS,
 }
 
 

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from uploads_api.api.schemas import render_file
 from uploads_api.db.engine import Engines, create_engines
+from uploads_api.db.events import EventWriter
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import NewFile
 from uploads_api.db.queue import TaskQueue
@@ -30,10 +32,11 @@ class Repositories:
 
     @classmethod
     def over(cls, engines: Engines, *, max_attempts: int = 3) -> Repositories:
+        events = EventWriter(render_file)
         return cls(
             engines,
-            FileRepository(engines, max_attempts=max_attempts),
-            TaskQueue(engines, max_attempts=max_attempts),
+            FileRepository(engines, events, max_attempts=max_attempts),
+            TaskQueue(engines, events, max_attempts=max_attempts),
             UsageRepository(engines),
         )
 

@@ -27,7 +27,7 @@ from uploads_api.db.models import (
     NewFile,
     Task,
 )
-from uploads_api.db.rows import utcnow
+from uploads_api.db.tables import utcnow
 from uploads_api.db.usage import Quota
 from uploads_api.errors import QuotaExceeded
 from uploads_api.media.outputs import Thumbnail

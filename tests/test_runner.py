@@ -424,7 +424,9 @@ def test_an_unrecorded_outcome_runs_again_after_the_lease(tmp_path: Path) -> Non
 
     async def main() -> None:
         async with repository_for(settings) as plain:
-            flaky = FlakyQueue(plain.engines, max_attempts=settings.task_max_attempts)
+            flaky = FlakyQueue(
+                plain.engines, plain.queue.events, max_attempts=settings.task_max_attempts
+            )
             repo = dataclasses.replace(plain, queue=flaky)
             file_id = await add_file(repo)
             async with running(settings, repo, handler):

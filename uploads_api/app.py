@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from uploads_api import __version__
-from uploads_api.api import downloads, health, problem_pages, tasks
+from uploads_api.api import downloads, health, problem_pages, tasks, webhooks
 from uploads_api.api import files as files_routes
 from uploads_api.api.bind_guard import LoopbackOnlyWhileOpen
 from uploads_api.api.contract import install_openapi
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         files_routes.router,
         downloads.router,
         tasks.router,
+        webhooks.router,
         health.router,
         problem_pages.router,
     ]
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Content-Digest"],
             expose_headers=[
                 "ETag",

@@ -19,6 +19,7 @@ The tree::
     ├── UnsupportedMediaType          not multipart/form-data; a type UPLOADS_ALLOWED_TYPES refuses
     ├── RangeNotSatisfiable
     ├── NoFiles                       a request that carried no file
+    ├── WebhookTargetRefused          a webhook URL the server will not send to
     ├── TooManyUploads                over the per-key concurrent upload cap
     ├── ClientDisconnected            the client went away; the answer reaches nobody
     ├── ServiceUnavailable            the database is not reachable or locked
@@ -97,6 +98,10 @@ class RangeNotSatisfiable(UploadsError):
 
 class NoFiles(UploadsError):
     code, title = "no-files", "No file in request"
+
+
+class WebhookTargetRefused(UploadsError):
+    code, title = "webhook-target-refused", "Webhook target refused"
 
 
 class TooManyUploads(UploadsError):

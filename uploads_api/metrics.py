@@ -26,3 +26,8 @@ TASK_DURATION = Histogram(
 )
 QUEUE_DEPTH = Gauge("uploads_tasks_queued", "Tasks waiting to run")
 QUEUE_OLDEST = Gauge("uploads_tasks_oldest_queued_seconds", "Age of the oldest queued task")
+WEBHOOK_ATTEMPTS = Counter(
+    "uploads_webhook_attempts_total",
+    "Webhook delivery attempts by outcome: delivered, retry, dead, refused",
+    ["outcome"],
+)

@@ -6,19 +6,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from uploads_api.api.schemas import render_file
 from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
+from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.engine import Engines, create_engines
+from uploads_api.db.events import EventWriter
 from uploads_api.db.files import FileRepository
 from uploads_api.db.keys import KeyRepository
 from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
 from uploads_api.db.usage import UsageRepository
+from uploads_api.db.webhooks import EndpointRepository
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
+from uploads_api.outbound import TargetPolicy
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
+from uploads_api.services.webhooks import WebhookService
 from uploads_api.storage import Storage
 from uploads_api.storage.factory import build_storage
 from uploads_api.tasks.base import TaskDispatcher, TaskHandler
@@ -27,6 +33,7 @@ from uploads_api.tasks.metadata import MetadataTask
 from uploads_api.tasks.pool import ImagePool
 from uploads_api.tasks.runner import TaskRunner
 from uploads_api.tasks.thumbnails import ThumbnailTask
+from uploads_api.tasks.webhooks import DeliveryLoop, WebhookSender
 from uploads_api.tasks.workspace import Workspace
 
 
@@ -44,6 +51,8 @@ class Runtime:
     file_service: FileService
     task_service: TaskService
     health_service: HealthService
+    webhook_service: WebhookService
+    deliveries: DeliveryLoop
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -52,8 +61,9 @@ class Runtime:
         engines = create_engines(
             settings.resolved_database_url, busy_timeout=settings.database_busy_timeout
         )
-        files = FileRepository(engines, max_attempts=settings.task_max_attempts)
-        queue = TaskQueue(engines, max_attempts=settings.task_max_attempts)
+        events = EventWriter(render_file)
+        files = FileRepository(engines, events, max_attempts=settings.task_max_attempts)
+        queue = TaskQueue(engines, events, max_attempts=settings.task_max_attempts)
         storage = build_storage(settings, data_dir, temp_dir)
         pool = ImagePool(
             settings.image_workers,
@@ -62,8 +72,17 @@ class Runtime:
             timeout=settings.media_timeout,
             memory_limit=settings.media_memory_limit,
         )
+        policy = TargetPolicy(
+            allow_private=settings.webhook_allow_private,
+            allowed_targets=settings.webhook_allowed_targets,
+        )
+        endpoints = EndpointRepository(engines)
+        deliveries = DeliveryRepository(engines, events)
+        sender = WebhookSender(settings, deliveries, endpoints, policy)
+        delivery_loop = DeliveryLoop(sender, settings.task_poll_interval)
+        events.subscribe(deliveries=delivery_loop.wake)
         workspace = Workspace(temp_dir / "work")
-        cleanup = CleanupTask(settings, storage, files, workspace, temp_dir)
+        cleanup = CleanupTask(settings, storage, files, workspace, temp_dir, deliveries)
         handlers: dict[str, TaskHandler] = {
             "metadata": MetadataTask(settings, storage, files, pool, workspace),
             "thumbnails": ThumbnailTask(settings, storage, files, pool, workspace),
@@ -98,14 +117,20 @@ class Runtime:
             file_service=file_service,
             task_service=TaskService(queue),
             health_service=HealthService(engines, storage, queue),
+            webhook_service=WebhookService(endpoints, deliveries, policy),
+            deliveries=delivery_loop,
         )
 
     async def start(self) -> None:
-        """Start an API process; with in-process tasks it runs them too."""
+        """Start an API process; with in-process tasks it runs them (and sends webhooks) too."""
         await ensure_schema(self.engines)
+        await self.webhook_service.configure_environment(
+            self.settings.webhook_url, self.settings.webhook_secret
+        )
         if self.settings.task_backend == "inprocess":
             # The image pool starts on the first image, not here: see ImagePool.
             self.runner.start()
+            self.deliveries.start()
 
     async def start_worker(self) -> None:
         """Start a Celery worker process: it runs tasks, never the in-process runner."""
@@ -113,8 +138,10 @@ class Runtime:
         # Scratch left by a killed run on this machine; no other process would find it.
         await self.cleanup.sweep_local()
         await self.pool.start()
+        self.deliveries.start()
 
     async def stop(self) -> None:
+        await self.deliveries.stop()
         await self.runner.stop(self.settings.shutdown_grace_seconds)
         self.pool.shutdown()
         await self.engines.dispose()

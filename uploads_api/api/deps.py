@@ -12,6 +12,7 @@ from uploads_api.runtime import Runtime
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
+from uploads_api.services.webhooks import WebhookService
 
 # Declares the scheme in OpenAPI (so /docs can send a key); the check itself is ours.
 bearer = HTTPBearer(auto_error=False, description="An API key from `uploads-api keys create`")
@@ -41,6 +42,10 @@ def get_task_service(runtime: RuntimeDep) -> TaskService:
     return runtime.task_service
 
 
+def get_webhook_service(runtime: RuntimeDep) -> WebhookService:
+    return runtime.webhook_service
+
+
 def get_health_service(runtime: RuntimeDep) -> HealthService:
     return runtime.health_service
 
@@ -48,4 +53,5 @@ def get_health_service(runtime: RuntimeDep) -> HealthService:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 FilesDep = Annotated[FileService, Depends(get_file_service)]
 TasksDep = Annotated[TaskService, Depends(get_task_service)]
+WebhooksDep = Annotated[WebhookService, Depends(get_webhook_service)]
 HealthDep = Annotated[HealthService, Depends(get_health_service)]

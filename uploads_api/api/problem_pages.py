@@ -86,6 +86,13 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         "A multipart request without a file part (a part with a filename).",
         "Add the file as a part with a filename (`curl -F file=@path`).",
     ),
+    "webhook-target-refused": (
+        "The webhook URL is not one the server sends to: not http or https, credentials in"
+        " it, or a literal address that is loopback, private, link-local (the cloud metadata"
+        " service), multicast or unspecified, or outside UPLOADS_WEBHOOK_ALLOWED_TARGETS.",
+        "Give a public http(s) URL. For a receiver on your own network the operator sets"
+        " UPLOADS_WEBHOOK_ALLOW_PRIVATE=true.",
+    ),
     "validation-error": (
         "A parameter or JSON body is out of range or of the wrong form; `errors` lists"
         " each with its location.",

@@ -33,6 +33,7 @@ STATUS: dict[type[UploadsError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.RangeNotSatisfiable: 416,
     errors.NoFiles: 422,
+    errors.WebhookTargetRefused: 422,
     errors.TooManyUploads: 429,
     errors.ServiceUnavailable: 503,
     errors.InsufficientStorage: 507,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from uploads_api.db.models import FileRecord, Task
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None else None
 
 
@@ -31,8 +31,8 @@ class TaskOut(BaseModel):
             state=task.state,
             attempts=task.attempts,
             error=task.error,
-            started_at=_utc(task.started_at),
-            finished_at=_utc(task.finished_at),
+            started_at=utc(task.started_at),
+            finished_at=utc(task.finished_at),
         )
 
 
@@ -43,7 +43,7 @@ class TaskWithFileOut(TaskOut):
     @classmethod
     def of(cls, task: Task) -> TaskWithFileOut:
         base = TaskOut.of(task).model_dump()
-        return cls(**base, file_id=task.file_id, created_at=_utc(task.created_at))
+        return cls(**base, file_id=task.file_id, created_at=utc(task.created_at))
 
 
 class ThumbnailOut(BaseModel):
@@ -103,6 +103,11 @@ class FileOut(BaseModel):
             tasks=[TaskOut.of(task) for task in record.tasks],
             links=Links(self=base, content=f"{base}/content"),
         )
+
+
+def render_file(record: FileRecord) -> dict[str, Any]:
+    """A file as the API answers it, as JSON: the ``data`` of its events."""
+    return FileOut.of(record).model_dump(mode="json")
 
 
 class FilesCreated(BaseModel):

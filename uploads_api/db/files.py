@@ -12,6 +12,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from uploads_api.db.engine import Engines
+from uploads_api.db.events import FILE_CREATED, FILE_DELETED, FINAL_STATUS_EVENTS, EventWriter
 from uploads_api.db.group_commit import GroupCommit
 from uploads_api.db.models import (
     CLEANUP,
@@ -25,7 +26,8 @@ from uploads_api.db.models import (
     NewFile,
     Task,
 )
-from uploads_api.db.rows import f, file_of, new_task_row, refresh_status, t, task_of, utcnow
+from uploads_api.db.rows import f, file_of, load_record, new_task_row, refresh_status, t, task_of
+from uploads_api.db.tables import utcnow
 from uploads_api.db.usage import Quota, check_quota_in
 from uploads_api.media.outputs import Thumbnail
 
@@ -60,8 +62,9 @@ class _NewRows:
 
 
 class FileRepository:
-    def __init__(self, engines: Engines, *, max_attempts: int = 3) -> None:
+    def __init__(self, engines: Engines, events: EventWriter, *, max_attempts: int = 3) -> None:
         self.engines = engines
+        self.events = events
         self.max_attempts = max_attempts
         self._file_inserts = GroupCommit(engines.write, self._insert_files)
 
@@ -81,10 +84,12 @@ class FileRepository:
             return []
         rows = self._new_file_rows(new_files, task_names)
         if quota is None:
-            return await self._file_inserts.submit(rows)
-        async with self.engines.write() as conn:
-            await check_quota_in(conn, quota, sum(nf.size for nf in new_files), len(new_files))
-            (records,) = await self._insert_files(conn, [rows])
+            records = await self._file_inserts.submit(rows)
+        else:
+            async with self.engines.write() as conn:
+                await check_quota_in(conn, quota, sum(nf.size for nf in new_files), len(new_files))
+                (records,) = await self._insert_files(conn, [rows])
+        self.events.committed(len(records))
         return records
 
     def _new_file_rows(self, new_files: Sequence[NewFile], task_names: Sequence[str]) -> _NewRows:
@@ -134,9 +139,16 @@ class FileRepository:
             )
             for task in (task_of(row) for row in inserted):
                 by_file.setdefault(task.file_id or "", []).append(task)
-        return [
+        records = [
             [file_of(row, by_file.get(row["id"], [])) for row in rows.files] for rows in uploads
         ]
+        changes: list[tuple[str, FileRecord]] = []
+        for record in (record for batch in records for record in batch):
+            changes.append((FILE_CREATED, record))
+            if record.status in FINAL_STATUS_EVENTS:
+                changes.append((FINAL_STATUS_EVENTS[record.status], record))
+        await self.events.file_events(conn, changes)
+        return records
 
     async def get_file(self, file_id: str, scope: str | None = None) -> FileRecord | None:
         """The file, if it exists and ``scope`` (an owner; ``None`` for all) may see it."""
@@ -221,12 +233,15 @@ class FileRepository:
         """Drop the record and its pending tasks; queue a cleanup of its bytes. One transaction."""
         now = utcnow()
         async with self.engines.write() as conn:
+            record = await load_record(conn, file_id)
             gone = await conn.execute(delete(f).where(f.c.id == file_id))
-            if gone.rowcount == 0:
+            if record is None or gone.rowcount == 0:
                 return False
             await conn.execute(delete(t).where(t.c.file_id == file_id, t.c.state != RUNNING))
             cleanup = new_task_row(file_id, CLEANUP, now, cleanup_payload, self.max_attempts)
             await conn.execute(insert(t), [cleanup])
+            written = await self.events.file_events(conn, [(FILE_DELETED, record)])
+        self.events.committed(written)
         return True
 
     async def merge_metadata(self, file_id: str, fields: dict[str, Any]) -> None:
@@ -275,5 +290,6 @@ class FileRepository:
                     .where(t.c.file_id == file_id, t.c.name == CLEANUP, t.c.state != RUNNING)
                     .values(**again, finished_at=None)
                 )
-            await refresh_status(conn, file_id)
+            written = await refresh_status(conn, file_id, self.events)
+        self.events.committed(written)
         return done.rowcount

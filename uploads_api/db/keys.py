@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 
 from uploads_api.db.engine import Engines
-from uploads_api.db.rows import utcnow
 from uploads_api.db.tables import api_keys as k
+from uploads_api.db.tables import utcnow
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,18 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 
 from uploads_api.db.engine import Engines
+from uploads_api.db.events import EventWriter
 from uploads_api.db.models import ACTIVE_STATES, CLEANUP, FAILED, QUEUED, RUNNING, Task
-from uploads_api.db.rows import f, new_task_row, refresh_status, runnable, t, task_of, utcnow
+from uploads_api.db.rows import f, new_task_row, refresh_status, runnable, t, task_of
+from uploads_api.db.tables import utcnow
 
 _SWEEP_LOCK = 0x7377_6570  # any fixed number, private to enqueue_sweep
 
 
 class TaskQueue:
-    def __init__(self, engines: Engines, *, max_attempts: int = 3) -> None:
+    def __init__(self, engines: Engines, events: EventWriter, *, max_attempts: int = 3) -> None:
         self.engines = engines
+        self.events = events
         self.max_attempts = max_attempts
 
     async def list_tasks(
@@ -67,8 +70,10 @@ class TaskQueue:
                 (task_of(r) for r in await conn.execute(claim)),
                 key=lambda task: (task.run_after, task.id),
             )
+            written = 0
             for file_id in {task.file_id for task in claimed if task.file_id}:
-                await refresh_status(conn, file_id)
+                written += await refresh_status(conn, file_id, self.events)
+        self.events.committed(written)
         return claimed
 
     async def runnable_task_ids(
@@ -109,8 +114,10 @@ class TaskQueue:
         )
         async with self.engines.write() as conn:
             failed = [task_of(r) for r in await conn.execute(query)]
+            written = 0
             for file_id in {task.file_id for task in failed if task.file_id}:
-                await refresh_status(conn, file_id)
+                written += await refresh_status(conn, file_id, self.events)
+        self.events.committed(written)
         return failed
 
     async def renew_leases(
@@ -150,8 +157,10 @@ class TaskQueue:
                 .where(t.c.id == task.id, t.c.lease_owner == worker, t.c.state == RUNNING)
                 .values(lease_owner=None, **values)
             )
+            written = 0
             if task.file_id:
-                await refresh_status(conn, task.file_id)
+                written = await refresh_status(conn, task.file_id, self.events)
+        self.events.committed(written)
         return done.rowcount > 0
 
     async def enqueue_sweep(self) -> bool:

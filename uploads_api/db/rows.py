@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, exists, or_, update
+from sqlalchemy import and_, case, exists, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from uploads_api.db import tables
+from uploads_api.db.events import FINAL_STATUS_EVENTS, EventWriter
 from uploads_api.db.models import (
     ACTIVE_STATES,
     CLEANUP,
@@ -27,10 +28,6 @@ from uploads_api.media.outputs import Thumbnail
 
 f = tables.files
 t = tables.tasks
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def task_of(row: Row[Any]) -> Task:
@@ -89,8 +86,29 @@ def _status_expression(file_id: Any) -> Any:
     return case((active, PROCESSING), (failed, FILE_FAILED), else_=READY)
 
 
-async def refresh_status(conn: AsyncConnection, file_id: str) -> None:
-    """Derive the file's status from its tasks, inside the caller's transaction."""
-    await conn.execute(
-        update(f).where(f.c.id == file_id).values(status=_status_expression(file_id))
+async def load_record(conn: AsyncConnection, file_id: str) -> FileRecord | None:
+    """The file with its tasks, as the caller's transaction sees it."""
+    row = (await conn.execute(select(f).where(f.c.id == file_id))).first()
+    if row is None:
+        return None
+    file_tasks = await conn.execute(select(t).where(t.c.file_id == file_id).order_by(t.c.id))
+    return file_of(row, [task_of(task) for task in file_tasks])
+
+
+async def refresh_status(conn: AsyncConnection, file_id: str, events: EventWriter) -> int:
+    """Derive the file's status from its tasks, inside the caller's transaction; a status
+    that just became final writes its event. Returns the number of events written."""
+    status = _status_expression(file_id)
+    changed = await conn.execute(
+        update(f)
+        .where(f.c.id == file_id, f.c.status != status)
+        .values(status=status)
+        .returning(f.c.status)
     )
+    now = changed.scalar()
+    if now not in FINAL_STATUS_EVENTS:
+        return 0
+    record = await load_record(conn, file_id)
+    if record is None:
+        return 0
+    return await events.file_events(conn, [(FINAL_STATUS_EVENTS[now], record)])

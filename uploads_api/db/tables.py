@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -15,6 +17,12 @@ from sqlalchemy import (
     Table,
     Text,
 )
+
+
+def utcnow() -> datetime:
+    """Now, as the tables keep times: naive UTC."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
 
 metadata = MetaData()
 # Taken by every process that changes the schema: one migrates, the others wait and see.

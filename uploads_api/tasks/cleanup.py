@@ -9,11 +9,14 @@ import logging
 import os
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from uploads_api.config import Settings
+from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
+from uploads_api.db.tables import utcnow
 from uploads_api.storage import PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
 from uploads_api.storage.tempnames import writer_is_gone
@@ -32,12 +35,14 @@ class CleanupTask:
         files: FileRepository,
         workspace: Workspace,
         temp_dir: Path,
+        deliveries: DeliveryRepository,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.files = files
         self.workspace = workspace
         self.temp_dir = temp_dir
+        self.deliveries = deliveries
 
     async def run(self, task: Task) -> None:
         payload = task.payload or {}
@@ -57,7 +62,8 @@ class CleanupTask:
         return await asyncio.to_thread(remove_abandoned, self.temp_dir, cutoff)
 
     async def sweep(self) -> dict[str, int]:
-        """Remove temp files and scratch dirs older than the TTL, and unreferenced blobs."""
+        """Remove temp files and scratch dirs older than the TTL, unreferenced blobs, and
+        events past UPLOADS_EVENT_RETENTION."""
         cutoff = time.time() - self.settings.temp_ttl
         removed_temp = await self.sweep_local(cutoff)
         stale: dict[str, list[str]] = {}
@@ -78,9 +84,16 @@ class CleanupTask:
             for key in keys:
                 await self.storage.delete(key)
                 removed_blobs += 1
-        if removed_temp or removed_blobs:
-            log.info("sweep removed %d temp entries, %d blobs", removed_temp, removed_blobs)
-        return {"temp": removed_temp, "blobs": removed_blobs}
+        kept_since = utcnow() - timedelta(seconds=self.settings.event_retention)
+        removed_events = await self.deliveries.sweep(kept_since)
+        if removed_temp or removed_blobs or removed_events:
+            log.info(
+                "sweep removed %d temp entries, %d blobs, %d events",
+                removed_temp,
+                removed_blobs,
+                removed_events,
+            )
+        return {"temp": removed_temp, "blobs": removed_blobs, "events": removed_events}
 
 
 def remove_abandoned(root: Path, cutoff: float) -> int:

@@ -1,0 +1,201 @@
+"""Sending webhooks: due deliveries claimed from the outbox, signed per the Standard
+Webhooks spec, sent to the checked address, each outcome recorded; and the loop that runs
+the sender in whichever process runs tasks (the server, or each Celery worker).
+
+One event keeps one ``webhook-id`` on every attempt, so a receiver can drop repeats.
+Retries follow ``UPLOADS_WEBHOOK_RETRY_SCHEDULE``; a 410 Gone disables the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import UTC, datetime
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from uploads_api import metrics
+from uploads_api.config import Settings
+from uploads_api.db.deliveries import Attempt, DeliveryRepository, Outgoing
+from uploads_api.db.webhooks import EndpointRepository
+from uploads_api.outbound import Target, TargetPolicy, TargetRefused
+
+log = logging.getLogger(__name__)
+
+# Of a receiver's answer, this much is kept for the deliveries listing.
+RESPONSE_KEPT = 1024
+# Deliveries claimed at once, and sent at once by one process.
+BATCH = 32
+USER_AGENT = "uploads-api-webhooks/1"
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    return Webhook(secret).sign(message_id, datetime.fromtimestamp(timestamp, UTC), body)
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        settings: Settings,
+        deliveries: DeliveryRepository,
+        endpoints: EndpointRepository,
+        policy: TargetPolicy,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.deliveries = deliveries
+        self.endpoints = endpoints
+        self.policy = policy
+        self.schedule = settings.webhook_retry_schedule
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            # No proxies from the environment: the connection goes to the checked address.
+            self._client = httpx.AsyncClient(
+                transport=self._transport,
+                follow_redirects=False,
+                trust_env=False,
+                timeout=self.settings.webhook_timeout,
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None
+
+    async def deliver_due(self) -> int:
+        """Send every delivery that is due, a batch at a time; how many were attempted."""
+        sent = 0
+        # Past the request's own timeout: a lease that lapses means its sender died.
+        lease = self.settings.webhook_timeout + 10
+        while True:
+            batch = await self.deliveries.claim_due(BATCH, lease)
+            await asyncio.gather(*(self._attempt(out) for out in batch))
+            sent += len(batch)
+            if len(batch) < BATCH:
+                return sent
+
+    async def _attempt(self, out: Outgoing) -> None:
+        delivery = out.delivery
+        try:
+            target = await self.policy.resolve(out.url)
+        except TargetRefused as exc:
+            # A configuration matter, not a passing one: retrying would not help.
+            await self.deliveries.record(delivery, Attempt(None, f"refused: {exc}", None), None)
+            metrics.WEBHOOK_ATTEMPTS.labels("refused").inc()
+            log.warning(
+                "webhook %s to endpoint %s refused: %s",
+                delivery.event_id,
+                delivery.endpoint_id,
+                exc,
+            )
+            return
+        attempt = await self._post(out, target)
+        if attempt.status == 410:
+            await self.endpoints.disable(delivery.endpoint_id, "the receiver answered 410 Gone")
+            retry_in: float | None = None
+        elif attempt.status is not None and 200 <= attempt.status < 300:
+            retry_in = None
+        else:
+            retry_in = (
+                self.schedule[delivery.attempts] if delivery.attempts < len(self.schedule) else None
+            )
+        await self.deliveries.record(delivery, attempt, retry_in)
+        outcome = (
+            "delivered"
+            if attempt.status is not None and 200 <= attempt.status < 300
+            else "retry"
+            if retry_in is not None
+            else "dead"
+        )
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+
+    async def _post(self, out: Outgoing, target: Target) -> Attempt:
+        body = json.dumps(out.payload, separators=(",", ":"), ensure_ascii=False)
+        timestamp = int(time.time())
+        message_id = out.delivery.event_id
+        address = f"[{target.address}]" if target.address.version == 6 else str(target.address)
+        url = target.url._replace(netloc=f"{address}:{target.port}").geturl()
+        default_port = 443 if target.url.scheme == "https" else 80
+        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+        headers = {
+            "host": host_header,
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(out.secret, message_id, timestamp, body),
+        }
+        extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
+        try:
+            request = self._http().build_request(
+                "POST", url, content=body.encode(), headers=headers, extensions=extensions
+            )
+            response = await self._http().send(request, stream=True)
+            try:
+                kept = bytearray()
+                async for chunk in response.aiter_raw():
+                    kept += chunk
+                    if len(kept) >= RESPONSE_KEPT:
+                        break
+            finally:
+                await response.aclose()
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            return Attempt(None, reason, None)
+        text = bytes(kept[:RESPONSE_KEPT]).decode("utf-8", errors="replace")
+        error = (
+            None
+            if 200 <= response.status_code < 300
+            else f"the receiver answered {response.status_code}"
+        )
+        return Attempt(response.status_code, error, text)
+
+
+class DeliveryLoop:
+    """Runs the sender: at once when new deliveries are committed here (``wake``), and at
+    least every ``interval`` seconds for retries that fall due and other processes' work."""
+
+    def __init__(self, sender: WebhookSender, interval: float) -> None:
+        self.sender = sender
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="webhook-deliveries")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.sender.close()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.sender.deliver_due()
+            except Exception:
+                log.exception("webhook sender could not reach the database; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
