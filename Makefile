@@ -23,16 +23,17 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[bench]'
 	touch $@ $(VENV)/.installed
 
-# The OpenAPI client generators tests/test_generated_clients.py runs, pinned in tests/clients/
-# and kept in .cache/. openapi-python-client has a venv of its own: it pins httpx below the
-# version the project uses. Without npm the TypeScript tools are left out and that test skips.
+# The OpenAPI client generators tests/test_generated_clients.py runs, and axe-core for
+# tests/test_page_a11y.py, pinned in tests/clients/ and kept in .cache/. openapi-python-client
+# has a venv of its own: it pins httpx below the version the project uses. Without npm the
+# npm tools are left out and the tests that need them skip.
 NODE_TOOLS := .cache/node/.installed
 PY_GENERATOR := .cache/openapi-python-client
 
 $(NODE_TOOLS): tests/clients/package.json tests/clients/package-lock.json
 	@if ! command -v npm >/dev/null; then \
-	  echo "test-tools: npm not found, so the TypeScript client test will skip;" \
-	    "install Node.js 20+ with npm to run it" >&2; \
+	  echo "test-tools: npm not found, so the TypeScript client and axe-core tests will skip;" \
+	    "install Node.js 20+ with npm to run them" >&2; \
 	else \
 	  set -e; mkdir -p $(@D); \
 	  cp tests/clients/package.json tests/clients/package-lock.json $(@D)/; \

@@ -1,8 +1,11 @@
-"""Driving the upload page in Debian's Chromium through Playwright.
+"""Driving the upload page in Debian's Chromium through Playwright, and checking it with
+axe-core.
 
 No browser is downloaded: the tests use ``/usr/bin/chromium`` (``apt-get install
 chromium``). Without it, or without the ``playwright`` package, page tests are skipped,
 except under ``CI=true``, where a missing browser must fail the run rather than hide it.
+axe-core is read from ``.cache/node`` (``make test-tools``), never from the network, and
+follows the same rule when it is missing.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Locator, Page
 
+    from tests.conftest import Server
+
+ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
+AXE = ROOT / ".cache" / "node" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -41,13 +48,22 @@ def missing_browser() -> str | None:
     return None
 
 
-def require_browser() -> None:
-    reason = missing_browser()
-    if reason is None:
-        return
+def unavailable(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"page tests cannot run in CI: {reason}")
     pytest.skip(reason)
+
+
+def require_browser() -> None:
+    reason = missing_browser()
+    if reason is not None:
+        unavailable(reason)
+
+
+def require_axe() -> None:
+    if not AXE.is_file():
+        where = AXE.relative_to(ROOT)
+        unavailable(f"{where} is missing: `make test-tools` installs axe-core (it needs npm)")
 
 
 def launch() -> Iterator[Browser]:
@@ -112,7 +128,7 @@ def drop_files(page: Page, target: str, paths: list[Path], mime: str) -> bool:
     return highlighted
 
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "uploads_api" / "web"
+WEB_DIR = ROOT / "uploads_api" / "web"
 STATIC_ORIGIN = "http://page.test"
 
 
@@ -166,3 +182,59 @@ def upload_rows(page: Page) -> list[dict[str, Any]]:
         }))""",
     )
     return rows
+
+
+def open_page(page: Page, server: Server) -> None:
+    page.goto(server.url + "/")
+    page.wait_for_selector("html[data-ready]")
+
+
+def wait_uploads_finished(page: Page, count: int) -> list[dict[str, Any]]:
+    page.wait_for_function(
+        """count => {
+            const rows = [...document.querySelectorAll("#queue-list .upload")];
+            const ended = ["done", "uploaded", "processing-failed", "failed"];
+            return rows.length === count && rows.every(row => ended.includes(row.dataset.state));
+        }""",
+        arg=count,
+    )
+    return upload_rows(page)
+
+
+def card(page: Page, name: str) -> Locator:
+    return page.locator(".card", has=page.locator(".card-name", has_text=name))
+
+
+def wait_thumbnail(page: Page, name: str) -> None:
+    img = card(page, name).locator("img")
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+
+
+SERIOUS = ("serious", "critical")
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """What axe-core finds wrong with the page as it is now, with serious or critical impact.
+
+    The rules axe runs by default: WCAG 2.0 to 2.2 at levels A and AA, and its best
+    practices (AAA and experimental rules are off). The script goes in as an inline
+    <script>, which the page's CSP refuses: the context needs ``bypass_csp=True``
+    (tests/test_page.py checks the CSP itself).
+    """
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(path=AXE)
+    results = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
+    return [v for v in results["violations"] if v["impact"] in SERIOUS]
+
+
+def describe_violations(found: dict[str, list[dict[str, Any]]]) -> str:
+    """One paragraph per view: each rule with its impact, then the nodes it names."""
+    lines = []
+    for view, violations in found.items():
+        lines.append(f"{view}:")
+        for violation in violations:
+            lines.append(f"  {violation['id']} ({violation['impact']}): {violation['help']}")
+            for node in violation["nodes"]:
+                why = " ".join(node.get("failureSummary", "").split())
+                lines.append(f"    {' > '.join(map(str, node['target']))}  {why}")
+    return "\n".join(lines)

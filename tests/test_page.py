@@ -26,12 +26,16 @@ from tests import imagegen
 from tests.conftest import ARTIFACTS, Server, ServerFactory
 from tests.page_helpers import (
     PageErrors,
+    card,
     drop_files,
     launch,
+    open_page,
     open_static,
     require_browser,
     throttle_uploads,
     upload_rows,
+    wait_thumbnail,
+    wait_uploads_finished,
 )
 
 if TYPE_CHECKING:
@@ -63,36 +67,10 @@ def page(context: BrowserContext) -> Page:
     return context.new_page()
 
 
-def open_page(page: Page, server: Server) -> None:
-    page.goto(server.url + "/")
-    page.wait_for_selector("html[data-ready]")
-
-
-def wait_uploads_finished(page: Page, count: int) -> list[dict[str, Any]]:
-    page.wait_for_function(
-        """count => {
-            const rows = [...document.querySelectorAll("#queue-list .upload")];
-            const ended = ["done", "uploaded", "processing-failed", "failed"];
-            return rows.length === count && rows.every(row => ended.includes(row.dataset.state));
-        }""",
-        arg=count,
-    )
-    return upload_rows(page)
-
-
-def card(page: Page, name: str) -> Any:
-    return page.locator(".card", has=page.locator(".card-name", has_text=name))
-
-
 def text_of(locator: Any) -> str:
     """The text a person reads: no-break spaces (between numbers and units) as spaces."""
     text: str = locator.inner_text()
     return text.replace("\N{NO-BREAK SPACE}", " ")
-
-
-def wait_thumbnail(page: Page, name: str) -> None:
-    img = card(page, name).locator("img")
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
 
 
 def listing(server: Server) -> list[dict[str, Any]]:

@@ -249,9 +249,11 @@ export class Gallery {
     const name = h("bdi", { class: "card-name" });
     const meta = h("span", { class: "card-meta" });
     const badge = h("span", { class: "badge" });
+    // No aria-label: the button is named by what it shows (file name, size, the badge when
+    // there is one), so people who click by voice can say what they see (WCAG 2.5.3).
     const button = h(
       "button",
-      { type: "button", class: "card-open" },
+      { type: "button", class: "card-open", "aria-haspopup": "dialog" },
       picture.node,
       h("span", { class: "card-text" }, name, meta),
       badge,
@@ -273,7 +275,6 @@ export class Gallery {
     card.name.title = record.filename;
     setText(card.meta, summary(record));
     setText(card.badge, STATUS_LABELS[record.status] || record.status);
-    card.button.setAttribute("aria-label", `${record.filename}, ${summary(record)}, ${STATUS_LABELS[record.status] || record.status}. Show details`);
     card.picture.set(record, GRID_THUMB);
     if (previous && previous.status !== record.status && this.watched.has(record.id)) {
       if (record.status === "ready") announce(`${record.filename} is ready`);
