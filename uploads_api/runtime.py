@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
+from uploads_api.db.audit import AuditRepository
+from uploads_api.db.audit_buffer import AuditBuffer
 from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.files import FileRepository
 from uploads_api.db.keys import KeyRepository
@@ -16,6 +18,7 @@ from uploads_api.db.schema import ensure_schema
 from uploads_api.db.usage import UsageRepository
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
+from uploads_api.services.audit import Auditor
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
@@ -41,6 +44,8 @@ class Runtime:
     handlers: Mapping[str, TaskHandler]
     cleanup: CleanupTask
     authenticator: Authenticator
+    audit_buffer: AuditBuffer
+    auditor: Auditor
     file_service: FileService
     task_service: TaskService
     health_service: HealthService
@@ -63,7 +68,10 @@ class Runtime:
             memory_limit=settings.media_memory_limit,
         )
         workspace = Workspace(temp_dir / "work")
-        cleanup = CleanupTask(settings, storage, files, workspace, temp_dir)
+        audit = AuditRepository(engines)
+        audit_buffer = AuditBuffer(audit)
+        auditor = Auditor(audit_buffer, audit)
+        cleanup = CleanupTask(settings, storage, files, audit, workspace, temp_dir)
         handlers: dict[str, TaskHandler] = {
             "metadata": MetadataTask(settings, storage, files, pool, workspace),
             "thumbnails": ThumbnailTask(settings, storage, files, pool, workspace),
@@ -84,6 +92,7 @@ class Runtime:
             IngestLimits.from_settings(settings),
             UploadSlots(settings.max_concurrent_uploads),
             dispatcher,
+            auditor,
         )
         return cls(
             settings=settings,
@@ -95,6 +104,8 @@ class Runtime:
             handlers=handlers,
             cleanup=cleanup,
             authenticator=Authenticator(KeyRepository(engines)),
+            audit_buffer=audit_buffer,
+            auditor=auditor,
             file_service=file_service,
             task_service=TaskService(queue),
             health_service=HealthService(engines, storage, queue),
@@ -103,6 +114,7 @@ class Runtime:
     async def start(self) -> None:
         """Start an API process; with in-process tasks it runs them too."""
         await ensure_schema(self.engines)
+        self.audit_buffer.start()
         if self.settings.task_backend == "inprocess":
             # The image pool starts on the first image, not here: see ImagePool.
             self.runner.start()
@@ -117,4 +129,6 @@ class Runtime:
     async def stop(self) -> None:
         await self.runner.stop(self.settings.shutdown_grace_seconds)
         self.pool.shutdown()
+        # The audit rows of the last half second; the engines must still be open.
+        await self.audit_buffer.stop()
         await self.engines.dispose()

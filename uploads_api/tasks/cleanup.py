@@ -1,5 +1,6 @@
 """Cleanup: scratch space of a processed upload, the bytes of a deleted file, and the sweep
-of temp files and blobs that nothing references any more."""
+of temp files and blobs that nothing references any more, and of audit rows past their
+retention."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import logging
 import os
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from uploads_api.config import Settings
+from uploads_api.db.audit import AuditRepository
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
+from uploads_api.db.rows import utcnow
 from uploads_api.storage import PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
 from uploads_api.storage.tempnames import writer_is_gone
@@ -30,12 +34,14 @@ class CleanupTask:
         settings: Settings,
         storage: Storage,
         files: FileRepository,
+        audit: AuditRepository,
         workspace: Workspace,
         temp_dir: Path,
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.files = files
+        self.audit = audit
         self.workspace = workspace
         self.temp_dir = temp_dir
 
@@ -57,7 +63,8 @@ class CleanupTask:
         return await asyncio.to_thread(remove_abandoned, self.temp_dir, cutoff)
 
     async def sweep(self) -> dict[str, int]:
-        """Remove temp files and scratch dirs older than the TTL, and unreferenced blobs."""
+        """Remove temp files and scratch dirs older than the TTL, unreferenced blobs, and
+        audit rows older than ``UPLOADS_AUDIT_RETENTION``."""
         cutoff = time.time() - self.settings.temp_ttl
         removed_temp = await self.sweep_local(cutoff)
         stale: dict[str, list[str]] = {}
@@ -78,9 +85,16 @@ class CleanupTask:
             for key in keys:
                 await self.storage.delete(key)
                 removed_blobs += 1
-        if removed_temp or removed_blobs:
-            log.info("sweep removed %d temp entries, %d blobs", removed_temp, removed_blobs)
-        return {"temp": removed_temp, "blobs": removed_blobs}
+        retention = timedelta(seconds=self.settings.audit_retention)
+        removed_audit = await self.audit.delete_before(utcnow() - retention)
+        if removed_temp or removed_blobs or removed_audit:
+            log.info(
+                "sweep removed %d temp entries, %d blobs, %d audit rows",
+                removed_temp,
+                removed_blobs,
+                removed_audit,
+            )
+        return {"temp": removed_temp, "blobs": removed_blobs, "audit": removed_audit}
 
 
 def remove_abandoned(root: Path, cutoff: float) -> int:
