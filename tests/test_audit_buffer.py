@@ -213,6 +213,9 @@ def test_record_takes_the_callers_owner_key_and_address(
             auditor.record("webhook.deleted", None, owner="dana", detail={"endpoint": "wh_1"})
             with pytest.raises(ValueError, match="unknown audit action"):
                 auditor.record("webhook.eaten", caller)  # type: ignore[arg-type]
+            with pytest.raises(TypeError):
+                auditor.record("webhook.updated", caller, detail={"when": datetime.now()})
+            assert buffer.pending == 2, "neither refused action was queued"
             await buffer.stop()
             created, deleted = sorted(await _stored(repository), key=lambda e: e.id or 0)
             assert (created.owner, created.address, created.detail) == (

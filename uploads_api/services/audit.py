@@ -8,6 +8,7 @@ newest first.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -49,7 +50,8 @@ class Auditor:
         or nobody known). ``owner`` and ``address`` default to the caller's; the caller's
         key id is added to ``detail``. Never waits for the database, never raises for it.
 
-        ``detail`` is stored as JSON: plain values only, and never a secret."""
+        ``detail`` is stored as JSON: plain values only (``TypeError`` otherwise), and never
+        a secret."""
         if action not in AUDIT_ACTIONS:
             raise ValueError(f"unknown audit action {action!r}")
         facts: dict[str, Any] = {}
@@ -59,6 +61,8 @@ class Auditor:
             if caller.key_id is not None:
                 facts["key_id"] = caller.key_id
         facts.update(detail or {})
+        # Checked here, at the caller: a row that cannot be stored would hold up the batch.
+        json.dumps(facts)
         entry = AuditEntry(
             at=utcnow(),
             action=action,
