@@ -26,12 +26,12 @@ from uploads_api.services.audit import Auditor, parse_time
 # The buffered writer ------------------------------------------------------------------------
 
 
-async def _repository(
-    tmp_path: Path, *, busy_timeout: float = 30.0
-) -> tuple[Engines, AuditRepository]:
-    engines = create_engines(
-        f"sqlite+aiosqlite:///{tmp_path / 'uploads.db'}", busy_timeout=busy_timeout
-    )
+def _sqlite(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'uploads.db'}"
+
+
+async def _repository(url: str, *, busy_timeout: float = 30.0) -> tuple[Engines, AuditRepository]:
+    engines = create_engines(url, busy_timeout=busy_timeout)
     await ensure_schema(engines)
     return engines, AuditRepository(engines)
 
@@ -41,15 +41,18 @@ async def _stored(repository: AuditRepository) -> list[AuditEntry]:
     return entries
 
 
+_MINUTE = timedelta(minutes=1)
+
+
 def _entry(n: int, **fields: Any) -> AuditEntry:
     return AuditEntry(
         **{"at": utcnow(), "action": "file.uploaded", "file_id": f"{n:032x}", **fields}
     )
 
 
-def test_stop_writes_what_waits(tmp_path: Path) -> None:
+def test_stop_writes_what_waits(database_url: str) -> None:
     async def main() -> None:
-        engines, repository = await _repository(tmp_path)
+        engines, repository = await _repository(database_url)
         try:
             buffer = AuditBuffer(repository, interval=60)
             buffer.start()
@@ -70,7 +73,7 @@ def test_stop_writes_what_waits(tmp_path: Path) -> None:
 
 def test_a_full_batch_is_written_before_the_interval(tmp_path: Path) -> None:
     async def main() -> None:
-        engines, repository = await _repository(tmp_path)
+        engines, repository = await _repository(_sqlite(tmp_path))
         try:
             buffer = AuditBuffer(repository, interval=60, batch=10)
             buffer.start()
@@ -94,7 +97,7 @@ def test_a_database_that_is_down_then_up_loses_nothing(
     at = utcnow()
 
     async def main() -> None:
-        engines, repository = await _repository(tmp_path, busy_timeout=0.3)
+        engines, repository = await _repository(_sqlite(tmp_path), busy_timeout=0.3)
         try:
             buffer = AuditBuffer(repository, interval=0.1)
             with held_by_another_process(tmp_path / "uploads.db.writer-lock") as holder:
@@ -129,7 +132,7 @@ def test_the_buffer_keeps_the_newest_when_full(
     caplog.set_level(logging.WARNING, "uploads_api.db.audit_buffer")
 
     async def main() -> None:
-        engines, repository = await _repository(tmp_path)
+        engines, repository = await _repository(_sqlite(tmp_path))
         try:
             buffer = AuditBuffer(repository, limit=5)
             for n in range(8):
@@ -146,11 +149,11 @@ def test_the_buffer_keeps_the_newest_when_full(
     assert len(warnings) == 1, "one warning, not one per entry dropped"
 
 
-def test_failures_merge_with_the_row_another_process_wrote(tmp_path: Path) -> None:
+def test_failures_merge_with_the_row_another_process_wrote(database_url: str) -> None:
     minute = utcnow().replace(second=0, microsecond=0)
 
     async def main() -> None:
-        engines, repository = await _repository(tmp_path)
+        engines, repository = await _repository(database_url)
         try:
             # Another process's row of this minute, and one of the minute before.
             await repository.write(
@@ -198,13 +201,78 @@ def test_failures_merge_with_the_row_another_process_wrote(tmp_path: Path) -> No
     asyncio.run(main())
 
 
+def test_pages_filters_and_removal_by_age(database_url: str) -> None:
+    start = datetime(2026, 3, 1, 12)
+    # Two rows share a time: the id orders them.
+    times = [start + timedelta(seconds=n) for n in (0, 1, 1, 2, 3, 4, 5)]
+
+    async def main() -> None:
+        engines, repository = await _repository(database_url)
+        try:
+            await repository.write(
+                [
+                    _entry(n, at=at, owner="even" if n % 2 == 0 else "odd", detail={"n": n})
+                    for n, at in enumerate(times)
+                ]
+                + [AuditEntry(at=start, action="key.created", owner="even")]
+            )
+            everything, cursor = await repository.list_entries(AuditFilter(), limit=100)
+            assert cursor is None and len(everything) == 8
+            order = [(e.at, e.id or 0) for e in everything]
+            assert order == sorted(order, reverse=True)
+            assert everything[0].detail == {"n": 6}
+
+            paged: list[AuditEntry] = []
+            cursor = None
+            while True:
+                page, cursor = await repository.list_entries(
+                    AuditFilter(action="file.uploaded"), limit=3, cursor=cursor
+                )
+                paged += page
+                if cursor is None:
+                    break
+            assert [e.detail for e in paged] == [{"n": n} for n in range(6, -1, -1)]
+
+            window = AuditFilter(owner="even", since=times[1], until=times[5])
+            chosen, _ = await repository.list_entries(window, limit=100)
+            assert [e.detail for e in chosen] == [{"n": 4}, {"n": 2}]
+
+            assert await repository.delete_before(times[3]) == 4
+            left, _ = await repository.list_entries(AuditFilter(), limit=100)
+            assert sorted(e.at for e in left) == times[3:]
+        finally:
+            await engines.dispose()
+
+    asyncio.run(main())
+
+
+def test_a_minute_ends_a_failure_row(database_url: str) -> None:
+    minute = datetime(2026, 3, 1, 12, 7)
+
+    async def main() -> None:
+        engines, repository = await _repository(database_url)
+        try:
+            for at in (minute + timedelta(seconds=59, microseconds=999_999), minute + _MINUTE):
+                await repository.write([AuditEntry(at=at, action="auth.failed", address="::1")])
+                await repository.write([AuditEntry(at=at, action="auth.failed", address="::1")])
+            stored = await _stored(repository)
+            assert sorted((e.at, e.count) for e in stored) == [
+                (minute + timedelta(seconds=59, microseconds=999_999), 2),
+                (minute + _MINUTE, 2),
+            ]
+        finally:
+            await engines.dispose()
+
+    asyncio.run(main())
+
+
 def test_record_takes_the_callers_owner_key_and_address(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "uploads_api.audit")
 
     async def main() -> None:
-        engines, repository = await _repository(tmp_path)
+        engines, repository = await _repository(_sqlite(tmp_path))
         try:
             buffer = AuditBuffer(repository)
             auditor = Auditor(buffer, repository)
