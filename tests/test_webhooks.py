@@ -240,6 +240,19 @@ def test_endpoints_belong_to_their_owner(server_factory: ServerFactory, hook: Re
         (got,) = hook.wait_for(1)
         assert got.payload["data"]["id"] == mine["id"]
         assert len(hook.received) == 1
+        assert alice.delete(f"/v1/webhooks/{endpoint['id']}").status_code == 204
+
+        def audited() -> list[dict[str, Any]]:
+            rows: list[dict[str, Any]] = root.get("/v1/audit", params={"owner": "alice"}).json()[
+                "items"
+            ]
+            return [row for row in rows if row["action"].startswith("webhook.")]
+
+        wait_for(lambda: len(audited()) == 2, timeout=10)
+        deleted, created = audited()
+        assert (created["action"], deleted["action"]) == ("webhook.created", "webhook.deleted")
+        assert created["detail"]["endpoint_id"] == endpoint["id"]
+        assert "secret" not in created["detail"]
 
 
 def test_the_environment_endpoint_takes_every_owners_events(

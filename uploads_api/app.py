@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from uploads_api import __version__
-from uploads_api.api import downloads, health, problem_pages, tasks, webhooks
+from uploads_api.api import audit, downloads, health, problem_pages, tasks, webhooks
 from uploads_api.api import files as files_routes
 from uploads_api.api.bind_guard import LoopbackOnlyWhileOpen
 from uploads_api.api.contract import install_openapi
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         downloads.router,
         tasks.router,
         webhooks.router,
+        audit.router,
         health.router,
         problem_pages.router,
     ]

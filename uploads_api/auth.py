@@ -27,6 +27,8 @@ class Principal:
     owner: str | None
     admin: bool
     key_id: int | None = None
+    # Where the request came from (the client's IP address), for the audit log.
+    address: str | None = None
 
     @property
     def scope(self) -> str | None:

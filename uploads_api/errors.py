@@ -11,6 +11,7 @@ The tree::
     │   └── ChecksumMismatch          the bytes do not match the client's sha256
     ├── Unauthorized                  no key, or an unknown or revoked one
     ├── KeysRequired                  an open server (no key yet) reached on a public address
+    ├── Forbidden                     a key that is not an admin's, on an admin-only route
     ├── NotFound                      unknown file or thumbnail (also another owner's)
     ├── RequestTimeout                the body stalled for UPLOADS_BODY_TIMEOUT
     ├── PayloadTooLarge               a file over the size limit
@@ -66,6 +67,10 @@ class Unauthorized(UploadsError):
 
 class KeysRequired(UploadsError):
     code, title = "keys-required", "API keys required on a public address"
+
+
+class Forbidden(UploadsError):
+    code, title = "forbidden", "Forbidden"
 
 
 class NotFound(UploadsError):

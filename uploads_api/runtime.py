@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from uploads_api.api.schemas import render_file
 from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
+from uploads_api.db.audit import AuditRepository
+from uploads_api.db.audit_buffer import AuditBuffer
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.events import EventWriter
@@ -21,6 +23,7 @@ from uploads_api.db.webhooks import EndpointRepository
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.outbound import TargetPolicy
+from uploads_api.services.audit import Auditor
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
@@ -48,6 +51,8 @@ class Runtime:
     handlers: Mapping[str, TaskHandler]
     cleanup: CleanupTask
     authenticator: Authenticator
+    audit_buffer: AuditBuffer
+    auditor: Auditor
     file_service: FileService
     task_service: TaskService
     health_service: HealthService
@@ -82,7 +87,10 @@ class Runtime:
         delivery_loop = DeliveryLoop(sender, settings.task_poll_interval)
         events.subscribe(deliveries=delivery_loop.wake)
         workspace = Workspace(temp_dir / "work")
-        cleanup = CleanupTask(settings, storage, files, workspace, temp_dir, deliveries)
+        audit = AuditRepository(engines)
+        audit_buffer = AuditBuffer(audit)
+        auditor = Auditor(audit_buffer, audit)
+        cleanup = CleanupTask(settings, storage, files, audit, workspace, temp_dir, deliveries)
         handlers: dict[str, TaskHandler] = {
             "metadata": MetadataTask(settings, storage, files, pool, workspace),
             "thumbnails": ThumbnailTask(settings, storage, files, pool, workspace),
@@ -103,6 +111,7 @@ class Runtime:
             IngestLimits.from_settings(settings),
             UploadSlots(settings.max_concurrent_uploads),
             dispatcher,
+            auditor,
         )
         return cls(
             settings=settings,
@@ -114,10 +123,12 @@ class Runtime:
             handlers=handlers,
             cleanup=cleanup,
             authenticator=Authenticator(KeyRepository(engines)),
+            audit_buffer=audit_buffer,
+            auditor=auditor,
             file_service=file_service,
             task_service=TaskService(queue),
             health_service=HealthService(engines, storage, queue),
-            webhook_service=WebhookService(endpoints, deliveries, policy),
+            webhook_service=WebhookService(endpoints, deliveries, policy, auditor),
             deliveries=delivery_loop,
         )
 
@@ -127,6 +138,7 @@ class Runtime:
         await self.webhook_service.configure_environment(
             self.settings.webhook_url, self.settings.webhook_secret
         )
+        self.audit_buffer.start()
         if self.settings.task_backend == "inprocess":
             # The image pool starts on the first image, not here: see ImagePool.
             self.runner.start()
@@ -144,4 +156,6 @@ class Runtime:
         await self.deliveries.stop()
         await self.runner.stop(self.settings.shutdown_grace_seconds)
         self.pool.shutdown()
+        # The audit rows of the last half second; the engines must still be open.
+        await self.audit_buffer.stop()
         await self.engines.dispose()

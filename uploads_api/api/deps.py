@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from uploads_api.auth import Principal
+from uploads_api.errors import Unauthorized
 from uploads_api.runtime import Runtime
+from uploads_api.services.audit import Auditor
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
@@ -31,7 +34,15 @@ async def get_principal(
     runtime: RuntimeDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Principal:
-    return await runtime.authenticator.authenticate(request.headers.get("authorization"))
+    address = request.client.host if request.client else None
+    try:
+        principal = await runtime.authenticator.authenticate(request.headers.get("authorization"))
+    except Unauthorized:
+        # The address only, never the key nor any part of it. Counted per address and
+        # minute, so requests without a valid key add at most one row a minute each.
+        runtime.auditor.record("auth.failed", None, address=address)
+        raise
+    return dataclasses.replace(principal, address=address)
 
 
 def get_file_service(runtime: RuntimeDep) -> FileService:
@@ -50,8 +61,13 @@ def get_health_service(runtime: RuntimeDep) -> HealthService:
     return runtime.health_service
 
 
+def get_auditor(runtime: RuntimeDep) -> Auditor:
+    return runtime.auditor
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 FilesDep = Annotated[FileService, Depends(get_file_service)]
 TasksDep = Annotated[TaskService, Depends(get_task_service)]
 WebhooksDep = Annotated[WebhookService, Depends(get_webhook_service)]
 HealthDep = Annotated[HealthService, Depends(get_health_service)]
+AuditDep = Annotated[Auditor, Depends(get_auditor)]

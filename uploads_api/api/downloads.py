@@ -112,7 +112,7 @@ async def download(
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{record.size}"
     return StreamingResponse(
-        files.content(record, start, end),
+        files.content(caller, record, start, end),
         status_code=status,
         headers=headers,
         media_type=served_type(record.content_type),

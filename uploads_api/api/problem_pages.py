@@ -15,7 +15,8 @@ from uploads_api.errors import NotFound
 EXPLANATIONS: dict[str, tuple[str, str]] = {
     "bad-request": (
         "The request is malformed: a Content-Length that is not a number, a list cursor this"
-        " server did not hand out, a malformed sha256 field or Content-Digest header.",
+        " server did not hand out, a malformed sha256 field or Content-Digest header, an"
+        " audit log time that is not RFC 3339.",
         "Fix the request; `detail` says which part is wrong.",
     ),
     "malformed-multipart": (
@@ -46,7 +47,11 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         "Create a key (`uploads-api keys create OWNER`), or reach the server on a loopback"
         " address.",
     ),
-    "forbidden": ("The request is not allowed.", "Check the key and the address used."),
+    "forbidden": (
+        "The key is valid but may not do this: the route is for admin keys only (the audit"
+        " log, `GET /v1/audit`).",
+        "Use an admin key (`uploads-api keys create OWNER --admin`).",
+    ),
     "not-found": (
         "No such file or thumbnail (yet), or a file of another owner, or no such route.",
         "Check the id; a thumbnail appears once its task has succeeded.",

@@ -27,6 +27,7 @@ STATUS: dict[type[UploadsError], int] = {
     errors.ClientDisconnected: 400,
     errors.Unauthorized: 401,
     errors.KeysRequired: 403,
+    errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.RequestTimeout: 408,
     errors.PayloadTooLarge: 413,

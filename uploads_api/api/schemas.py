@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from uploads_api.db.models import FileRecord, Task
+from uploads_api.db.models import AuditEntry, FileRecord, Task
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -124,6 +124,38 @@ class FileList(BaseModel):
 class TaskList(BaseModel):
     tasks: list[TaskWithFileOut]
     next_cursor: int | None = Field(description="pass as ?cursor= for the next page")
+
+
+class AuditEntryOut(BaseModel):
+    id: int
+    at: datetime = Field(description="when (UTC); for auth.failed, the minute's first failure")
+    action: str = Field(description="key.created, file.uploaded, auth.failed... (docs/api.md)")
+    owner: str | None = Field(description="the owner of the key that acted")
+    file_id: str | None
+    address: str | None = Field(description="the client's IP address")
+    detail: dict[str, Any] | None
+    count: int = Field(description="auth.failed: failures from the address that minute; else 1")
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryOut:
+        assert entry.id is not None, "a stored row has an id"
+        return cls(
+            id=entry.id,
+            at=entry.at.replace(tzinfo=UTC),
+            action=entry.action,
+            owner=entry.owner,
+            file_id=entry.file_id,
+            address=entry.address,
+            detail=entry.detail,
+            count=entry.count,
+        )
+
+
+class AuditList(BaseModel):
+    items: list[AuditEntryOut]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null at the end"
+    )
 
 
 class HashCheck(BaseModel):

@@ -13,6 +13,7 @@ from uploads_api.config import Settings
 
 if TYPE_CHECKING:
     from uploads_api.db.keys import KeyRepository
+    from uploads_api.services.audit import Auditor
 
 # Database modules are imported inside the commands: every `uploads-api` call builds this
 # parser, and a client command should not pay for SQLAlchemy and Alembic.
@@ -36,22 +37,30 @@ def register(commands: Any) -> None:
         action.add_argument("--data-dir", help="data directory (default ./storage)")
 
 
-def _with_keys(args: argparse.Namespace, work: Callable[[KeyRepository], Awaitable[T]]) -> T:
+def _with_keys(
+    args: argparse.Namespace, work: Callable[[KeyRepository, Auditor], Awaitable[T]]
+) -> T:
     if args.data_dir:
         os.environ["UPLOADS_DATA_DIR"] = args.data_dir
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
+    from uploads_api.db.audit import AuditRepository
+    from uploads_api.db.audit_buffer import AuditBuffer
     from uploads_api.db.engine import create_engines
     from uploads_api.db.keys import KeyRepository
     from uploads_api.db.schema import ensure_schema
+    from uploads_api.services.audit import Auditor
 
     async def run() -> T:
         engines = create_engines(settings.resolved_database_url)
+        audit = AuditRepository(engines)
+        buffer = AuditBuffer(audit)
         try:
             await ensure_schema(engines)
-            return await work(KeyRepository(engines))
+            return await work(KeyRepository(engines), Auditor(buffer, audit))
         finally:
+            await buffer.stop()  # the audit rows are written before the command returns
             await engines.dispose()
 
     return asyncio.run(run())
@@ -64,8 +73,11 @@ def _create(args: argparse.Namespace) -> int:
 
     from uploads_api.auth import Authenticator
 
-    async def work(keys: KeyRepository) -> str:
-        key, _record = await Authenticator(keys).create(args.owner.strip(), admin=args.admin)
+    async def work(keys: KeyRepository, auditor: Auditor) -> str:
+        key, record = await Authenticator(keys).create(args.owner.strip(), admin=args.admin)
+        # Never the key: its id names it (`keys list`, `keys revoke ID`).
+        detail = {"key_id": record.id, "admin": record.admin}
+        auditor.record("key.created", None, owner=record.owner, detail=detail)
         return key
 
     # The key alone on stdout, so `KEY=$(uploads-api keys create me)` captures it.
@@ -75,7 +87,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    records = _with_keys(args, lambda keys: keys.all())
+    records = _with_keys(args, lambda keys, _auditor: keys.all())
     print(f"{'id':>4}  {'prefix':<12} {'owner':<24} {'admin':<5}  created              revoked")
     for r in records:
         revoked = r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-"
@@ -85,7 +97,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    count = _with_keys(args, lambda keys: keys.revoke(args.key))
+    async def work(keys: KeyRepository, auditor: Auditor) -> int:
+        revoked = await keys.revoke(args.key)
+        for record in revoked:
+            detail = {"key_id": record.id, "admin": record.admin}
+            auditor.record("key.revoked", None, owner=record.owner, detail=detail)
+        return len(revoked)
+
+    count = _with_keys(args, work)
     if count == 0:
         print(f"no active key matches {args.key!r}", file=sys.stderr)
         return 1

@@ -77,5 +77,8 @@ def sweep_command(args: argparse.Namespace) -> int:
             await runtime.engines.dispose()
 
     removed = asyncio.run(run())
-    print(f"removed {removed['temp']} temp entries and {removed['blobs']} unreferenced blobs")
+    print(
+        f"removed {removed['temp']} temp entries and {removed['blobs']} unreferenced blobs;"
+        f" {removed['audit']} audit rows past their retention"
+    )
     return 0

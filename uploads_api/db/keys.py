@@ -59,13 +59,16 @@ class KeyRepository:
         async with self.engines.reader.connect() as conn:
             return (await conn.execute(select(k.c.id).limit(1))).first() is not None
 
-    async def revoke(self, prefix_or_id: str) -> int:
-        """Revoke by numeric id or key prefix; the number of keys revoked."""
+    async def revoke(self, prefix_or_id: str) -> list[ApiKey]:
+        """Revoke by numeric id or key prefix; the keys revoked."""
         match = (
             k.c.id == int(prefix_or_id) if prefix_or_id.isdigit() else k.c.prefix == prefix_or_id
         )
         async with self.engines.write() as conn:
             done = await conn.execute(
-                update(k).where(match, k.c.revoked_at.is_(None)).values(revoked_at=utcnow())
+                update(k)
+                .where(match, k.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+                .returning(*k.c)
             )
-        return done.rowcount
+            return [ApiKey(**row._mapping) for row in done]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from uploads_api.media.outputs import Thumbnail
 
@@ -25,6 +25,26 @@ FILE_STATUSES = (PROCESSING, READY, FILE_FAILED)
 # microseconds since the epoch, and its id. Any string of this form is a valid position,
 # so a cursor is never refused once it matches.
 CURSOR_PATTERN = "^[0-9]{1,16}_[0-9a-f]{32}$"
+
+# What the audit log records; a new action is added here first.
+AuditAction = Literal[
+    "key.created",
+    "key.revoked",
+    "file.uploaded",
+    "file.downloaded",
+    "file.deleted",
+    "file.retried",
+    "auth.failed",
+    "webhook.created",
+    "webhook.updated",
+    "webhook.deleted",
+]
+AUDIT_ACTIONS: tuple[AuditAction, ...] = get_args(AuditAction)
+# Counted into one row per address and minute, never one row each.
+AUTH_FAILED: AuditAction = "auth.failed"
+# An audit cursor is the position of a page's last row: its time in microseconds since the
+# epoch and its id. Any string of this form is a valid position.
+AUDIT_CURSOR_PATTERN = "^[0-9]{1,16}_[0-9]{1,18}$"
 
 
 @dataclass(frozen=True)
@@ -78,3 +98,23 @@ class FileRecord:
     metadata: dict[str, Any] | None
     thumbnails: list[Thumbnail]
     tasks: list[Task] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit row. ``id`` is ``None`` until stored; ``at`` is naive UTC, as every time
+    in the database. For ``auth.failed``, ``count`` failures from ``address`` in the
+    minute of ``at``; 1 for every other action."""
+
+    at: datetime
+    action: AuditAction
+    owner: str | None = None
+    file_id: str | None = None
+    address: str | None = None
+    detail: dict[str, Any] | None = None
+    count: int = 1
+    id: int | None = None
+
+    def counted_with(self, later: AuditEntry) -> AuditEntry:
+        """This tally with a later one of the same address and minute added."""
+        return replace(self, count=self.count + later.count)

@@ -27,6 +27,7 @@ from uploads_api.ingest.raw import receive_raw
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.ingest.stream import with_timeout
 from uploads_api.media.outputs import Thumbnail
+from uploads_api.services.audit import Auditor
 from uploads_api.storage import Storage, thumbnail_key, thumbnail_prefix
 from uploads_api.storage.keys import validate_file_id
 from uploads_api.tasks.base import TaskDispatcher
@@ -55,6 +56,7 @@ class FileService:
         limits: IngestLimits,
         upload_slots: UploadSlots,
         dispatcher: TaskDispatcher,
+        auditor: Auditor,
     ) -> None:
         self.settings = settings
         self.files = files
@@ -63,6 +65,7 @@ class FileService:
         self.limits = limits
         self.upload_slots = upload_slots
         self.dispatcher = dispatcher
+        self.auditor = auditor
 
     # Uploads -------------------------------------------------------------------------------
 
@@ -125,10 +128,18 @@ class FileService:
             for item in received
         ]
         try:
-            return await self.files.create_files(new_files, FILE_TASKS, quota)
+            records = await self.files.create_files(new_files, FILE_TASKS, quota)
         except BaseException:
             await asyncio.shield(remove_blobs(self.storage, received))
             raise
+        for record in records:
+            self.auditor.record(
+                "file.uploaded",
+                caller,
+                file_id=record.id,
+                detail={"size": record.size, "content_type": record.content_type},
+            )
+        return records
 
     async def start_processing(self, file_ids: Sequence[str]) -> None:
         """Hand committed work to the task backend (called after the response is sent)."""
@@ -174,8 +185,21 @@ class FileService:
         present = await self.files.present_hashes(wanted, caller.scope)
         return [h for h in wanted if h in present], [h for h in wanted if h not in present]
 
-    def content(self, record: FileRecord, start: int, end: int) -> AsyncIterator[bytes]:
+    def content(
+        self, caller: Principal, record: FileRecord, start: int, end: int
+    ) -> AsyncIterator[bytes]:
         """Bytes ``start`` to ``end`` (exclusive) of a record the caller got."""
+        whole = start == 0 and end == record.size
+        self.auditor.record(
+            "file.downloaded",
+            caller,
+            file_id=record.id,
+            detail={
+                "bytes": end - start,
+                **({} if whole else {"range": [start, end - 1]}),
+                **_others(caller, record),
+            },
+        )
         return self.storage.read(record.storage_key, start, end)
 
     async def thumbnail(self, caller: Principal, file_id: str, size: int) -> tuple[Thumbnail, Blob]:
@@ -201,17 +225,29 @@ class FileService:
         }
         if not await self.files.delete_file(file_id, payload):
             raise NotFound(f"no file with id {file_id}")
+        self.auditor.record("file.deleted", caller, file_id=file_id, detail=_others(caller, record))
 
     async def retry(self, caller: Principal, file_id: str) -> FileRecord:
         """Queue the file's failed tasks again."""
-        await self.get(caller, file_id)
-        await self.files.retry_file(file_id)
+        record = await self.get(caller, file_id)
+        requeued = await self.files.retry_file(file_id)
+        self.auditor.record(
+            "file.retried",
+            caller,
+            file_id=file_id,
+            detail={"requeued": requeued, **_others(caller, record)},
+        )
         return await self.get(caller, file_id)
 
 
 def waiting_ids(records: Sequence[FileRecord]) -> list[str]:
     """The files that still have queued work."""
     return [record.id for record in records if record.status == PROCESSING]
+
+
+def _others(caller: Principal, record: FileRecord) -> dict[str, str | None]:
+    """For the audit log: whose file an admin acted on, when it was not the admin's own."""
+    return {} if record.owner == caller.owner else {"file_owner": record.owner}
 
 
 def _check_id(file_id: str) -> None:

@@ -11,9 +11,11 @@ from typing import Any
 
 from uploads_api.auth import Principal
 from uploads_api.db.deliveries import Delivery, DeliveryRepository
+from uploads_api.db.models import AuditAction
 from uploads_api.db.webhooks import Endpoint, EndpointRepository, valid_endpoint_id
 from uploads_api.errors import NotFound, WebhookTargetRefused
 from uploads_api.outbound import TargetPolicy, TargetRefused
+from uploads_api.services.audit import Auditor
 
 
 def _unique(events: Sequence[str]) -> list[str]:
@@ -26,10 +28,18 @@ class WebhookService:
         endpoints: EndpointRepository,
         deliveries: DeliveryRepository,
         policy: TargetPolicy,
+        auditor: Auditor,
     ) -> None:
         self.endpoints = endpoints
         self.deliveries = deliveries
         self.policy = policy
+        self.auditor = auditor
+
+    def _audit(
+        self, action: AuditAction, caller: Principal, endpoint: Endpoint, **more: Any
+    ) -> None:
+        detail = {"endpoint_id": endpoint.id, "url": endpoint.url, **more}
+        self.auditor.record(action, caller, owner=endpoint.owner, detail=detail)
 
     async def configure_environment(self, url: str | None, secret: str | None) -> None:
         """The endpoint UPLOADS_WEBHOOK_URL and _SECRET describe (every owner's events)."""
@@ -45,7 +55,9 @@ class WebhookService:
         self, caller: Principal, url: str, events: Sequence[str], description: str
     ) -> Endpoint:
         self._check_url(url)
-        return await self.endpoints.create(caller.owner, url, _unique(events), description)
+        endpoint = await self.endpoints.create(caller.owner, url, _unique(events), description)
+        self._audit("webhook.created", caller, endpoint, events=endpoint.events)
+        return endpoint
 
     async def get(self, caller: Principal, endpoint_id: str) -> Endpoint:
         endpoint = None
@@ -73,12 +85,14 @@ class WebhookService:
         updated = await self.endpoints.update(endpoint_id, changes)
         if updated is None:
             raise NotFound(f"no webhook endpoint {endpoint_id}")
+        self._audit("webhook.updated", caller, updated, changed=sorted(changes))
         return updated
 
     async def delete(self, caller: Principal, endpoint_id: str) -> None:
-        await self.get(caller, endpoint_id)
+        endpoint = await self.get(caller, endpoint_id)
         if not await self.endpoints.delete(endpoint_id):
             raise NotFound(f"no webhook endpoint {endpoint_id}")
+        self._audit("webhook.deleted", caller, endpoint)
 
     async def send_test(self, caller: Principal, endpoint_id: str) -> Delivery:
         endpoint = await self.get(caller, endpoint_id)

@@ -1,5 +1,6 @@
 """Cleanup: scratch space of a processed upload, the bytes of a deleted file, and the sweep
-of temp files and blobs that nothing references any more."""
+of temp files and blobs that nothing references any more, and of audit rows past their
+retention."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from uploads_api.config import Settings
+from uploads_api.db.audit import AuditRepository
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
@@ -33,6 +35,7 @@ class CleanupTask:
         settings: Settings,
         storage: Storage,
         files: FileRepository,
+        audit: AuditRepository,
         workspace: Workspace,
         temp_dir: Path,
         deliveries: DeliveryRepository,
@@ -40,6 +43,7 @@ class CleanupTask:
         self.settings = settings
         self.storage = storage
         self.files = files
+        self.audit = audit
         self.workspace = workspace
         self.temp_dir = temp_dir
         self.deliveries = deliveries
@@ -63,7 +67,7 @@ class CleanupTask:
 
     async def sweep(self) -> dict[str, int]:
         """Remove temp files and scratch dirs older than the TTL, unreferenced blobs, and
-        events past UPLOADS_EVENT_RETENTION."""
+        events past UPLOADS_EVENT_RETENTION, audit rows past UPLOADS_AUDIT_RETENTION."""
         cutoff = time.time() - self.settings.temp_ttl
         removed_temp = await self.sweep_local(cutoff)
         stale: dict[str, list[str]] = {}
@@ -84,16 +88,27 @@ class CleanupTask:
             for key in keys:
                 await self.storage.delete(key)
                 removed_blobs += 1
-        kept_since = utcnow() - timedelta(seconds=self.settings.event_retention)
-        removed_events = await self.deliveries.sweep(kept_since)
-        if removed_temp or removed_blobs or removed_events:
+        now = utcnow()
+        removed_events = await self.deliveries.sweep(
+            now - timedelta(seconds=self.settings.event_retention)
+        )
+        removed_audit = await self.audit.delete_before(
+            now - timedelta(seconds=self.settings.audit_retention)
+        )
+        if removed_temp or removed_blobs or removed_events or removed_audit:
             log.info(
-                "sweep removed %d temp entries, %d blobs, %d events",
+                "sweep removed %d temp entries, %d blobs, %d events, %d audit rows",
                 removed_temp,
                 removed_blobs,
                 removed_events,
+                removed_audit,
             )
-        return {"temp": removed_temp, "blobs": removed_blobs, "events": removed_events}
+        return {
+            "temp": removed_temp,
+            "blobs": removed_blobs,
+            "events": removed_events,
+            "audit": removed_audit,
+        }
 
 
 def remove_abandoned(root: Path, cutoff: float) -> int:
