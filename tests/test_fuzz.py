@@ -79,6 +79,15 @@ OPERATIONS = [
     "GET /v1/files/{file_id}/thumbnails/{size}",
     "POST /v1/files/{file_id}/retry",
     "GET /v1/tasks",
+    "GET /v1/audit",
+    "POST /v1/webhooks",
+    "GET /v1/webhooks",
+    "GET /v1/webhooks/{endpoint_id}",
+    "PATCH /v1/webhooks/{endpoint_id}",
+    "DELETE /v1/webhooks/{endpoint_id}",
+    "POST /v1/webhooks/{endpoint_id}/test",
+    "GET /v1/webhooks/{endpoint_id}/deliveries",
+    "POST /v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry",
 ]
 
 

@@ -155,6 +155,18 @@ def test_a_receiver_that_always_fails_ends_dead_and_can_be_retried(
     wait_for(lambda: deliveries(http, endpoint["id"])[0]["state"] == "delivered")
 
 
+def test_redirects_are_not_followed(hooked: tuple[Server, httpx.Client], hook: Receiver) -> None:
+    _server, http = hooked
+    with receiver() as elsewhere:
+        hook.answer = lambda _n: 307
+        hook.location = elsewhere.url
+        endpoint = subscribe(http, hook, events=["file.created"])
+        upload_text(http)
+        (dead,) = settled(http, endpoint["id"], 1)
+        assert (dead["state"], dead["attempts"], dead["last_status"]) == ("dead", 4, 307)
+        assert elsewhere.received == []
+
+
 def test_410_gone_disables_the_endpoint_until_it_is_enabled_again(
     hooked: tuple[Server, httpx.Client], hook: Receiver
 ) -> None:

@@ -34,6 +34,8 @@ class Receiver:
     # How to answer the n-th request (0-based): a status.
     answer: Callable[[int], int] = lambda _n: 200
     received: list[Received] = field(default_factory=list)
+    # Where a 3xx answer points.
+    location: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
@@ -72,6 +74,8 @@ def receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
             got.answered = status = state.answer(number)
             reply = b'{"ok": true}' if status < 300 else b"no thanks " * 300
             self.send_response(status)
+            if state.location is not None and 300 <= status < 400:
+                self.send_header("location", state.location)
             self.send_header("content-length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply)

@@ -82,19 +82,26 @@ class EventWriter:
     async def file_events(
         self, conn: AsyncConnection, changes: Sequence[tuple[str, FileRecord]]
     ) -> int:
-        """One event per (type, record), the record rendered as it is now."""
+        """One event per (type, record), the record rendered as it is now (once, when it
+        has two events: created and ready at once)."""
         now = utcnow()
-        rows = [
-            {
-                "id": new_event_id(),
-                "type": kind,
-                "owner": record.owner,
-                "file_id": record.id,
-                "payload": {"type": kind, "timestamp": rfc3339(now), "data": self.render(record)},
-                "created_at": now,
-            }
-            for kind, record in changes
-        ]
+        stamp = rfc3339(now)
+        rendered: dict[int, dict[str, Any]] = {}
+        rows = []
+        for kind, record in changes:
+            data = rendered.get(id(record))
+            if data is None:
+                data = rendered[id(record)] = self.render(record)
+            rows.append(
+                {
+                    "id": new_event_id(),
+                    "type": kind,
+                    "owner": record.owner,
+                    "file_id": record.id,
+                    "payload": {"type": kind, "timestamp": stamp, "data": data},
+                    "created_at": now,
+                }
+            )
         return await self.write(conn, rows)
 
     async def write(
