@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import statistics
 import tempfile
+import threading
 import time
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,8 @@ def _receive(ready: Connection, done: Any) -> None:
     arrivals: list[tuple[str, float]] = []
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             self.send_response(200)
@@ -51,12 +54,17 @@ def _receive(ready: Connection, done: Any) -> None:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    http.timeout = 0.2
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128
+        daemon_threads = True
+
+    http = Server(("127.0.0.1", 0), Handler)
     ready.send(http.server_address[1])
-    while not done.is_set():
-        http.handle_request()
-    ready.send(arrivals)
+    serving = threading.Thread(target=http.serve_forever, daemon=True)
+    serving.start()
+    done.wait()
+    http.shutdown()
+    ready.send(list(arrivals))
 
 
 def _lags(arrivals: list[tuple[str, float]]) -> list[float]:

@@ -57,6 +57,8 @@ def receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as most receivers
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             headers = {k.lower(): v for k, v in self.headers.items()}
@@ -83,11 +85,14 @@ def receiver(host: str = "127.0.0.1") -> Iterator[Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server_class = ThreadingHTTPServer
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128
+
+    server_class: type[ThreadingHTTPServer] = Server
     if ":" in host:
         import socket
 
-        class V6Server(ThreadingHTTPServer):
+        class V6Server(Server):
             address_family = socket.AF_INET6
 
         server_class = V6Server

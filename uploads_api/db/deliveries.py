@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Row
 
 from uploads_api.db.engine import Engines
@@ -53,6 +53,15 @@ class Outgoing:
     url: str
     secret: str
     payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An attempt, and when to try again (``None``: never, unless it was delivered)."""
+
+    delivery: Delivery
+    attempt: Attempt
+    retry_in: float | None
 
 
 @dataclass(frozen=True)
@@ -146,32 +155,47 @@ class DeliveryRepository:
             if c.endpoint_id in targets and c.event_id in payloads
         ]
 
-    async def record(self, delivery: Delivery, attempt: Attempt, retry_in: float | None) -> None:
-        """One attempt's outcome: delivered on a 2xx; else pending again in ``retry_in``
-        seconds, or dead when that is ``None``."""
+    async def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Attempts' outcomes, in one transaction: delivered on a 2xx; else pending again
+        in ``retry_in`` seconds, or dead when that is ``None``."""
+        if not outcomes:
+            return
         now = utcnow()
-        delivered = attempt.status is not None and 200 <= attempt.status < 300
-        if delivered:
-            state, next_at = DELIVERED, None
-        elif retry_in is None:
-            state, next_at = DEAD, None
-        else:
-            state, next_at = PENDING, now + timedelta(seconds=retry_in)
-        async with self.engines.write() as conn:
-            await conn.execute(
-                update(d)
-                .where(d.c.id == delivery.id)
-                .values(
-                    state=state,
-                    attempts=d.c.attempts + 1,
-                    next_attempt_at=next_at,
-                    lease_until=None,
-                    last_status=attempt.status,
-                    last_error=attempt.error,
-                    last_response=attempt.response,
-                    updated_at=now,
-                )
+        rows = []
+        for outcome in outcomes:
+            status = outcome.attempt.status
+            if status is not None and 200 <= status < 300:
+                state, next_at = DELIVERED, None
+            elif outcome.retry_in is None:
+                state, next_at = DEAD, None
+            else:
+                state, next_at = PENDING, now + timedelta(seconds=outcome.retry_in)
+            rows.append(
+                {
+                    "b_id": outcome.delivery.id,
+                    "b_state": state,
+                    "b_next": next_at,
+                    "b_status": status,
+                    "b_error": outcome.attempt.error,
+                    "b_response": outcome.attempt.response,
+                }
             )
+        statement = (
+            update(d)
+            .where(d.c.id == bindparam("b_id"))
+            .values(
+                state=bindparam("b_state"),
+                attempts=d.c.attempts + 1,
+                next_attempt_at=bindparam("b_next"),
+                lease_until=None,
+                last_status=bindparam("b_status"),
+                last_error=bindparam("b_error"),
+                last_response=bindparam("b_response"),
+                updated_at=now,
+            )
+        )
+        async with self.engines.write() as conn:
+            await conn.execute(statement, rows)
 
     async def list_deliveries(
         self, endpoint_id: str, *, state: str | None, limit: int, before: int | None

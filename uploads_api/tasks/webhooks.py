@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import Webhook
 
 from uploads_api import metrics
 from uploads_api.config import Settings
-from uploads_api.db.deliveries import Attempt, DeliveryRepository, Outgoing
+from uploads_api.db.deliveries import Attempt, DeliveryRepository, Outcome, Outgoing
 from uploads_api.db.webhooks import EndpointRepository
 from uploads_api.outbound import Target, TargetPolicy, TargetRefused
 
@@ -29,8 +29,21 @@ log = logging.getLogger(__name__)
 # Of a receiver's answer, this much is kept for the deliveries listing.
 RESPONSE_KEPT = 1024
 # Deliveries claimed at once, and sent at once by one process.
-BATCH = 32
+BATCH = 64
+CONNECTIONS = 16
 USER_AGENT = "uploads-api-webhooks/1"
+
+
+REFUSED = "refused: "
+
+
+def _outcome_name(outcome: Outcome) -> str:
+    status = outcome.attempt.status
+    if status is not None and 200 <= status < 300:
+        return "delivered"
+    if status is None and (outcome.attempt.error or "").startswith(REFUSED):
+        return "refused"
+    return "retry" if outcome.retry_in is not None else "dead"
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
@@ -64,6 +77,11 @@ class WebhookSender:
                 follow_redirects=False,
                 trust_env=False,
                 timeout=self.settings.webhook_timeout,
+                # Kept-alive connections per receiver, and a bound on how hard one process
+                # presses any receiver.
+                limits=httpx.Limits(
+                    max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS
+                ),
             )
             self._client_loop = loop
         return self._client
@@ -74,51 +92,44 @@ class WebhookSender:
         self._client = None
 
     async def deliver_due(self) -> int:
-        """Send every delivery that is due, a batch at a time; how many were attempted."""
+        """Send every delivery that is due, a batch at a time, the outcomes of a batch
+        recorded in one transaction; how many were attempted."""
         sent = 0
         # Past the request's own timeout: a lease that lapses means its sender died.
         lease = self.settings.webhook_timeout + 10
         while True:
             batch = await self.deliveries.claim_due(BATCH, lease)
-            await asyncio.gather(*(self._attempt(out) for out in batch))
+            outcomes = await asyncio.gather(*(self._attempt(out) for out in batch))
+            await self.deliveries.record(outcomes)
+            for outcome in outcomes:
+                metrics.WEBHOOK_ATTEMPTS.labels(_outcome_name(outcome)).inc()
+                if outcome.attempt.status == 410:
+                    await self.endpoints.disable(
+                        outcome.delivery.endpoint_id, "the receiver answered 410 Gone"
+                    )
             sent += len(batch)
             if len(batch) < BATCH:
                 return sent
 
-    async def _attempt(self, out: Outgoing) -> None:
+    async def _attempt(self, out: Outgoing) -> Outcome:
         delivery = out.delivery
         try:
             target = await self.policy.resolve(out.url)
         except TargetRefused as exc:
             # A configuration matter, not a passing one: retrying would not help.
-            await self.deliveries.record(delivery, Attempt(None, f"refused: {exc}", None), None)
-            metrics.WEBHOOK_ATTEMPTS.labels("refused").inc()
             log.warning(
                 "webhook %s to endpoint %s refused: %s",
                 delivery.event_id,
                 delivery.endpoint_id,
                 exc,
             )
-            return
+            return Outcome(delivery, Attempt(None, f"{REFUSED}{exc}", None), None)
         attempt = await self._post(out, target)
-        if attempt.status == 410:
-            await self.endpoints.disable(delivery.endpoint_id, "the receiver answered 410 Gone")
-            retry_in: float | None = None
-        elif attempt.status is not None and 200 <= attempt.status < 300:
-            retry_in = None
-        else:
-            retry_in = (
-                self.schedule[delivery.attempts] if delivery.attempts < len(self.schedule) else None
-            )
-        await self.deliveries.record(delivery, attempt, retry_in)
-        outcome = (
-            "delivered"
-            if attempt.status is not None and 200 <= attempt.status < 300
-            else "retry"
-            if retry_in is not None
-            else "dead"
-        )
-        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        retry_in: float | None = None
+        delivered = attempt.status is not None and 200 <= attempt.status < 300
+        if not delivered and attempt.status != 410 and delivery.attempts < len(self.schedule):
+            retry_in = self.schedule[delivery.attempts]
+        return Outcome(delivery, attempt, retry_in)
 
     async def _post(self, out: Outgoing, target: Target) -> Attempt:
         body = json.dumps(out.payload, separators=(",", ":"), ensure_ascii=False)
