@@ -84,7 +84,7 @@ def test_schemathesis_finds_nothing_with_every_check_and_phase(live: Live) -> No
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-20_000:]
     assert "No issues found" in output, output[-5000:]
-    assert "21 selected / 21 total" in output, "an operation is missing from the run"
+    assert "22 selected / 22 total" in output, "an operation is missing from the run"
 
 
 # Methods ----------------------------------------------------------------------------------
@@ -95,6 +95,7 @@ ALLOW = {
     "/v1/files/0123456789abcdef0123456789abcdef": "GET, PUT, DELETE, OPTIONS",
     "/v1/files/0123456789abcdef0123456789abcdef/content": "GET, OPTIONS",
     "/v1/files/0123456789abcdef0123456789abcdef/retry": "POST, OPTIONS",
+    "/v1/files/0123456789abcdef0123456789abcdef/variants/w=100": "GET, OPTIONS",
     "/v1/tasks": "GET, OPTIONS",
     "/v1/audit": "GET, OPTIONS",
     "/healthz": "GET, OPTIONS",
@@ -214,6 +215,11 @@ def test_bodies_media_types_and_headers_are_described(description: dict[str, Any
         "image/webp",
         "application/octet-stream",
     }
+    variant = paths["/v1/files/{file_id}/variants/{spec}"]["get"]["responses"]
+    assert set(variant["200"]["content"]) == set(thumbnail["content"])
+    assert {"ETag", "Vary", "Cache-Control"} <= set(variant["200"]["headers"])
+    assert "ETag" in variant["304"]["headers"]
+    assert {"400", "403", "404", "422"} <= set(variant)
     put = paths["/v1/files/{file}"]["put"]
     assert "Location" in put["responses"]["201"]["headers"]
     assert "Retry-After" in put["responses"]["429"]["headers"]

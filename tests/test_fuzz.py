@@ -77,6 +77,7 @@ OPERATIONS = [
     "DELETE /v1/files/{file}",
     "GET /v1/files/{file_id}/content",
     "GET /v1/files/{file_id}/thumbnails/{size}",
+    "GET /v1/files/{file_id}/variants/{spec}",
     "POST /v1/files/{file_id}/retry",
     "GET /v1/tasks",
     "GET /v1/audit",

@@ -16,9 +16,11 @@ from uploads_api.media.images import (
     ImageError,
     Rendition,
     make_thumbnails,
+    make_variant,
     read_image_metadata,
 )
 from uploads_api.media.pdf import DocumentError, read_pdf_metadata
+from uploads_api.media.variant_spec import parse
 from uploads_api.media.worker import configure_worker
 
 ALL_FORMATS = frozenset({"JPEG", "PNG", "GIF", "WEBP", "AVIF", "HEIF", "TIFF", "BMP"})
@@ -83,6 +85,47 @@ def test_orientation_is_applied(
         assert near(colour_at(img, 0.25, 0.25), (*imagegen.RED, 255))
         for fx, fy in [(0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]:
             assert near(colour_at(img, fx, fy), (*imagegen.BLUE, 255))
+
+
+@pytest.mark.parametrize(
+    ("spec", "size"),
+    [("w=320", (320, 160)), ("w=160,h=160,fit=cover", (160, 160)), ("h=80,fmt=png", (160, 80))],
+)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_variants_are_made_upright(
+    tmp_path: Path, out_dir: Path, orientation: int, spec: str, size: tuple[int, int]
+) -> None:
+    """EXIF orientation first, then the resize and the crop (of the image as displayed)."""
+    src = imagegen.jpeg_with_orientation(tmp_path, orientation, size=(640, 320))
+    made = make_variant(str(src), str(out_dir), parse(spec), None, ALL_FORMATS)
+    with Image.open(made.path) as img:
+        img.load()
+    assert img.size == (made.width, made.height) == size
+    assert made.length == Path(made.path).stat().st_size
+    assert not img.getexif()
+    if "cover" in spec:  # the centre 320x320 of 640x320: red on the left half's top
+        assert near(colour_at(img, 0.1, 0.1), (*imagegen.RED, 255))
+        assert near(colour_at(img, 0.9, 0.1), (*imagegen.BLUE, 255))
+        assert near(colour_at(img, 0.1, 0.9), (*imagegen.BLUE, 255))
+        return
+    assert near(colour_at(img, 0.25, 0.25), (*imagegen.RED, 255))
+    for fx, fy in [(0.75, 0.25), (0.25, 0.75), (0.75, 0.75)]:
+        assert near(colour_at(img, fx, fy), (*imagegen.BLUE, 255))
+
+
+def test_a_variant_from_a_smaller_copy_has_the_size_the_original_gives(
+    tmp_path: Path, out_dir: Path
+) -> None:
+    """From a thumbnail the geometry is worked out on the original's size, so that both
+    sources give one size: w=500 of 2000x1026 is 500x257, where the 1024x525 thumbnail
+    on its own would give 500x256."""
+    original = imagegen.jpeg_photo(tmp_path / "o", size=(2000, 1026), exif=False, gps=False)
+    (thumb,) = thumbnails(original, out_dir, (1024,), "webp")
+    assert (thumb.thumbnail.width, thumb.thumbnail.height) == (1024, 525)
+    spec = parse("w=500")
+    for src, reference in ((str(original), None), (thumb.path, (2000, 1026))):
+        made = make_variant(src, str(out_dir), spec, reference, ALL_FORMATS)
+        assert (made.width, made.height) == (500, 257)
 
 
 @pytest.mark.parametrize(
@@ -230,6 +273,7 @@ def test_decompression_bomb_is_refused(tmp_path: Path, out_dir: Path, limit: int
     for call in (
         lambda: thumbnails(bomb, out_dir),
         lambda: read_image_metadata(str(bomb), ALL_FORMATS),
+        lambda: make_variant(str(bomb), str(out_dir), parse("w=100"), None, ALL_FORMATS),
     ):
         with pytest.raises(
             ImageError, match=f"too large: 400000000 pixels exceeds the limit of {limit}"

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from uploads_api import __version__
-from uploads_api.api import audit, downloads, health, problem_pages, tasks, webhooks
+from uploads_api.api import audit, downloads, health, problem_pages, tasks, variants, webhooks
 from uploads_api.api import files as files_routes
 from uploads_api.api.bind_guard import LoopbackOnlyWhileOpen
 from uploads_api.api.contract import install_openapi
@@ -81,10 +81,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(
+        app,
+        refine=lambda schema: variants.describe_specs(
+            schema, settings.variant_max_size, settings.variant_presets
+        ),
+    )
     routers = [
         files_routes.router,
         downloads.router,
+        variants.router,
         tasks.router,
         webhooks.router,
         audit.router,

@@ -12,6 +12,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from uploads_api.media.formats import VIDEO_CONTAINERS, Decoders
 from uploads_api.media.outputs import OUTPUTS
+from uploads_api.media.variant_spec import (
+    MAX_DIMENSION,
+    PRESET_NAME,
+    parse_presets,
+    read_spec,
+)
 
 GiB = 1024**3
 MiB = 1024**2
@@ -78,6 +84,13 @@ class Settings(BaseSettings):
     media_timeout: float = Field(default=120.0, gt=0)
     media_memory_limit: int = Field(default=4 * GiB, ge=256 * MiB)
 
+    # Image variants (GET /v1/files/{id}/variants/{spec}): the largest width or height a
+    # spec may ask for; presets (name -> canonical spec), which when set are all that is
+    # served; the bytes of variants kept per owner, least recently used removed first.
+    variant_max_size: int = Field(default=4096, ge=1, le=MAX_DIMENSION)
+    variant_presets: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    variant_cache_bytes: int = Field(default=GiB, ge=0)
+
     # More tasks than image workers: a task's steps outside the pool (copying thumbnails
     # in, recording them) leave a decoder idle unless another task has work queued for it.
     task_concurrency: int = Field(default=4 * (os.cpu_count() or 1), gt=0)
@@ -142,6 +155,13 @@ class Settings(BaseSettings):
     def _lower_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(part.lower() for part in value)
 
+    @field_validator("variant_presets", mode="before")
+    @classmethod
+    def _parse_presets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_presets(value)
+        return value
+
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod
     def _parse_schedule(cls, value: object) -> object:
@@ -182,7 +202,23 @@ class Settings(BaseSettings):
         unknown = set(self.video_formats) - set(DEFAULT_VIDEO_FORMATS)
         if unknown:
             raise ValueError(f"unknown video formats: {', '.join(sorted(unknown))}")
+        self._check_presets()
         return self
+
+    def _check_presets(self) -> None:
+        # Presets given as a dict (Settings(variant_presets=...)) are checked here too.
+        for name, text in self.variant_presets.items():
+            if not PRESET_NAME.fullmatch(name):
+                raise ValueError(f"variant preset name {name!r}: a-z, 0-9, - and _")
+            spec = read_spec(text)
+            if spec.canonical != text:
+                raise ValueError(f"variant preset {name}: write its spec as {spec.canonical}")
+            largest = max(spec.width or 0, spec.height or 0)
+            if largest > self.variant_max_size:
+                raise ValueError(
+                    f"variant preset {name} asks for {largest} px, above"
+                    f" UPLOADS_VARIANT_MAX_SIZE ({self.variant_max_size})"
+                )
 
     @property
     def decoders(self) -> Decoders:

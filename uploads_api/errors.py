@@ -8,10 +8,14 @@ The tree::
     ├── BadRequest
     │   ├── MalformedMultipart        missing boundary, bad part headers, truncated body
     │   ├── TooManyParts              more files or fields than allowed
-    │   └── ChecksumMismatch          the bytes do not match the client's sha256
+    │   ├── ChecksumMismatch          the bytes do not match the client's sha256
+    │   ├── InvalidVariantSpec        a variant spec that means nothing (the reason in detail)
+    │   ├── VariantSpecNotCanonical   a valid variant spec, not in canonical form
+    │   └── VariantTooLarge           a variant above UPLOADS_VARIANT_MAX_SIZE
     ├── Unauthorized                  no key, or an unknown or revoked one
     ├── KeysRequired                  an open server (no key yet) reached on a public address
     ├── Forbidden                     a key that is not an admin's, on an admin-only route
+    │   └── VariantNotAllowed         not one of UPLOADS_VARIANT_PRESETS, when those are set
     ├── NotFound                      unknown file or thumbnail (also another owner's)
     ├── RequestTimeout                the body stalled for UPLOADS_BODY_TIMEOUT
     ├── PayloadTooLarge               a file over the size limit
@@ -21,6 +25,8 @@ The tree::
     ├── RangeNotSatisfiable
     ├── NoFiles                       a request that carried no file
     ├── WebhookTargetRefused          a webhook URL the server will not send to
+    ├── NoImage                       a file with no image to make variants from
+    ├── UndecodableImage              an image the media pool refuses or cannot decode
     ├── TooManyUploads                over the per-key concurrent upload cap
     ├── ClientDisconnected            the client went away; the answer reaches nobody
     ├── ServiceUnavailable            the database is not reachable or locked
@@ -61,6 +67,20 @@ class ChecksumMismatch(BadRequest):
     code, title = "checksum-mismatch", "Checksum mismatch"
 
 
+class InvalidVariantSpec(BadRequest):
+    code, title = "invalid-variant-spec", "Invalid variant spec"
+
+
+class VariantSpecNotCanonical(BadRequest):
+    """Extra member ``canonical``: how to write the spec."""
+
+    code, title = "variant-spec-not-canonical", "Variant spec not in canonical form"
+
+
+class VariantTooLarge(BadRequest):
+    code, title = "variant-too-large", "Variant too large"
+
+
 class Unauthorized(UploadsError):
     code, title = "unauthorized", "API key required"
 
@@ -71,6 +91,10 @@ class KeysRequired(UploadsError):
 
 class Forbidden(UploadsError):
     code, title = "forbidden", "Forbidden"
+
+
+class VariantNotAllowed(Forbidden):
+    code, title = "variant-not-allowed", "Variant not allowed"
 
 
 class NotFound(UploadsError):
@@ -107,6 +131,14 @@ class NoFiles(UploadsError):
 
 class WebhookTargetRefused(UploadsError):
     code, title = "webhook-target-refused", "Webhook target refused"
+
+
+class NoImage(UploadsError):
+    code, title = "no-image", "No image to make variants from"
+
+
+class UndecodableImage(UploadsError):
+    code, title = "undecodable-image", "Image cannot be decoded"
 
 
 class TooManyUploads(UploadsError):

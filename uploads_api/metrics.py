@@ -31,3 +31,15 @@ WEBHOOK_ATTEMPTS = Counter(
     "Webhook delivery attempts by outcome: delivered, retry, dead, refused",
     ["outcome"],
 )
+VARIANTS_MADE = Counter(
+    "uploads_variants_made_total", "Image variants made in the media pool, by format", ["format"]
+)
+VARIANTS_SERVED = Counter(
+    "uploads_variants_served_total",
+    "Image variant requests answered: made, stored (already made) or not_modified (304)",
+    ["outcome"],
+)
+VARIANTS_EVICTED = Counter(
+    "uploads_variants_evicted_total",
+    "Image variants the sweep removed to keep owners under the cap",
+)

@@ -19,6 +19,7 @@ from uploads_api.db.keys import KeyRepository
 from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
 from uploads_api.db.usage import UsageRepository
+from uploads_api.db.variants import VariantRepository
 from uploads_api.db.webhooks import EndpointRepository
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
@@ -27,6 +28,7 @@ from uploads_api.services.audit import Auditor
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
+from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
 from uploads_api.storage import Storage
 from uploads_api.storage.factory import build_storage
@@ -35,6 +37,7 @@ from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.metadata import MetadataTask
 from uploads_api.tasks.pool import ImagePool
 from uploads_api.tasks.runner import TaskRunner
+from uploads_api.tasks.single_flight import SingleFlight
 from uploads_api.tasks.thumbnails import ThumbnailTask
 from uploads_api.tasks.webhooks import DeliveryLoop, WebhookSender
 from uploads_api.tasks.workspace import Workspace
@@ -55,6 +58,7 @@ class Runtime:
     auditor: Auditor
     file_service: FileService
     task_service: TaskService
+    variant_service: VariantService
     health_service: HealthService
     webhook_service: WebhookService
     deliveries: DeliveryLoop
@@ -90,7 +94,10 @@ class Runtime:
         audit = AuditRepository(engines)
         audit_buffer = AuditBuffer(audit)
         auditor = Auditor(audit_buffer, audit)
-        cleanup = CleanupTask(settings, storage, files, audit, workspace, temp_dir, deliveries)
+        variants = VariantRepository(engines)
+        cleanup = CleanupTask(
+            settings, storage, files, audit, workspace, temp_dir, deliveries, variants
+        )
         handlers: dict[str, TaskHandler] = {
             "metadata": MetadataTask(settings, storage, files, pool, workspace),
             "thumbnails": ThumbnailTask(settings, storage, files, pool, workspace),
@@ -113,6 +120,14 @@ class Runtime:
             dispatcher,
             auditor,
         )
+        # A process waiting for another's variant waits as long as a decode may take, and
+        # some more for copying the source in and the variant out.
+        flight = SingleFlight(
+            data_dir / "locks" / "variants", wait_limit=settings.media_timeout + 30
+        )
+        variant_service = VariantService(
+            settings, files, variants, storage, pool, workspace, flight
+        )
         return cls(
             settings=settings,
             engines=engines,
@@ -127,6 +142,7 @@ class Runtime:
             auditor=auditor,
             file_service=file_service,
             task_service=TaskService(queue),
+            variant_service=variant_service,
             health_service=HealthService(engines, storage, queue),
             webhook_service=WebhookService(endpoints, deliveries, policy, auditor),
             deliveries=delivery_loop,
@@ -156,6 +172,7 @@ class Runtime:
         await self.deliveries.stop()
         await self.runner.stop(self.settings.shutdown_grace_seconds)
         self.pool.shutdown()
+        await self.variant_service.stop()
         # The audit rows of the last half second; the engines must still be open.
         await self.audit_buffer.stop()
         await self.engines.dispose()

@@ -6,6 +6,7 @@ description lists every answer the server can give."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -79,8 +80,11 @@ def header(description: str, schema: dict[str, Any] | None = None) -> dict[str, 
 BINARY = {"type": "string", "format": "binary"}
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Generate the description once, with the ``Problem`` schema among the components."""
+def install_openapi(
+    app: FastAPI, *, refine: Callable[[dict[str, Any]], None] | None = None
+) -> None:
+    """Generate the description once, with the ``Problem`` schema among the components;
+    ``refine`` adds what depends on the settings (the variant specs a server serves)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -93,6 +97,8 @@ def install_openapi(app: FastAPI) -> None:
             schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
                 PROBLEM_SCHEMA
             )
+            if refine is not None:
+                refine(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

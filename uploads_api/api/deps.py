@@ -15,6 +15,7 @@ from uploads_api.services.audit import Auditor
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
+from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
 
 # Declares the scheme in OpenAPI (so /docs can send a key); the check itself is ours.
@@ -49,6 +50,10 @@ def get_file_service(runtime: RuntimeDep) -> FileService:
     return runtime.file_service
 
 
+def get_variant_service(runtime: RuntimeDep) -> VariantService:
+    return runtime.variant_service
+
+
 def get_task_service(runtime: RuntimeDep) -> TaskService:
     return runtime.task_service
 
@@ -67,6 +72,7 @@ def get_auditor(runtime: RuntimeDep) -> Auditor:
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 FilesDep = Annotated[FileService, Depends(get_file_service)]
+VariantsDep = Annotated[VariantService, Depends(get_variant_service)]
 TasksDep = Annotated[TaskService, Depends(get_task_service)]
 WebhooksDep = Annotated[WebhookService, Depends(get_webhook_service)]
 HealthDep = Annotated[HealthService, Depends(get_health_service)]

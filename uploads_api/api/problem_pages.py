@@ -33,6 +33,23 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         " `actual`). Nothing was stored.",
         "Upload again; if it keeps failing, the file changes while it is read.",
     ),
+    "invalid-variant-spec": (
+        "The variant spec is not one: an unknown or repeated key, a value out of range,"
+        " fit=fill with one dimension, q with png, or (without presets) a bare name."
+        " `detail` says which.",
+        "Write the spec as `w=800,h=600,fit=cover,fmt=avif,q=70`: keys w, h, fit, fmt, q"
+        " in that order, at least one of w and h, defaults left out.",
+    ),
+    "variant-spec-not-canonical": (
+        "The variant spec is valid but written otherwise than its canonical form (keys out"
+        " of order, a default spelled out, a leading zero, upper case), which `canonical`"
+        " gives. One spelling per variant keeps one cached copy and one URL each.",
+        "Ask for `canonical` instead.",
+    ),
+    "variant-too-large": (
+        "The variant spec asks for a width or height above `UPLOADS_VARIANT_MAX_SIZE` (`limit`).",
+        "Ask for a smaller variant; the original is at `/v1/files/{id}/content`.",
+    ),
     "client-disconnected": (
         "The client went away before the upload finished; nothing was stored.",
         "Upload again.",
@@ -51,6 +68,11 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         "The key is valid but may not do this: the route is for admin keys only (the audit"
         " log, `GET /v1/audit`).",
         "Use an admin key (`uploads-api keys create OWNER --admin`).",
+    ),
+    "variant-not-allowed": (
+        "This server serves only its variant presets (`UPLOADS_VARIANT_PRESETS`), listed"
+        " in `presets`, and the request named none of them.",
+        "Ask for a preset by its name (`/variants/card`) or by its canonical spec.",
     ),
     "not-found": (
         "No such file or thumbnail (yet), or a file of another owner, or no such route.",
@@ -97,6 +119,18 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         " service), multicast or unspecified, or outside UPLOADS_WEBHOOK_ALLOWED_TARGETS.",
         "Give a public http(s) URL. For a receiver on your own network the operator sets"
         " UPLOADS_WEBHOOK_ALLOW_PRIVATE=true.",
+    ),
+    "no-image": (
+        "The file has no image to make variants from: it is not of a type the media pool"
+        " decodes, or it is a video, PDF or audio file without a preview (poster, first"
+        " page, cover art).",
+        "Ask for variants of images, or of files whose record lists thumbnails.",
+    ),
+    "undecodable-image": (
+        "The media pool refused or could not decode the image: over the pixel limit"
+        " (a decompression bomb), corrupt or truncated, or past the time or memory limit."
+        " `detail` gives the reason; the file's thumbnail task failed for the same one.",
+        "Upload a sound image; the original stays downloadable.",
     ),
     "validation-error": (
         "A parameter or JSON body is out of range or of the wrong form; `errors` lists"

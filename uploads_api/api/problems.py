@@ -35,6 +35,8 @@ STATUS: dict[type[UploadsError], int] = {
     errors.RangeNotSatisfiable: 416,
     errors.NoFiles: 422,
     errors.WebhookTargetRefused: 422,
+    errors.NoImage: 422,
+    errors.UndecodableImage: 422,
     errors.TooManyUploads: 429,
     errors.ServiceUnavailable: 503,
     errors.InsufficientStorage: 507,

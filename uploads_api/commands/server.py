@@ -79,6 +79,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     removed = asyncio.run(run())
     print(
         f"removed {removed['temp']} temp entries and {removed['blobs']} unreferenced blobs;"
-        f" {removed['audit']} audit rows past their retention"
+        f" {removed['audit']} audit rows past their retention; {removed['variants']} image"
+        " variants over the cache cap"
     )
     return 0

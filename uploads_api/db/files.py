@@ -27,7 +27,7 @@ from uploads_api.db.models import (
     Task,
 )
 from uploads_api.db.rows import f, file_of, load_record, new_task_row, refresh_status, t, task_of
-from uploads_api.db.tables import utcnow
+from uploads_api.db.tables import utcnow, variants
 from uploads_api.db.usage import Quota, check_quota_in
 from uploads_api.media.outputs import Thumbnail
 
@@ -230,7 +230,8 @@ class FileRepository:
         return found
 
     async def delete_file(self, file_id: str, cleanup_payload: dict[str, Any]) -> bool:
-        """Drop the record and its pending tasks; queue a cleanup of its bytes. One transaction."""
+        """Drop the record, its pending tasks and its variants' rows; queue a cleanup of its
+        bytes (variants included). One transaction."""
         now = utcnow()
         async with self.engines.write() as conn:
             record = await load_record(conn, file_id)
@@ -238,6 +239,7 @@ class FileRepository:
             if record is None or gone.rowcount == 0:
                 return False
             await conn.execute(delete(t).where(t.c.file_id == file_id, t.c.state != RUNNING))
+            await conn.execute(delete(variants).where(variants.c.file_id == file_id))
             cleanup = new_task_row(file_id, CLEANUP, now, cleanup_payload, self.max_attempts)
             await conn.execute(insert(t), [cleanup])
             written = await self.events.file_events(conn, [(FILE_DELETED, record)])

@@ -138,6 +138,20 @@ webhook_deliveries = Table(
     Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
 )
 
+# Image variants made on request and kept in storage (``key``), for the sweep's cap on
+# their bytes per owner: ``used_at`` is when one was last served, to a few minutes.
+variants = Table(
+    "variants",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("file_id", String(32), nullable=False, index=True),
+    Column("owner", String(64), nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("used_at", DateTime, nullable=False),
+    Index("ix_variants_owner_used_at", "owner", "used_at"),
+)
+
 # Who did what. Failed authentications are counted into one row per address per minute.
 audit_log = Table(
     "audit_log",

@@ -1,5 +1,5 @@
-"""Pillow work on images: decode, orient, colour-convert and resize into thumbnails; read
-header facts. EXIF parsing is in ``exif``; the output formats are in ``outputs``.
+"""Pillow work on images: decode, orient, colour-convert and resize into thumbnails and
+variants; read header facts. EXIF parsing is in ``exif``; the output formats are in ``outputs``.
 
 Runs in the pool's worker processes only (see the package docstring), on untrusted bytes.
 """
@@ -20,7 +20,8 @@ from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from uploads_api.media.errors import DECODE_ERRORS, detail
 from uploads_api.media.exif import exif_fields, orientation_of, read_exif
-from uploads_api.media.outputs import OUTPUTS, Output, Thumbnail
+from uploads_api.media.outputs import OUTPUTS, Output, Thumbnail, variant_output
+from uploads_api.media.variant_spec import VariantSpec
 
 
 class ImageError(Exception):
@@ -35,6 +36,17 @@ class Rendition:
 
     thumbnail: Thumbnail
     path: str
+
+
+@dataclass(frozen=True)
+class VariantImage:
+    """A variant just written to scratch space at ``path``, not yet stored: its size in
+    pixels and in bytes."""
+
+    path: str
+    width: int
+    height: int
+    length: int
 
 
 _TOO_LARGE = (Image.DecompressionBombError, Image.DecompressionBombWarning)
@@ -98,6 +110,42 @@ def thumbnails_from(
         thumbs = _cascade(_resizable(img), sizes, None, colour)
     written = {size: _write(im, out_dir, size, output) for size, im in thumbs.items()}
     return [written[size] for size in sizes]
+
+
+def make_variant(
+    src: str,
+    out_dir: str,
+    spec: VariantSpec,
+    reference: tuple[int, int] | None,
+    allowed_formats: Collection[str],
+) -> VariantImage:
+    """Decode ``src`` and write the variant ``spec`` asks for to ``out_dir/variant.<ext>``.
+
+    ``spec.fmt`` is a format, not ``auto``. EXIF orientation is applied first; colours are
+    converted to sRGB and no metadata is written, as for thumbnails. The geometry is
+    worked out on ``reference``, the original's size as displayed, when ``src`` is a
+    smaller copy of it (a thumbnail): the variant then has the size it would have had
+    from the original. ``None``: on ``src`` itself. Raises ``ImageError`` for a bad file.
+    """
+    output = variant_output(spec.fmt, spec.quality)
+    with open(src, "rb") as fp, _image_errors():
+        img = _open_checked(fp, allowed_formats)
+        orientation = orientation_of(read_exif(img))
+        swap = orientation in _SWAPS_AXES
+        plan = spec.geometry(reference or ((img.height, img.width) if swap else img.size))
+        stored = (plan.resize[1], plan.resize[0]) if swap else plan.resize
+        img.draft("RGB", stored)  # JPEG decodes at 1/2, 1/4 or 1/8 when that is enough
+        img.load()
+        variant = _resize(_resizable(img), stored)
+        method = _TRANSPOSE.get(orientation or 1)
+        if method is not None:
+            variant = variant.transpose(method)
+        if plan.crop is not None:
+            variant = variant.crop(plan.crop)
+        # After the crop: the colour transform is paid only on pixels that are kept.
+        variant = _to_rgb(variant, img.info.get("icc_profile"))
+    path = _save(variant, out_dir, "variant", output)
+    return VariantImage(path, variant.width, variant.height, os.path.getsize(path))
 
 
 def _output_for(fmt: str, sizes: Sequence[int]) -> Output:
@@ -289,7 +337,14 @@ def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _write(img: Image.Image, out_dir: str, size: int, output: Output) -> Rendition:
-    """Write via a temporary name so a crash never leaves a partial file at the final path.
+    final = _save(img, out_dir, str(size), output)
+    thumbnail = Thumbnail(size, img.width, img.height, output.content_type)
+    return Rendition(thumbnail, final)
+
+
+def _save(img: Image.Image, out_dir: str, stem: str, output: Output) -> str:
+    """Write ``out_dir/<stem>.<ext>`` via a temporary name, so a crash never leaves a
+    partial file at the final path; its path.
 
     Not fsynced: this is scratch space. Storage makes the file durable when the task
     moves it into place (``put_file``), and after a crash the task runs again. An fsync
@@ -299,9 +354,9 @@ def _write(img: Image.Image, out_dir: str, size: int, output: Output) -> Renditi
         flat = Image.new("RGB", img.size, "white")
         flat.paste(img, mask=img.getchannel("A"))
         img = flat
-    img.info = {}  # Some encoders copy ICC and XMP from info; the thumbnail is plain sRGB.
-    final = os.path.join(out_dir, f"{size}.{output.extension}")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{size}.", suffix=".tmp")
+    img.info = {}  # Some encoders copy ICC and XMP from info; the output is plain sRGB.
+    final = os.path.join(out_dir, f"{stem}.{output.extension}")
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{stem}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             img.save(f, format=output.pil_format, exif=b"", **output.options)
@@ -310,5 +365,4 @@ def _write(img: Image.Image, out_dir: str, size: int, output: Output) -> Renditi
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    thumbnail = Thumbnail(size, img.width, img.height, output.content_type)
-    return Rendition(thumbnail, final)
+    return final

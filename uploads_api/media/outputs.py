@@ -1,15 +1,16 @@
-"""Thumbnail outputs: the formats a thumbnail may be written in, their file extensions,
-and ``Thumbnail``, what is recorded of each one.
+"""Thumbnail and variant outputs: the formats they may be written in, their encoder
+settings and file extensions, and ``Thumbnail``, what is recorded of each thumbnail.
 
-The one owner of these facts: the pool writes thumbnails with them, the task stores them
-under their extension, and the route finds them again by it. Plain data with no other
+The one owner of these facts: the pool writes thumbnails and variants with them, the task
+and the variant service store them under their extension, and the routes find them again
+by it. Plain data with no other
 imports from uploads_api, so the database and web layers can use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -34,6 +35,20 @@ OUTPUTS = {
     "png": Output("PNG", "png", "image/png", True, {"compress_level": 3}),
     "avif": Output("AVIF", "avif", "image/avif", True, {"quality": 60, "speed": 8}),
 }
+
+# Part of every variant's ETag and storage key: bump it when a change here or in the
+# pool's variant code changes the bytes a spec gives, so that caches take the new ones.
+VARIANT_ENCODER_VERSION = 1
+
+
+def variant_output(fmt: str, quality: int) -> Output:
+    """How a variant in ``fmt`` is written: the thumbnail settings with the spec's quality
+    (PNG, lossless, has none)."""
+    output = OUTPUTS[fmt]
+    if "quality" not in output.options:
+        return output
+    return replace(output, options={**output.options, "quality": quality})
+
 
 _EXTENSIONS = {output.content_type: output.extension for output in OUTPUTS.values()}
 # WebP is the default thumbnail format: the extension to try for a type not listed here.

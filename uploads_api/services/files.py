@@ -150,17 +150,7 @@ class FileService:
 
     async def get(self, caller: Principal, file_id: str, wait: float = 0) -> FileRecord:
         """The record; with ``wait``, held until processing ends or ``wait`` seconds pass."""
-        _check_id(file_id)
-        deadline = time.monotonic() + wait
-        pause = WAIT_POLL_FIRST
-        while True:
-            record = await self.files.get_file(file_id, caller.scope)
-            if record is None:
-                raise NotFound(f"no file with id {file_id}")
-            if record.status != PROCESSING or time.monotonic() >= deadline:
-                return record
-            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, WAIT_POLL_MAX)
+        return await settled_record(self.files, file_id, caller.scope, wait)
 
     async def list_files(
         self,
@@ -238,6 +228,24 @@ class FileService:
             detail={"requeued": requeued, **_others(caller, record)},
         )
         return await self.get(caller, file_id)
+
+
+async def settled_record(
+    files: FileRepository, file_id: str, scope: str | None, wait: float = 0
+) -> FileRecord:
+    """The record, if ``scope`` (an owner; ``None``: any) may see it, else ``NotFound``;
+    with ``wait``, held until processing ends or ``wait`` seconds pass."""
+    _check_id(file_id)
+    deadline = time.monotonic() + wait
+    pause = WAIT_POLL_FIRST
+    while True:
+        record = await files.get_file(file_id, scope)
+        if record is None:
+            raise NotFound(f"no file with id {file_id}")
+        if record.status != PROCESSING or time.monotonic() >= deadline:
+            return record
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, WAIT_POLL_MAX)
 
 
 def waiting_ids(records: Sequence[FileRecord]) -> list[str]:

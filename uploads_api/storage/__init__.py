@@ -1,7 +1,7 @@
 """Where bytes live: a small ``Storage`` protocol and its backends."""
 
 from uploads_api.storage.base import BlobWriter, Buffer, LocalPaths, PendingUploads, Storage
-from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix
+from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix, variant_key
 
 __all__ = [
     "BlobWriter",
@@ -12,4 +12,5 @@ __all__ = [
     "original_key",
     "thumbnail_key",
     "thumbnail_prefix",
+    "variant_key",
 ]

@@ -35,6 +35,12 @@ def thumbnail_key(file_id: str, size: int, extension: str) -> str:
     return validate_key(f"{thumbnail_prefix(file_id)}/{int(size)}.{extension}")
 
 
+def variant_key(file_id: str, name: str, extension: str) -> str:
+    """Beside the thumbnails, under their prefix: deleting a file's thumbnails deletes its
+    variants too, and the sweep finds them as it finds thumbnails."""
+    return validate_key(f"{thumbnail_prefix(file_id)}/variants/{name}.{extension}")
+
+
 def file_id_of(key: str) -> str | None:
     """The file id a key belongs to, for the sweep that looks for unreferenced blobs."""
     parts = key.split("/")

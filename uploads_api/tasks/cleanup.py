@@ -1,6 +1,7 @@
-"""Cleanup: scratch space of a processed upload, the bytes of a deleted file, and the sweep
-of temp files and blobs that nothing references any more, and of audit rows past their
-retention."""
+"""Cleanup: scratch space of a processed upload, the bytes of a deleted file (its variants
+go with its thumbnails), and the sweep of temp files and blobs that nothing references any
+more, of audit rows past their retention, and of the variants that take an owner past
+UPLOADS_VARIANT_CACHE_BYTES."""
 
 from __future__ import annotations
 
@@ -13,18 +14,23 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from uploads_api import metrics
 from uploads_api.config import Settings
 from uploads_api.db.audit import AuditRepository
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
 from uploads_api.db.tables import utcnow
+from uploads_api.db.variants import VariantRepository
 from uploads_api.storage import PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
 from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
 
 log = logging.getLogger(__name__)
+
+# Variants looked at per query while an owner is over the cap.
+EVICT_BATCH = 200
 
 
 class CleanupTask:
@@ -39,6 +45,7 @@ class CleanupTask:
         workspace: Workspace,
         temp_dir: Path,
         deliveries: DeliveryRepository,
+        variants: VariantRepository,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -47,6 +54,7 @@ class CleanupTask:
         self.workspace = workspace
         self.temp_dir = temp_dir
         self.deliveries = deliveries
+        self.variants = variants
 
     async def run(self, task: Task) -> None:
         payload = task.payload or {}
@@ -66,8 +74,9 @@ class CleanupTask:
         return await asyncio.to_thread(remove_abandoned, self.temp_dir, cutoff)
 
     async def sweep(self) -> dict[str, int]:
-        """Remove temp files and scratch dirs older than the TTL, unreferenced blobs, and
-        events past UPLOADS_EVENT_RETENTION, audit rows past UPLOADS_AUDIT_RETENTION."""
+        """Remove temp files and scratch dirs older than the TTL, unreferenced blobs,
+        events past UPLOADS_EVENT_RETENTION, audit rows past UPLOADS_AUDIT_RETENTION, and
+        variants past UPLOADS_VARIANT_CACHE_BYTES."""
         cutoff = time.time() - self.settings.temp_ttl
         removed_temp = await self.sweep_local(cutoff)
         stale: dict[str, list[str]] = {}
@@ -95,20 +104,46 @@ class CleanupTask:
         removed_audit = await self.audit.delete_before(
             now - timedelta(seconds=self.settings.audit_retention)
         )
-        if removed_temp or removed_blobs or removed_events or removed_audit:
-            log.info(
-                "sweep removed %d temp entries, %d blobs, %d events, %d audit rows",
-                removed_temp,
-                removed_blobs,
-                removed_events,
-                removed_audit,
-            )
-        return {
+        removed_variants = await self.cap_variants()
+        removed = {
             "temp": removed_temp,
             "blobs": removed_blobs,
             "events": removed_events,
             "audit": removed_audit,
+            "variants": removed_variants,
         }
+        if any(removed.values()):
+            log.info(
+                "sweep removed %d temp entries, %d blobs, %d events, %d audit rows, %d variants",
+                *removed.values(),
+            )
+        return removed
+
+    async def cap_variants(self) -> int:
+        """Hold every owner's stored variants to UPLOADS_VARIANT_CACHE_BYTES, removing the
+        least recently served first; drop the rows of variants whose file is gone (they
+        went with its thumbnails). How many variants were removed."""
+        await self.variants.forget_orphans()
+        cap = self.settings.variant_cache_bytes
+        removed = 0
+        for owner, total in await self.variants.owners_over(cap):
+            while total > cap:
+                oldest = await self.variants.least_recent(owner, EVICT_BATCH)
+                if not oldest:
+                    break
+                gone: list[str] = []
+                for variant in oldest:
+                    if total <= cap:
+                        break
+                    # The blob first: a row left by a crash here is only counted, and
+                    # removed on a later sweep.
+                    await self.storage.delete(variant.key)
+                    gone.append(variant.key)
+                    total -= variant.size
+                await self.variants.forget(gone)
+                removed += len(gone)
+        metrics.VARIANTS_EVICTED.inc(removed)
+        return removed
 
 
 def remove_abandoned(root: Path, cutoff: float) -> int:
