@@ -178,6 +178,15 @@ class Settings(BaseSettings):
             raise ValueError("must be a Standard Webhooks secret: whsec_ and base64")
         return value
 
+    @field_validator("signing_key", mode="after")
+    @classmethod
+    def _long_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # A short key can be guessed offline from one token; 32 characters of base64 are
+        # 192 bits.
+        if any(len(key) < 32 for key in value):
+            raise ValueError("each key needs at least 32 characters (openssl rand -base64 32)")
+        return value
+
     @field_validator("image_formats", "video_formats", mode="before")
     @classmethod
     def _parse_formats(cls, value: object, info: ValidationInfo) -> object:
