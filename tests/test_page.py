@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -291,6 +292,44 @@ def test_thumbhash_decoder_keeps_average_colour_and_alpha(page: Page) -> None:
                 assert extrema[3][0] < extrema[3][1] < 255
 
 
+def test_the_page_follows_the_event_stream_without_polling(
+    server: Server, page: Page, tmp_path: Path
+) -> None:
+    """A file uploaded through the API, not the page, appears in the gallery, turns ready
+    and goes away when deleted, with no request for the listing or a file record after the
+    first load: the event stream says what changed."""
+    errors = PageErrors(page)
+    open_page(page, server)
+    page.get_by_text("No files yet").wait_for()
+    # The stream is open and the listing made when it opened is in.
+    page.wait_for_selector("html[data-live]")
+    records: list[str] = []
+    record_path = re.compile(r"/v1/files(/[0-9a-f]{32})?")
+
+    def watch(request: Any) -> None:
+        if record_path.fullmatch(urlsplit(request.url).path):
+            records.append(f"{request.method} {request.url}")
+
+    page.on("request", watch)
+    photo = imagegen.jpeg_photo(tmp_path, size=(800, 600))
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        uploaded = api.post("/v1/files", files={"file": (photo.name, photo.read_bytes())})
+        assert uploaded.status_code == 201, uploaded.text
+        file_id = uploaded.json()["files"][0]["id"]
+        card(page, photo.name).wait_for()
+        card(page, photo.name).and_(page.locator("[data-status=ready]")).wait_for()
+        wait_thumbnail(page, photo.name)
+        assert text_of(card(page, photo.name).locator(".card-meta")).endswith(
+            "800 \N{MULTIPLICATION SIGN} 600"
+        )
+        assert api.delete(f"/v1/files/{file_id}").status_code == 204
+    card(page, photo.name).wait_for(state="detached")
+    page.get_by_text("No files yet").wait_for()
+    assert records == [], "the page asked for files instead of following the stream"
+    assert page.evaluate("document.documentElement.dataset.live") == "true"
+    errors.assert_none()
+
+
 def test_api_key_is_asked_once_and_sent_everywhere(
     server: Server, page: Page, tmp_path: Path
 ) -> None:
@@ -303,7 +342,10 @@ def test_api_key_is_asked_once_and_sent_everywhere(
         request = route.request
         auth = request.headers.get("authorization")
         seen.append((request.method, request.url, auth))
-        if auth == "Bearer good-key":
+        # An EventSource cannot send the header: the stream is opened with a token, which
+        # the page got (from the real, open server) with the key.
+        tokened = "/v1/events?" in request.url and "token=" in request.url
+        if auth == "Bearer good-key" or tokened:
             route.continue_()
             return
         detail = "the API key is not valid" if auth else "this server needs an API key"
@@ -356,7 +398,11 @@ def test_api_key_is_asked_once_and_sent_everywhere(
     assert any(m == "PUT" for m, _, _ in after_key), "the upload went through the gate"
     assert any("/thumbnails/" in url for _, url, _ in after_key)
     assert any(url.endswith("/content") for _, url, _ in after_key)
-    assert all(auth == "Bearer good-key" for _, _, auth in after_key), after_key
+    assert any(url.endswith("/v1/events/tokens") for _, url, _ in after_key)
+    streams = [(auth, url) for _, url, auth in after_key if "/v1/events?" in url]
+    assert streams and all(auth is None and "token=" in url for auth, url in streams), streams
+    with_header = [s for s in after_key if "/v1/events?" not in s[1]]
+    assert all(auth == "Bearer good-key" for _, _, auth in with_header), after_key
     assert key_dialog.is_hidden(), "asked for the key again"
     errors.assert_none()
 
@@ -396,6 +442,47 @@ def test_real_api_key_round_trip(server: Server, page: Page, tmp_path: Path) -> 
     files = httpx.get(f"{server.url}/v1/files", headers={"Authorization": f"Bearer {key}"})
     assert [f["filename"] for f in files.json()["files"]] == ["photo.jpg"]
     errors.assert_none()
+
+
+def test_the_stream_comes_back_with_a_new_token_and_misses_nothing(
+    server: Server, page: Page, tmp_path: Path
+) -> None:
+    """With keys on, the page opens the stream with a token. When its server goes away, the
+    page asks for a new token once the server is back and resumes after the last event it
+    saw: a file uploaded (through another server on the same data) meanwhile shows up,
+    with no listing asked for."""
+    key = create_key(server)
+    other = Server(server.data_dir, server.env, tmp_path / "other.log")
+    other.start()
+    try:
+        errors = PageErrors(page, allowed=("status of 401", "ERR_CONNECTION_REFUSED"))
+        open_page(page, server)
+        page.locator("#key-dialog").wait_for(state="visible")
+        page.fill("#key-input", key)
+        page.get_by_role("button", name="Continue").click()
+        page.wait_for_selector("html[data-live]")
+        requests: list[str] = []
+        page.on("request", lambda request: requests.append(urlsplit(request.url).path))
+
+        with httpx.Client(base_url=other.url, headers={"Authorization": f"Bearer {key}"}) as api:
+
+            def upload_text(name: str) -> None:
+                sent = api.post("/v1/files", files={"file": (name, b"hello " + name.encode())})
+                assert sent.status_code == 201, sent.text
+
+            upload_text("before.txt")
+            card(page, "before.txt").wait_for()
+            server.stop()
+            page.wait_for_selector("html:not([data-live])")
+            upload_text("meanwhile.txt")
+            server.start()
+            page.wait_for_selector("html[data-live]")
+            card(page, "meanwhile.txt").wait_for()
+        assert requests.count("/v1/events/tokens") >= 1, requests
+        assert "/v1/files" not in requests, "resumed: no listing needed"
+        errors.assert_none()
+    finally:
+        other.stop()
 
 
 def test_uploads_run_three_at_a_time_and_cancel(server: Server, page: Page, tmp_path: Path) -> None:
@@ -499,7 +586,10 @@ def test_page_assets_are_served_with_the_page(server: Server) -> None:
         assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
         assert "/static/app.js" in assets and "/static/style.css" in assets
         assert "<style" not in page.text and not re.search(r"<script(?![^>]*\ssrc=)", page.text)
-        modules = ["api.js", "dom.js", "format.js", "uploads.js", "gallery.js", "details.js"]
+        modules = [
+            *("api.js", "dom.js", "format.js", "uploads.js", "gallery.js", "details.js"),
+            "live.js",
+        ]
         for asset in [*assets, *(f"/static/{m}" for m in modules), "/static/thumbhash.js"]:
             answer = http.get(asset)
             assert answer.status_code == 200, asset

@@ -119,6 +119,8 @@ ROUTES = {
     "delete": ("DELETE", "/v1/files/{id}"),
     "retry": ("POST", "/v1/files/{id}/retry"),
     "tasks": ("GET", "/v1/tasks"),
+    "events": ("GET", "/v1/events"),
+    "event-token": ("POST", "/v1/events/tokens"),
     "metrics": ("GET", "/metrics"),
 }
 CREDENTIALS = {

@@ -16,7 +16,16 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from uploads_api import __version__
-from uploads_api.api import audit, downloads, health, problem_pages, tasks, variants, webhooks
+from uploads_api.api import (
+    audit,
+    downloads,
+    events,
+    health,
+    problem_pages,
+    tasks,
+    variants,
+    webhooks,
+)
 from uploads_api.api import files as files_routes
 from uploads_api.api.bind_guard import LoopbackOnlyWhileOpen
 from uploads_api.api.contract import install_openapi
@@ -26,6 +35,7 @@ from uploads_api.config import Settings
 from uploads_api.logs import configure_logging
 from uploads_api.middleware import AccessLogMiddleware
 from uploads_api.runtime import Runtime
+from uploads_api.stop_signals import on_stop_signal
 
 # The page's scripts and styles are files under /static: nothing inline is allowed. Images
 # may be blob: URLs (thumbnails fetched with an API key) and data: URLs (placeholders).
@@ -69,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         try:
-            yield
+            # Event streams never end by themselves: end them at the signal, not after
+            # uvicorn has waited its graceful timeout for them.
+            with on_stop_signal(runtime.event_stream.end_streams):
+                yield
         finally:
             await runtime.stop()
 
@@ -93,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         variants.router,
         tasks.router,
         webhooks.router,
+        events.router,
         audit.router,
         health.router,
         problem_pages.router,
@@ -109,7 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Content-Digest"],
+            # Last-Event-ID: what an EventSource sends when it reconnects to /v1/events.
+            allow_headers=["Authorization", "Content-Type", "Content-Digest", "Last-Event-ID"],
             expose_headers=[
                 "ETag",
                 "Retry-After",

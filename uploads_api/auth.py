@@ -60,6 +60,7 @@ class Authenticator:
         self._open_check: asyncio.Task[bool] | None = None
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._lookups: dict[str, asyncio.Task[ApiKey | None]] = {}
+        self._active: dict[int, tuple[float, bool]] = {}
 
     async def create(self, owner: str, *, admin: bool = False) -> tuple[str, ApiKey]:
         key = new_key()
@@ -94,6 +95,22 @@ class Authenticator:
         if record is None or record.revoked_at is not None:
             raise Unauthorized("the API key is not valid")
         return Principal(owner=record.owner, admin=record.admin, key_id=record.id)
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether a caller authenticated a while ago may still be served: its key is not
+        revoked, or, without a key, the server is still open. For what outlives a request
+        (an event stream, the token that opens one)."""
+        if principal.key_id is None:
+            return await self.is_open()
+        cached = self._active.get(principal.key_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        record = await self.keys.by_id(principal.key_id)
+        active = record is not None and record.revoked_at is None
+        if len(self._active) > 10_000:
+            self._active.clear()
+        self._active[principal.key_id] = (time.monotonic() + CACHE_SECONDS, active)
+        return active
 
     async def _lookup(self, key_hash: str) -> ApiKey | None:
         cached = self._cache.get(key_hash)

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     webhook_allowed_targets: Annotated[tuple[str, ...], NoDecode] = ()
     event_retention: float = Field(default=7 * DAY, gt=0)
+    # GET /v1/events: a comment line after this many seconds without anything else, so
+    # proxies and clients see a live connection.
+    event_stream_heartbeat: float = Field(default=15.0, gt=0)
     audit_retention: float = Field(default=90 * DAY, gt=0)
     # Keys for signed tokens and links; the first signs, any verifies (rotation). Unset: one
     # is generated and kept in the data dir.

@@ -13,6 +13,7 @@ from uploads_api.db.audit import AuditRepository
 from uploads_api.db.audit_buffer import AuditBuffer
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.engine import Engines, create_engines
+from uploads_api.db.event_feed import EventFeed
 from uploads_api.db.events import EventWriter
 from uploads_api.db.files import FileRepository
 from uploads_api.db.keys import KeyRepository
@@ -25,11 +26,14 @@ from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.outbound import TargetPolicy
 from uploads_api.services.audit import Auditor
+from uploads_api.services.event_fanout import EventPoller
+from uploads_api.services.event_stream import EventStreamService
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
 from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
+from uploads_api.signing import KeyRing
 from uploads_api.storage import Storage
 from uploads_api.storage.factory import build_storage
 from uploads_api.tasks.base import TaskDispatcher, TaskHandler
@@ -61,6 +65,7 @@ class Runtime:
     variant_service: VariantService
     health_service: HealthService
     webhook_service: WebhookService
+    event_stream: EventStreamService
     deliveries: DeliveryLoop
 
     @classmethod
@@ -90,6 +95,10 @@ class Runtime:
         sender = WebhookSender(settings, deliveries, endpoints, policy)
         delivery_loop = DeliveryLoop(sender, settings.task_poll_interval)
         events.subscribe(deliveries=delivery_loop.wake)
+        feed = EventFeed(engines)
+        poller = EventPoller(feed)
+        events.subscribe(events=poller.wake)
+        authenticator = Authenticator(KeyRepository(engines))
         workspace = Workspace(temp_dir / "work")
         audit = AuditRepository(engines)
         audit_buffer = AuditBuffer(audit)
@@ -137,7 +146,7 @@ class Runtime:
             runner=runner,
             handlers=handlers,
             cleanup=cleanup,
-            authenticator=Authenticator(KeyRepository(engines)),
+            authenticator=authenticator,
             audit_buffer=audit_buffer,
             auditor=auditor,
             file_service=file_service,
@@ -145,6 +154,13 @@ class Runtime:
             variant_service=variant_service,
             health_service=HealthService(engines, storage, queue),
             webhook_service=WebhookService(endpoints, deliveries, policy, auditor),
+            event_stream=EventStreamService(
+                poller,
+                feed,
+                KeyRing.load(settings.signing_key, data_dir),
+                authenticator.still_valid,
+                heartbeat=settings.event_stream_heartbeat,
+            ),
             deliveries=delivery_loop,
         )
 
@@ -169,6 +185,8 @@ class Runtime:
         self.deliveries.start()
 
     async def stop(self) -> None:
+        # Open streams first: they would otherwise hold the process until they time out.
+        await self.event_stream.close()
         await self.deliveries.stop()
         await self.runner.stop(self.settings.shutdown_grace_seconds)
         self.pool.shutdown()

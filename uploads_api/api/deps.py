@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from uploads_api.auth import Principal
 from uploads_api.errors import Unauthorized
 from uploads_api.runtime import Runtime
 from uploads_api.services.audit import Auditor
+from uploads_api.services.event_stream import EventStreamService
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.tasks import TaskService
@@ -46,6 +47,32 @@ async def get_principal(
     return dataclasses.replace(principal, address=address)
 
 
+async def get_stream_caller(
+    request: Request,
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+            description="A token from `POST /v1/events/tokens`, in place of the"
+            " `Authorization` header (a browser's `EventSource` cannot send one)",
+        ),
+    ] = None,
+) -> Principal:
+    """The key, or a signed token naming the caller."""
+    if token is None:
+        return await get_principal(request, runtime, credentials)
+    address = request.client.host if request.client else None
+    try:
+        principal = await runtime.event_stream.caller_of_token(token)
+    except Unauthorized:
+        runtime.auditor.record("auth.failed", None, address=address)
+        raise
+    return dataclasses.replace(principal, address=address)
+
+
 def get_file_service(runtime: RuntimeDep) -> FileService:
     return runtime.file_service
 
@@ -62,6 +89,10 @@ def get_webhook_service(runtime: RuntimeDep) -> WebhookService:
     return runtime.webhook_service
 
 
+def get_event_stream(runtime: RuntimeDep) -> EventStreamService:
+    return runtime.event_stream
+
+
 def get_health_service(runtime: RuntimeDep) -> HealthService:
     return runtime.health_service
 
@@ -71,9 +102,11 @@ def get_auditor(runtime: RuntimeDep) -> Auditor:
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+StreamCallerDep = Annotated[Principal, Depends(get_stream_caller)]
 FilesDep = Annotated[FileService, Depends(get_file_service)]
 VariantsDep = Annotated[VariantService, Depends(get_variant_service)]
 TasksDep = Annotated[TaskService, Depends(get_task_service)]
 WebhooksDep = Annotated[WebhookService, Depends(get_webhook_service)]
+EventStreamDep = Annotated[EventStreamService, Depends(get_event_stream)]
 HealthDep = Annotated[HealthService, Depends(get_health_service)]
 AuditDep = Annotated[Auditor, Depends(get_auditor)]

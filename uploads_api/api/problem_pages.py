@@ -55,8 +55,11 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         "Upload again.",
     ),
     "unauthorized": (
-        "API keys are on and the request carries no key, or one that is unknown or revoked.",
-        "Send `Authorization: Bearer <key>` with a key from `uploads-api keys create`.",
+        "API keys are on and the request carries no key, or one that is unknown or revoked;"
+        " or an event stream token that is not valid, has expired (they live 60 s) or was"
+        " made with a key revoked since.",
+        "Send `Authorization: Bearer <key>` with a key from `uploads-api keys create`; for"
+        " `GET /v1/events?token=`, get a new token from `POST /v1/events/tokens`.",
     ),
     "keys-required": (
         "No API key exists yet, so the server lets anyone do anything, and the request"

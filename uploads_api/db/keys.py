@@ -45,6 +45,11 @@ class KeyRepository:
             row = (await conn.execute(select(k).where(k.c.key_hash == key_hash))).first()
         return ApiKey(**row._mapping) if row else None
 
+    async def by_id(self, key_id: int) -> ApiKey | None:
+        async with self.engines.reader.connect() as conn:
+            row = (await conn.execute(select(k).where(k.c.id == key_id))).first()
+        return ApiKey(**row._mapping) if row else None
+
     async def all(self) -> list[ApiKey]:
         async with self.engines.reader.connect() as conn:
             return [ApiKey(**r._mapping) for r in await conn.execute(select(k).order_by(k.c.id))]

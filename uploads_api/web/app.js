@@ -4,6 +4,7 @@ import { allowKeyPrompt, currentKey, forgetKey, onKeyChange, setKeyPrompt } from
 import { DetailsDialog } from "./details.js";
 import { announce, byId, h, setText } from "./dom.js";
 import { Gallery } from "./gallery.js";
+import { LiveEvents } from "./live.js";
 import { UploadQueue } from "./uploads.js";
 
 const banner = byId("banner");
@@ -86,6 +87,7 @@ byId("key-cancel").addEventListener("click", () => keyDialog.close("cancel"));
 setKeyPrompt(askForKey);
 onKeyChange((key) => {
   forgetButton.hidden = !key;
+  live.restart();
 });
 forgetButton.hidden = !currentKey();
 forgetButton.addEventListener("click", () => {
@@ -125,6 +127,26 @@ const details = new DetailsDialog({
 });
 
 byId("refresh").addEventListener("click", () => gallery.refresh());
+
+// --- Live updates --------------------------------------------------------------------------
+
+const live = new LiveEvents({
+  onEvent: (type, record) => gallery.apply(type, record),
+  onOpen: (resumed) => {
+    gallery.setLive(true);
+    // A new stream starts from now: what changed before it opened comes with a listing.
+    // A resumed one carries on after the last event seen, so nothing was missed.
+    const synced = resumed ? Promise.resolve() : gallery.refresh();
+    synced.finally(() => {
+      if (live.open) document.documentElement.dataset.live = "true";
+    });
+  },
+  onDown: () => {
+    gallery.setLive(false);
+    delete document.documentElement.dataset.live;
+  },
+  wanted: () => !gallery.unauthorized,
+});
 
 // --- Choosing files: picker, drag and drop, paste ----------------------------------------
 
@@ -206,5 +228,9 @@ window.addEventListener("beforeunload", (event) => {
 });
 
 gallery.updateStatus();
-gallery.refresh();
+// The stream opens after the first listing: by then a key was asked for if one is needed.
+// Declined, the page waits for one; the server unreachable, the stream keeps trying.
+gallery.refresh().then(() => {
+  if (!gallery.unauthorized) live.start();
+});
 document.documentElement.dataset.ready = "true";

@@ -1,4 +1,5 @@
-// Recent uploads as a grid of cards, kept live by polling while anything is processing.
+// Recent uploads as a grid of cards, kept live by the event stream (live.js); polled
+// slowly instead, while anything is processing, only when the stream cannot be opened.
 
 import { apiJSON, imageURL, releaseURL } from "./api.js";
 import { announce, h, setText } from "./dom.js";
@@ -6,7 +7,7 @@ import { extensionLabel, formatBytes, formatDuration } from "./format.js";
 import { thumbHashToDataURL } from "./thumbhash.js";
 
 export const PAGE_SIZE = 24;
-export const POLL_MS = 1500;
+export const POLL_MS = 5000;
 const GRID_THUMB = 256;
 
 export const STATUS_LABELS = { processing: "Processing", ready: "Ready", failed: "Failed" };
@@ -127,9 +128,10 @@ export class Gallery {
     this.loading = null;
     this.timer = 0;
     this.loaded = false;
+    this.live = false; // the event stream is open: no polling
     moreButton.addEventListener("click", () => this.loadMore());
     document.addEventListener("visibilitychange", () => {
-      if (!document.hidden) this.refresh();
+      if (!document.hidden && !this.live) this.refresh();
     });
   }
 
@@ -152,10 +154,12 @@ export class Gallery {
         this.show(body.files, { replace: true });
         this.nextCursor = body.next_cursor;
         this.failed = false;
+        this.unauthorized = false;
         this.onError(null);
       })
       .catch((error) => {
         this.failed = true;
+        this.unauthorized = Boolean(error && error.status === 401);
         this.onError(error);
       })
       .finally(() => {
@@ -172,12 +176,40 @@ export class Gallery {
     return this.loading;
   }
 
-  /** Poll again in POLL_MS while files are processing or uploads are running; else stop. */
+  /**
+   * Without the stream: poll again in POLL_MS while files are processing or uploads are
+   * running; else stop. With it, events say what changed.
+   */
   schedule() {
     clearTimeout(this.timer);
     this.timer = 0;
-    if (document.hidden || !(this.processing || this.isBusy())) return;
+    if (this.live || document.hidden || !(this.processing || this.isBusy())) return;
     this.timer = setTimeout(() => this.refresh(), POLL_MS);
+  }
+
+  /** The stream opened (`true`) or went down: stop polling, or fall back to it. */
+  setLive(live) {
+    this.live = live;
+    this.schedule();
+  }
+
+  /** An event from the stream: `record` as the API answered for it then. */
+  apply(type, record) {
+    if (!record || typeof record.id !== "string") return;
+    // A listing on its way may predate this event: ask again once it is in.
+    if (this.loading) this.again = true;
+    const card = this.cards.get(record.id);
+    if (type === "file.deleted") {
+      if (!card) return;
+      this.forget(record.id);
+      this.onRecord({ ...record, status: "deleted" });
+    } else if (card) {
+      this.update(card, record);
+    } else if (type === "file.created") {
+      // Newest first: a new file goes on top, wherever it was uploaded from.
+      this.show([record], { replace: false, prepend: true });
+    }
+    this.updateStatus();
   }
 
   /** Something started (an upload): make sure the polling loop runs. */
@@ -205,7 +237,11 @@ export class Gallery {
   /** A file just uploaded from this page: show it at once, and say when it is processed. */
   add(record) {
     this.watched.add(record.id);
-    if (!this.records.has(record.id)) this.show([record], { replace: false, prepend: true });
+    const known = this.records.get(record.id);
+    // The stream may have told of it first, with a copy as new or newer: the queue's row
+    // follows that one.
+    if (known) this.onRecord(known);
+    else this.show([record], { replace: false, prepend: true });
     this.updateStatus();
     this.wake();
   }
