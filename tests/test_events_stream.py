@@ -274,6 +274,12 @@ def test_wait_ends_the_stream_after_that_many_seconds(open_server: Server) -> No
     assert (file_id, "file.created") in kinds([f for f in frames if not f.is_comment])
 
 
+@pytest.mark.parametrize("wait", ["-1", "86401", "soon"])
+def test_a_wait_out_of_range_is_refused(open_server: Server, wait: str) -> None:
+    response = httpx.get(f"{open_server.url}/v1/events", params={"wait": wait}, timeout=10)
+    assert_problem(response, 422, "validation-error")
+
+
 def test_the_generated_key_is_kept_in_the_data_dir_and_signs_tokens(open_server: Server) -> None:
     key_file = open_server.data_dir / "signing.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
