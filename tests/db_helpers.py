@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from uploads_api.api.schemas import render_file
 from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.events import EventWriter
 from uploads_api.db.files import FileRepository
@@ -18,6 +17,7 @@ from uploads_api.db.models import NewFile
 from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
 from uploads_api.db.usage import UsageRepository
+from uploads_api.file_json import render_file
 from uploads_api.storage import original_key
 
 

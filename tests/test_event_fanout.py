@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from uploads_api.api.schemas import render_file
 from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.event_feed import EventFeed
 from uploads_api.db.events import FILE_CREATED, FILE_READY, WEBHOOK_TEST, EventWriter, new_event_id
 from uploads_api.db.schema import ensure_schema
 from uploads_api.db.tables import utcnow
+from uploads_api.file_json import render_file
 from uploads_api.services.event_fanout import OVERFLOW, EventPoller, StreamEvent, Subscription
 
 Body = Callable[[Engines, EventPoller], Awaitable[None]]

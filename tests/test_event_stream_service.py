@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from uploads_api.api.schemas import render_file
 from uploads_api.auth import Principal
 from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.event_feed import EventFeed
@@ -22,6 +21,7 @@ from uploads_api.db.events import FILE_CREATED, EventWriter, new_event_id
 from uploads_api.db.schema import ensure_schema
 from uploads_api.db.tables import utcnow
 from uploads_api.errors import Unauthorized
+from uploads_api.file_json import render_file
 from uploads_api.services.event_fanout import EventPoller, StreamEvent
 from uploads_api.services.event_stream import Comment, EventStreamService, StreamItem
 from uploads_api.signing import KeyRing

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from tests.db_helpers import Repositories, new_file, open_repository
-from uploads_api.api.schemas import render_file
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.models import CLEANUP, FAILED, METADATA, SUCCEEDED, THUMBNAILS
 from uploads_api.db.tables import events, utcnow, webhook_deliveries
 from uploads_api.db.usage import Quota
 from uploads_api.db.webhooks import EndpointRepository
 from uploads_api.errors import QuotaExceeded
+from uploads_api.file_json import render_file
 
 Body = Callable[[Repositories], Awaitable[None]]
 TASKS = (METADATA, THUMBNAILS, CLEANUP)

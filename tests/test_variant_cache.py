@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from tests.db_helpers import new_file, open_repository
-from uploads_api.api.schemas import render_file
 from uploads_api.config import Settings
 from uploads_api.db.audit import AuditRepository
 from uploads_api.db.deliveries import DeliveryRepository
@@ -17,6 +16,7 @@ from uploads_api.db.events import EventWriter
 from uploads_api.db.tables import utcnow
 from uploads_api.db.variant_uses import VariantUses
 from uploads_api.db.variants import VariantRepository
+from uploads_api.file_json import render_file
 from uploads_api.storage import variant_key
 from uploads_api.storage.local import LocalStorage
 from uploads_api.tasks.cleanup import CleanupTask

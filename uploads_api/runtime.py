@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from uploads_api.api.schemas import render_file
 from uploads_api.auth import Authenticator
 from uploads_api.config import Settings
 from uploads_api.db.audit import AuditRepository
@@ -22,6 +21,7 @@ from uploads_api.db.schema import ensure_schema
 from uploads_api.db.usage import UsageRepository
 from uploads_api.db.variants import VariantRepository
 from uploads_api.db.webhooks import EndpointRepository
+from uploads_api.file_json import render_file
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.outbound import TargetPolicy

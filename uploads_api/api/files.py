@@ -12,9 +12,10 @@ from starlette.requests import ClientDisconnect
 from uploads_api import metrics
 from uploads_api.api.contract import BINARY, header, problem_responses
 from uploads_api.api.deps import FilesDep, PrincipalDep, get_principal
-from uploads_api.api.schemas import FileList, FileOut, FilesCreated, HashCheck, HashCheckResult
+from uploads_api.api.schemas import FileList, FilesCreated, HashCheck, HashCheckResult
 from uploads_api.db.models import CURSOR_PATTERN, FILE_STATUSES
 from uploads_api.errors import BadRequest, ClientDisconnected, UploadsError
+from uploads_api.file_json import FileOut
 from uploads_api.ingest.checksums import parse_content_digest
 from uploads_api.services.files import waiting_ids
 

@@ -7,10 +7,10 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from uploads_api.api.schemas import utc
 from uploads_api.db.deliveries import Delivery
 from uploads_api.db.events import EVENT_TYPES
 from uploads_api.db.webhooks import Endpoint
+from uploads_api.file_json import utc
 
 EventType = Literal["file.created", "file.ready", "file.failed", "file.deleted", "upload.expired"]
 assert set(get_args(EventType)) == set(EVENT_TYPES)
