@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.db_helpers import open_repository
+from tests.webhook_receiver import Receiver, receiver
 from uploads_api.config import Settings
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.events import EventWriter
@@ -153,63 +153,68 @@ def test_the_allow_list_names_hosts_and_networks(resolving: dict[str, list[str]]
         resolve(strict, "http://hooks.internal/")
 
 
-class LoopbackOnly(httpx.AsyncBaseTransport):
-    """Refuses to send anywhere but a loopback address, and records what it was asked."""
+@pytest.fixture
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every outgoing connection of the test: one to anything but loopback fails the test
+    before it is made."""
+    made: list[str] = []
+    loop_class = asyncio.selector_events.BaseSelectorEventLoop
+    sock_connect = loop_class.sock_connect
 
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
+    async def guarded(self: asyncio.BaseEventLoop, sock: socket.socket, address: Any) -> None:
+        host = address[0]
         assert ipaddress.ip_address(host).is_loopback, f"asked to connect to {host}"
-        self.requests.append(request)
-        return httpx.Response(204, stream=httpx.ByteStream(b""))
+        made.append(str(host))
+        await sock_connect(self, sock, address)
+
+    monkeypatch.setattr(loop_class, "sock_connect", guarded)
+    return made
 
 
 def test_the_sender_connects_to_the_checked_address_only(
-    tmp_path: Path, resolving: dict[str, list[str]]
+    tmp_path: Path, resolving: dict[str, list[str]], loopback_only: list[str]
 ) -> None:
     resolving["receiver.example"] = ["127.0.0.1"]
     resolving["internal.example"] = ["10.9.9.9"]
-    transport = LoopbackOnly()
 
-    async def main() -> None:
+    async def main(hook: Receiver) -> None:
+        port = hook.url.split(":")[2].split("/")[0]
         async with open_repository(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}") as repo:
             writer = EventWriter(lambda record: {"id": record.id})
             endpoints = EndpointRepository(repo.engines)
             deliveries = DeliveryRepository(repo.engines, writer)
-            good = await endpoints.create(None, "http://receiver.example:9/hook", ["x"], "")
+            good = await endpoints.create(None, f"http://receiver.example:{port}/hook", ["x"], "")
             bad = await endpoints.create(None, "https://internal.example/hook", ["x"], "")
             for endpoint in (good, bad):
                 await deliveries.send_test(endpoint.id, None)
             settings = Settings(data_dir=tmp_path, webhook_allow_private=False)
             guarded = WebhookSender(
-                settings, deliveries, endpoints, TargetPolicy(allow_private=False), transport
+                settings, deliveries, endpoints, TargetPolicy(allow_private=False)
             )
             assert await guarded.deliver_due() == 2
+            await guarded.close()
             (refused,) = await deliveries.list_deliveries(bad.id, state=None, limit=5, before=None)
             assert refused.state == "dead"
-            assert (
-                refused.last_error is not None
-                and "10.9.9.9, which is private" in refused.last_error
-            )
+            assert refused.last_error is not None
+            assert "10.9.9.9, which is private" in refused.last_error
             (also,) = await deliveries.list_deliveries(good.id, state=None, limit=5, before=None)
             assert also.state == "dead" and "loopback" in (also.last_error or "")
-            assert transport.requests == []
+            assert loopback_only == [] and hook.received == []
 
-            # Private targets allowed: the request goes to the address that was checked,
+            # Private targets allowed: the connection goes to the address that was checked,
             # with the name in Host.
             await deliveries.retry(good.id, also.id)
-            open_sender = WebhookSender(
-                settings, deliveries, endpoints, TargetPolicy(allow_private=True), transport
+            sender = WebhookSender(
+                settings, deliveries, endpoints, TargetPolicy(allow_private=True)
             )
-            assert await open_sender.deliver_due() == 1
-            (request,) = transport.requests
-            assert (request.url.host, request.url.port) == ("127.0.0.1", 9)
-            assert request.headers["host"] == "receiver.example:9"
+            assert await sender.deliver_due() == 1
+            await sender.close()
+            assert loopback_only == ["127.0.0.1"]
+            (request,) = hook.received
+            assert request.headers["host"] == f"receiver.example:{port}"
             (sent,) = await deliveries.list_deliveries(good.id, state=None, limit=5, before=None)
-            assert (sent.state, sent.last_status) == ("delivered", 204)
+            assert (sent.state, sent.last_status) == ("delivered", 200)
             assert sent.updated_at <= utcnow()
-            await open_sender.close()
 
-    asyncio.run(main())
+    with receiver() as hook:
+        asyncio.run(main(hook))

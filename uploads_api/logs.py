@@ -21,6 +21,3 @@ def configure_logging(fmt: str, level: str) -> None:
     root.setLevel(level.upper())
     # One access line per request comes from our middleware; uvicorn's would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
-    # httpx logs every request at INFO: a line per webhook attempt, kept in the deliveries
-    # listing already.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

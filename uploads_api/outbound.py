@@ -20,6 +20,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
+from aiohttp.abc import AbstractResolver, ResolveResult
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -136,9 +138,16 @@ class TargetPolicy:
     async def resolve(self, url: str) -> Target:
         """Check the URL, resolve its host and check every address it has."""
         parts, host, port = self.check_url(url)
+        return Target(parts, host, port, await self.address_of(host, port))
+
+    async def address_of(self, host: str, port: int) -> IPAddress:
+        """The address to connect to for ``host``: a checked literal, or the first of the
+        name's addresses once every one of them passed the checks."""
+        host = host.lower().rstrip(".")
         literal = _literal(host)
         if literal is not None:
-            return Target(parts, host, port, literal)
+            self.check_address(host, literal)
+            return literal
         if (self.hosts or self.networks) and host not in self.hosts:
             # Listed names only: a name outside the list is never even looked up.
             raise TargetRefused(f"{host} is not in UPLOADS_WEBHOOK_ALLOWED_TARGETS")
@@ -153,4 +162,30 @@ class TargetPolicy:
             raise TargetRefused(f"{host} has no address")
         for address in addresses:
             self.check_address(host, address)
-        return Target(parts, host, port, addresses[0])
+        return addresses[0]
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's name resolution for outgoing connections, through the policy: every
+    connection goes to an address that passed the checks, looked up when connecting."""
+
+    def __init__(self, policy: TargetPolicy) -> None:
+        self.policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        address = await self.policy.address_of(host, port)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=str(address),
+                port=port,
+                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
+
+    async def close(self) -> None:
+        pass

@@ -15,14 +15,14 @@ import logging
 import time
 from datetime import UTC, datetime
 
-import httpx
+import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from uploads_api import metrics
 from uploads_api.config import Settings
 from uploads_api.db.deliveries import Attempt, DeliveryRepository, Outcome, Outgoing
 from uploads_api.db.webhooks import EndpointRepository
-from uploads_api.outbound import Target, TargetPolicy, TargetRefused
+from uploads_api.outbound import GuardedResolver, Target, TargetPolicy, TargetRefused
 
 log = logging.getLogger(__name__)
 
@@ -58,39 +58,37 @@ class WebhookSender:
         deliveries: DeliveryRepository,
         endpoints: EndpointRepository,
         policy: TargetPolicy,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.settings = settings
         self.deliveries = deliveries
         self.endpoints = endpoints
         self.policy = policy
         self.schedule = settings.webhook_retry_schedule
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            # No proxies from the environment: the connection goes to the checked address.
-            self._client = httpx.AsyncClient(
-                transport=self._transport,
-                follow_redirects=False,
-                trust_env=False,
-                timeout=self.settings.webhook_timeout,
-                # Kept-alive connections per receiver, and a bound on how hard one process
-                # presses any receiver.
-                limits=httpx.Limits(
-                    max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS
-                ),
+        if self._session is None or self._session_loop is not loop:
+            # Names resolve through the policy when connecting, so a connection only ever
+            # goes to a checked address; no proxies from the environment. Connections are
+            # kept alive, at most CONNECTIONS per process.
+            connector = aiohttp.TCPConnector(
+                limit=CONNECTIONS, resolver=GuardedResolver(self.policy), use_dns_cache=False
             )
-            self._client_loop = loop
-        return self._client
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
+                trust_env=False,
+                auto_decompress=False,
+            )
+            self._session_loop = loop
+        return self._session
 
     async def close(self) -> None:
-        if self._client is not None and self._client_loop is asyncio.get_running_loop():
-            await self._client.aclose()
-        self._client = None
+        if self._session is not None and self._session_loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = None
 
     async def deliver_due(self) -> int:
         """Send every delivery that is due, a batch at a time, the outcomes of a batch
@@ -136,42 +134,29 @@ class WebhookSender:
         body = json.dumps(out.payload, separators=(",", ":"), ensure_ascii=False)
         timestamp = int(time.time())
         message_id = out.delivery.event_id
-        address = f"[{target.address}]" if target.address.version == 6 else str(target.address)
-        url = target.url._replace(netloc=f"{address}:{target.port}").geturl()
-        default_port = 443 if target.url.scheme == "https" else 80
-        host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
         headers = {
-            "host": host_header,
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(out.secret, message_id, timestamp, body),
         }
-        extensions = {"sni_hostname": target.host} if target.url.scheme == "https" else {}
         try:
-            request = self._http().build_request(
-                "POST", url, content=body.encode(), headers=headers, extensions=extensions
-            )
-            response = await self._http().send(request, stream=True)
-            try:
+            async with self._http().post(
+                target.url.geturl(), data=body.encode(), headers=headers, allow_redirects=False
+            ) as response:
                 kept = bytearray()
-                async for chunk in response.aiter_raw():
+                while len(kept) < RESPONSE_KEPT and (chunk := await response.content.readany()):
                     kept += chunk
-                    if len(kept) >= RESPONSE_KEPT:
-                        break
-            finally:
-                await response.aclose()
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                status = response.status
+        except TargetRefused as exc:
+            return Attempt(None, f"{REFUSED}{exc}", None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return Attempt(None, reason, None)
         text = bytes(kept[:RESPONSE_KEPT]).decode("utf-8", errors="replace")
-        error = (
-            None
-            if 200 <= response.status_code < 300
-            else f"the receiver answered {response.status_code}"
-        )
-        return Attempt(response.status_code, error, text)
+        error = None if 200 <= status < 300 else f"the receiver answered {status}"
+        return Attempt(status, error, text)
 
 
 class DeliveryLoop:
