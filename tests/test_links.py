@@ -3,7 +3,7 @@ bytes (with Range), a thumbnail and a variant read without a key, with the cache
 headers a link allows; refused when the path, the size, the spec, the token or the method
 is not the one signed, once expired, after the signing key is rotated out; 404 once the
 file is deleted; ``UPLOADS_PUBLIC_URL`` in the URL; a variant link as an ``<img src>`` in
-Chromium."""
+Chromium, and the page's "Copy link"."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,7 +29,10 @@ from tests.helpers import (
     wait_closed,
     wait_done,
 )
-from tests.page_helpers import launch, require_browser
+from tests.page_helpers import PageErrors, card, launch, open_page, require_browser
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.e2e
 
@@ -208,15 +211,41 @@ def test_the_public_url_and_rotating_the_signing_key(server_factory: ServerFacto
     assert_problem(httpx.get(local), 403, "invalid-link")
 
 
-def test_a_variant_link_is_an_img_src_in_chromium(live: Live, alice: httpx.Client) -> None:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
     require_browser()
+    yield from launch()
+
+
+def test_a_variant_link_is_an_img_src_in_chromium(
+    live: Live, alice: httpx.Client, browser: Browser
+) -> None:
     url = make_link(alice, live.photo, target="variant", variant=SPEC)
-    for browser in launch():
-        page = browser.new_page()
-        try:
-            page.set_content(f'<!doctype html><title>t</title><img id="v" src="{url}" alt="">')
-            page.wait_for_function("() => document.getElementById('v').complete", timeout=30_000)
-            width = page.evaluate("() => document.getElementById('v').naturalWidth")
-        finally:
-            page.close()
+    page = browser.new_page()
+    try:
+        page.set_content(f'<!doctype html><title>t</title><img id="v" src="{url}" alt="">')
+        page.wait_for_function("() => document.getElementById('v').complete", timeout=30_000)
+        width = page.evaluate("() => document.getElementById('v').naturalWidth")
+    finally:
+        page.close()
     assert width == 100
+
+
+def test_the_details_dialog_copies_a_working_link(live: Live, browser: Browser) -> None:
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    try:
+        page = context.new_page()
+        errors = PageErrors(page, allowed=("status of 401",))
+        open_page(page, live.server)
+        page.locator("#key-dialog").wait_for(state="visible")
+        page.fill("#key-input", live.keys["alice"])
+        page.get_by_role("button", name="Continue").click()
+        card(page, "notes.txt").locator("button").click()
+        page.get_by_role("button", name="Copy link").click()
+        page.locator("#details-share-status", has_text="Link copied").wait_for()
+        url = page.evaluate("() => navigator.clipboard.readText()")
+        errors.assert_none()
+    finally:
+        context.close()
+    assert url.startswith(f"{live.server.url}/v1/files/{live.text}/content?link=")
+    assert httpx.get(url).content == b"0123456789" * 100
