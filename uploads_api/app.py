@@ -152,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def describe(schema: dict[str, Any], settings: Settings) -> None:
     """What the description says that depends on the settings."""
     variants.describe_specs(schema, settings.variant_max_size, settings.variant_presets)
+    downloads.describe_link_access(schema)
     links.describe_links(
         schema,
         settings.link_max_age,

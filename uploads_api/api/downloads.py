@@ -67,6 +67,22 @@ CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 THUMBNAIL_TYPES = sorted({output.content_type for output in OUTPUTS.values()})
 
 
+# The operations a signed link opens, by path.
+LINK_PATHS = (
+    "/v1/files/{file_id}/content",
+    "/v1/files/{file_id}/thumbnails/{size}",
+    "/v1/files/{file_id}/variants/{spec}",
+)
+
+
+def describe_link_access(schema: dict[str, Any]) -> None:
+    """These operations take a key or, in its place, a `link`: the key is not required
+    (an empty requirement is OpenAPI's "no credentials"), and without either it is 401."""
+    for path in LINK_PATHS:
+        operation = schema["paths"][path]["get"]
+        operation["security"] = [*operation.get("security", []), {}]
+
+
 def served_type(content_type: str) -> str:
     """The ``Content-Type`` a download is sent with: active content goes as plain bytes."""
     essence = content_type.split(";")[0].strip().lower()
