@@ -87,7 +87,7 @@ async def create_link(
     runtime: RuntimeDep,
     caller: PrincipalDep,
 ) -> SignedLink:
-    max_age = runtime.settings.link_max_age
+    max_age = links.max_age
     if body.expires_in > max_age:
         # As FastAPI says it of a bound in the model: the bound is the server's setting.
         raise RequestValidationError(
