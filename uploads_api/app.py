@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -21,6 +22,7 @@ from uploads_api.api import (
     downloads,
     events,
     health,
+    links,
     problem_pages,
     tasks,
     variants,
@@ -96,14 +98,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(
         app,
-        refine=lambda schema: variants.describe_specs(
-            schema, settings.variant_max_size, settings.variant_presets
-        ),
+        refine=lambda schema: describe(schema, settings),
     )
     routers = [
         files_routes.router,
         downloads.router,
         variants.router,
+        links.router,
         tasks.router,
         webhooks.router,
         events.router,
@@ -146,6 +147,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.route_table = route_table(app, routers)
 
     return app
+
+
+def describe(schema: dict[str, Any], settings: Settings) -> None:
+    """What the description says that depends on the settings."""
+    variants.describe_specs(schema, settings.variant_max_size, settings.variant_presets)
+    downloads.describe_link_access(schema)
+    links.describe_links(
+        schema,
+        settings.link_max_age,
+        variants.spec_pattern(settings.variant_max_size, settings.variant_presets),
+    )
 
 
 def create_app_from_env() -> FastAPI:

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # Keys for signed tokens and links; the first signs, any verifies (rotation). Unset: one
     # is generated and kept in the data dir.
     signing_key: Annotated[tuple[str, ...], NoDecode] = ()
+    # Signed links (POST /v1/files/{id}/links): the base their URLs start with, as clients
+    # reach the server (a proxy's address; unset: the request's own), and their longest life.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    link_max_age: int = Field(default=7 * 86400, ge=1)
 
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"

@@ -15,7 +15,9 @@ The tree::
     ├── Unauthorized                  no key, or an unknown or revoked one
     ├── KeysRequired                  an open server (no key yet) reached on a public address
     ├── Forbidden                     a key that is not an admin's, on an admin-only route
-    │   └── VariantNotAllowed         not one of UPLOADS_VARIANT_PRESETS, when those are set
+    │   ├── VariantNotAllowed         not one of UPLOADS_VARIANT_PRESETS, when those are set
+    │   ├── InvalidLink               a signed link that is not genuine, or not for this request
+    │   └── LinkExpired               a genuine signed link past its expiry
     ├── NotFound                      unknown file or thumbnail (also another owner's)
     ├── RequestTimeout                the body stalled for UPLOADS_BODY_TIMEOUT
     ├── PayloadTooLarge               a file over the size limit
@@ -95,6 +97,14 @@ class Forbidden(UploadsError):
 
 class VariantNotAllowed(Forbidden):
     code, title = "variant-not-allowed", "Variant not allowed"
+
+
+class InvalidLink(Forbidden):
+    code, title = "invalid-link", "Invalid link"
+
+
+class LinkExpired(Forbidden):
+    code, title = "link-expired", "Link expired"
 
 
 class NotFound(UploadsError):

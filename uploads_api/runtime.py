@@ -30,6 +30,7 @@ from uploads_api.services.event_fanout import EventPoller
 from uploads_api.services.event_stream import EventStreamService
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
+from uploads_api.services.links import LinkService
 from uploads_api.services.tasks import TaskService
 from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
@@ -67,6 +68,7 @@ class Runtime:
     webhook_service: WebhookService
     event_stream: EventStreamService
     deliveries: DeliveryLoop
+    link_service: LinkService
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -137,6 +139,7 @@ class Runtime:
         variant_service = VariantService(
             settings, files, variants, storage, pool, workspace, flight
         )
+        signing_keys = KeyRing.load(settings.signing_key, data_dir)
         return cls(
             settings=settings,
             engines=engines,
@@ -157,11 +160,14 @@ class Runtime:
             event_stream=EventStreamService(
                 poller,
                 feed,
-                KeyRing.load(settings.signing_key, data_dir),
+                signing_keys,
                 authenticator.still_valid,
                 heartbeat=settings.event_stream_heartbeat,
             ),
             deliveries=delivery_loop,
+            link_service=LinkService(
+                signing_keys, file_service, variant_service, max_age=settings.link_max_age
+            ),
         )
 
     async def start(self) -> None:

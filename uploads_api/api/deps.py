@@ -9,12 +9,13 @@ from fastapi import Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from uploads_api.auth import Principal
-from uploads_api.errors import Unauthorized
+from uploads_api.errors import InvalidLink, LinkExpired, Unauthorized
 from uploads_api.runtime import Runtime
 from uploads_api.services.audit import Auditor
 from uploads_api.services.event_stream import EventStreamService
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
+from uploads_api.services.links import LinkGrant, LinkService
 from uploads_api.services.tasks import TaskService
 from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
@@ -73,6 +74,49 @@ async def get_stream_caller(
     return dataclasses.replace(principal, address=address)
 
 
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """Who reads a download: a key's principal, or a verified link's grant."""
+
+    caller: Principal
+    link: LinkGrant | None = None
+
+    def cache_control(self, with_key: str) -> str:
+        """``with_key`` for a key; through a link, public for as long as it lives at most."""
+        if self.link is None:
+            return with_key
+        return f"public, max-age={self.link.seconds_left()}, immutable"
+
+
+async def get_reader(
+    request: Request,
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    link: Annotated[
+        str | None,
+        Query(
+            max_length=2048,
+            pattern=r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+            description="A signed link's token (from `POST /v1/files/{file_id}/links`), in"
+            " place of the `Authorization` header, valid for this path until it expires",
+        ),
+    ] = None,
+) -> Reader:
+    """The key, or a signed link made for this method and path: the download routes only.
+    A request that sends an ``Authorization`` header is judged by it alone."""
+    if link is None or "authorization" in request.headers:
+        return Reader(await get_principal(request, runtime, credentials))
+    address = request.client.host if request.client else None
+    # Decoded and relative to the app, as the link was signed (a proxy's prefix is not in it).
+    path = request.scope["path"].removeprefix(request.scope.get("root_path", ""))
+    try:
+        grant = runtime.link_service.verify(link, request.method, path)
+    except (InvalidLink, LinkExpired):
+        runtime.auditor.record("auth.failed", None, address=address)
+        raise
+    return Reader(dataclasses.replace(grant.caller, address=address), grant)
+
+
 def get_file_service(runtime: RuntimeDep) -> FileService:
     return runtime.file_service
 
@@ -97,12 +141,17 @@ def get_health_service(runtime: RuntimeDep) -> HealthService:
     return runtime.health_service
 
 
+def get_link_service(runtime: RuntimeDep) -> LinkService:
+    return runtime.link_service
+
+
 def get_auditor(runtime: RuntimeDep) -> Auditor:
     return runtime.auditor
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 StreamCallerDep = Annotated[Principal, Depends(get_stream_caller)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]
 FilesDep = Annotated[FileService, Depends(get_file_service)]
 VariantsDep = Annotated[VariantService, Depends(get_variant_service)]
 TasksDep = Annotated[TaskService, Depends(get_task_service)]
@@ -110,3 +159,4 @@ WebhooksDep = Annotated[WebhookService, Depends(get_webhook_service)]
 EventStreamDep = Annotated[EventStreamService, Depends(get_event_stream)]
 HealthDep = Annotated[HealthService, Depends(get_health_service)]
 AuditDep = Annotated[Auditor, Depends(get_auditor)]
+LinksDep = Annotated[LinkService, Depends(get_link_service)]

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Response
+from fastapi import APIRouter, Header, Path, Response
 from fastapi.responses import StreamingResponse
 
 from uploads_api.api.contract import BINARY, header, problem_responses
-from uploads_api.api.deps import FilesDep, PrincipalDep, get_principal
+from uploads_api.api.deps import FilesDep, ReaderDep
 from uploads_api.api.ranges import parse_range
 from uploads_api.ingest.names import content_disposition
 from uploads_api.media.outputs import OUTPUTS
 
-router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
+# A key, or a signed link (`?link=`) made for the very path: every route here takes a
+# `ReaderDep`, which checks one or the other.
+router = APIRouter(prefix="/v1/files", tags=["files"])
+# Through a link, a thumbnail may be kept by any cache, never longer than the link lives.
+LINK_CACHE = "`public, max-age=<seconds the link has left>, immutable` through a link"
 
 # User bytes never run as a page, even if a browser is talked into rendering them.
 USER_CONTENT_CSP = "default-src 'none'; sandbox"
@@ -40,7 +44,7 @@ _CONTENT_HEADERS: dict[str, Any] = {
     "Accept-Ranges": header("`bytes`"),
     "Content-Disposition": header("`attachment`, with the file's name"),
     "Content-Length": header("Bytes in this response", {"type": "integer"}),
-    "Cache-Control": header("`private, max-age=0, must-revalidate`"),
+    "Cache-Control": header("`private, max-age=0, must-revalidate` (also through a link)"),
 }
 CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -57,10 +61,26 @@ CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "headers": {**_CONTENT_HEADERS, "Content-Range": header("`bytes <first>-<last>/<size>`")},
     },
     304: {"description": "`If-None-Match` named the current ETag", "headers": _CONTENT_HEADERS},
-    **problem_responses("not-found", "range-not-satisfiable"),
+    **problem_responses("not-found", "range-not-satisfiable", "invalid-link", "link-expired"),
 }
 # The configured format's type; `application/octet-stream` for clients that read bytes.
 THUMBNAIL_TYPES = sorted({output.content_type for output in OUTPUTS.values()})
+
+
+# The operations a signed link opens, by path.
+LINK_PATHS = (
+    "/v1/files/{file_id}/content",
+    "/v1/files/{file_id}/thumbnails/{size}",
+    "/v1/files/{file_id}/variants/{spec}",
+)
+
+
+def describe_link_access(schema: dict[str, Any]) -> None:
+    """These operations take a key or, in its place, a `link`: the key is not required
+    (an empty requirement is OpenAPI's "no credentials"), and without either it is 401."""
+    for path in LINK_PATHS:
+        operation = schema["paths"][path]["get"]
+        operation["security"] = [*operation.get("security", []), {}]
 
 
 def served_type(content_type: str) -> str:
@@ -81,7 +101,7 @@ def served_type(content_type: str) -> str:
 async def download(
     file_id: FILE_ID,
     files: FilesDep,
-    caller: PrincipalDep,
+    reader: ReaderDep,
     range_: Annotated[
         str | None,
         Header(alias="Range", description="One byte range (`bytes=0-1023`); others: 200"),
@@ -91,12 +111,14 @@ async def download(
         str | None, Header(description="An ETag: the Range applies only if it matches")
     ] = None,
 ) -> Response:
+    caller = reader.caller
     record = await files.get(caller, file_id)
     etag = f'"{record.sha256}"'
     headers = {
         "ETag": etag,
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(record.filename),
+        # The same through a link: max-age=0 is already within any link's life.
         "Cache-Control": "private, max-age=0, must-revalidate",
         "Content-Security-Policy": USER_CONTENT_CSP,
     }
@@ -132,10 +154,10 @@ async def download(
             },
             "headers": {
                 "Content-Length": header("Bytes", {"type": "integer"}),
-                "Cache-Control": header("`private, max-age=86400`"),
+                "Cache-Control": header(f"`private, max-age=86400` with a key; {LINK_CACHE}"),
             },
         },
-        **problem_responses("not-found"),
+        **problem_responses("not-found", "invalid-link", "link-expired"),
     },
     summary="A generated thumbnail (404 until it exists)",
 )
@@ -143,12 +165,12 @@ async def thumbnail(
     file_id: FILE_ID,
     size: Annotated[int, Path(description="One of the configured thumbnail sizes")],
     files: FilesDep,
-    caller: PrincipalDep,
+    reader: ReaderDep,
 ) -> Response:
-    thumb, blob = await files.thumbnail(caller, file_id, size)
+    thumb, blob = await files.thumbnail(reader.caller, file_id, size)
     headers = {
         "Content-Length": str(blob.length),
-        "Cache-Control": "private, max-age=86400",
+        "Cache-Control": reader.cache_control("private, max-age=86400"),
         "Content-Disposition": "inline",
         "Content-Security-Policy": USER_CONTENT_CSP,
     }

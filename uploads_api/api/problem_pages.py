@@ -77,6 +77,16 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         " in `presets`, and the request named none of them.",
         "Ask for a preset by its name (`/variants/card`) or by its canonical spec.",
     ),
+    "invalid-link": (
+        "The `?link=` of this request is not a link this server signed for it: altered, cut,"
+        " made for another path, variant or method, or signed with a key no longer in"
+        " `UPLOADS_SIGNING_KEY`.",
+        "Ask the file's owner for a new link (`POST /v1/files/{id}/links`).",
+    ),
+    "link-expired": (
+        "The signed link was genuine, but its time has passed.",
+        "Ask the file's owner for a new link (`POST /v1/files/{id}/links`).",
+    ),
     "not-found": (
         "No such file or thumbnail (yet), or a file of another owner, or no such route.",
         "Check the id; a thumbnail appears once its task has succeeded.",

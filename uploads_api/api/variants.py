@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from uploads_api import metrics
 from uploads_api.api.contract import BINARY, header, problem_responses
-from uploads_api.api.deps import PrincipalDep, VariantsDep, get_principal
-from uploads_api.api.downloads import FILE_ID, USER_CONTENT_CSP
+from uploads_api.api.deps import ReaderDep, VariantsDep
+from uploads_api.api.downloads import FILE_ID, LINK_CACHE, USER_CONTENT_CSP
 from uploads_api.media.outputs import OUTPUTS
 from uploads_api.media.variant_spec import MAX_SPEC_LENGTH, canonical_pattern
 
-router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
+# A key or a signed link: the route takes a `ReaderDep` (see api/downloads.py).
+router = APIRouter(prefix="/v1/files", tags=["files"])
 PATH = "/v1/files/{file_id}/variants/{spec}"
 
 # A variant's bytes change only with its ETag (file, spec and encoder), so a browser may
@@ -35,7 +36,7 @@ SPEC = Annotated[
 ]
 _HEADERS: dict[str, Any] = {
     "ETag": header("Strong: from the file's SHA-256, the canonical spec and the encoder"),
-    "Cache-Control": header(f"`{CACHE_CONTROL}`"),
+    "Cache-Control": header(f"`{CACHE_CONTROL}` with a key; {LINK_CACHE}"),
     "Vary": header("`Accept` when the spec has `fmt=auto`"),
 }
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -56,6 +57,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "not-found",
         "no-image",
         "undecodable-image",
+        "invalid-link",
+        "link-expired",
     ),
 }
 
@@ -65,12 +68,15 @@ def describe_specs(schema: dict[str, Any], max_size: int, presets: dict[str, str
     spec, when it has any; else every canonical spec up to ``max_size``."""
     parameters = schema["paths"][PATH]["get"]["parameters"]
     spec = next(parameter for parameter in parameters if parameter["name"] == "spec")
+    spec["schema"]["pattern"] = spec_pattern(max_size, presets)
+
+
+def spec_pattern(max_size: int, presets: dict[str, str]) -> str:
+    """The specs this server serves: its presets by name or spec, else canonical ones."""
     if presets:
         # Names and canonical specs hold no character a pattern treats specially.
-        pattern = f"^(?:{'|'.join([*presets, *dict.fromkeys(presets.values())])})$"
-    else:
-        pattern = canonical_pattern(max_size)
-    spec["schema"]["pattern"] = pattern
+        return f"^(?:{'|'.join([*presets, *dict.fromkeys(presets.values())])})$"
+    return canonical_pattern(max_size)
 
 
 @router.get(
@@ -87,12 +93,14 @@ async def variant(
     file_id: FILE_ID,
     spec: SPEC,
     variants: VariantsDep,
-    caller: PrincipalDep,
+    reader: ReaderDep,
     if_none_match: Annotated[str | None, Header(description="An ETag: 304 if it matches")] = None,
 ) -> Response:
     # Accept is read as sent, not declared: OpenAPI leaves Accept to the media types.
-    found = await variants.find(file_id, spec, request.headers.get("accept"), scope=caller.scope)
-    headers = {"ETag": found.etag, "Cache-Control": CACHE_CONTROL}
+    found = await variants.find(
+        file_id, spec, request.headers.get("accept"), scope=reader.caller.scope
+    )
+    headers = {"ETag": found.etag, "Cache-Control": reader.cache_control(CACHE_CONTROL)}
     if found.negotiated:
         headers["Vary"] = "Accept"
     if if_none_match is not None and (found.etag in if_none_match or if_none_match.strip() == "*"):

@@ -1,4 +1,5 @@
-// The details dialog: a larger preview, the metadata, the tasks, download and delete.
+// The details dialog: a larger preview, the metadata, the tasks, download, a shareable
+// link and delete.
 
 import { ApiError, apiJSON, download } from "./api.js";
 import { announce, byId, h, setText } from "./dom.js";
@@ -14,6 +15,8 @@ import {
 import { Picture, STATUS_LABELS } from "./gallery.js";
 
 const PREVIEW_SIZE = 1024;
+// A shared link reads the file without a key for this long (the server's default maximum).
+const LINK_SECONDS = 7 * 24 * 3600;
 const KINDS = {
   image: "Image",
   video: "Video",
@@ -133,11 +136,13 @@ export class DetailsDialog {
     this.meta = byId("details-meta");
     this.tasks = byId("details-tasks");
     this.error = byId("details-error");
+    this.shareStatus = byId("details-share-status");
     this.confirm = byId("delete-confirm");
     this.confirmText = byId("confirm-text");
     this.buttons = {
       close: byId("details-close"),
       download: byId("details-download"),
+      share: byId("details-share"),
       retry: byId("details-retry"),
       del: byId("details-delete"),
       confirmDelete: byId("confirm-delete"),
@@ -149,6 +154,7 @@ export class DetailsDialog {
 
     this.buttons.close.addEventListener("click", () => this.dialog.close());
     this.buttons.download.addEventListener("click", () => this.download());
+    this.buttons.share.addEventListener("click", () => this.share());
     this.buttons.retry.addEventListener("click", () => this.retry());
     this.buttons.del.addEventListener("click", () => this.askDelete());
     this.buttons.cancelDelete.addEventListener("click", () => this.cancelDelete());
@@ -170,6 +176,7 @@ export class DetailsDialog {
     this.record = record;
     this.cancelDelete(false);
     this.showError(null);
+    this.showShared(null);
     this.render(record);
     if (!this.dialog.open) this.dialog.showModal();
     this.buttons.close.focus();
@@ -222,6 +229,40 @@ export class DetailsDialog {
       this.showError(error);
     } finally {
       this.buttons.download.disabled = false;
+    }
+  }
+
+  showShared(text) {
+    setText(this.shareStatus, text || "");
+    this.shareStatus.hidden = !text;
+  }
+
+  /** A signed link to the bytes, valid for a week without a key, put on the clipboard. */
+  async share() {
+    const record = this.record;
+    if (!record) return;
+    this.buttons.share.disabled = true;
+    this.showError(null);
+    this.showShared(null);
+    try {
+      const link = await apiJSON(`/v1/files/${encodeURIComponent(record.id)}/links`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ target: "content", expires_in: LINK_SECONDS }),
+      });
+      const until = formatDate(link.expires_at);
+      try {
+        await navigator.clipboard.writeText(link.url);
+        this.showShared(`Link copied. Anyone with it can download this file until ${until}.`);
+        announce(`Link to ${record.filename} copied`);
+      } catch {
+        // No clipboard (permission refused, not a secure context): show it to copy by hand.
+        this.showShared(`Copy this link (it works until ${until}): ${link.url}`);
+      }
+    } catch (error) {
+      this.showError(error);
+    } finally {
+      this.buttons.share.disabled = false;
     }
   }
 
