@@ -3,9 +3,12 @@ PostgreSQL, Redis and an S3 server."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from tests.conftest import ServiceProcess
 
@@ -47,6 +50,16 @@ class Worker(ServiceProcess):
     def __init__(self, config: ClusterConfig, data_dir: Path, log_path: Path, beat: bool) -> None:
         super().__init__(data_dir, config.env(), log_path)
         self.beat = beat
+
+    def kill(self) -> None:
+        """SIGKILL the worker and what it started (the embedded beat, pool processes), as
+        when its machine dies: nothing of it lingers after the test."""
+        assert self.process is not None
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        super().kill()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
 
     def start(self, timeout: float = 60) -> None:
         args = ["worker", "--concurrency", "4", "--data-dir", str(self.data_dir)]

@@ -74,10 +74,12 @@ def _sqlite_engine(url: str, *, writer: bool, busy_timeout: float) -> AsyncEngin
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # First: switching a new file to WAL takes a lock that another process starting
+        # (or migrating) beside this one may hold; wait for it as for any other.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit survives power loss, not only a killed process.
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
