@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,21 @@ class Engines:
             self.write_lock.close()
 
 
+def _switch_to_wal(cursor: Any, busy_timeout: float) -> None:
+    """WAL mode. Switching a new file takes an exclusive lock, and SQLite answers "locked"
+    at once, without its busy handler, while another connection starting (or migrating)
+    beside this one holds a lock: try again until the busy timeout."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _sqlite_engine(url: str, *, writer: bool, busy_timeout: float) -> AsyncEngine:
     if writer:
         # One writer connection per process: SQLite admits one writer at a time anyway, and
@@ -74,10 +91,8 @@ def _sqlite_engine(url: str, *, writer: bool, busy_timeout: float) -> AsyncEngin
         # Let SQLAlchemy, not the driver, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # First: switching a new file to WAL takes a lock that another process starting
-        # (or migrating) beside this one may hold; wait for it as for any other.
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor, busy_timeout)
         # FULL: a commit survives power loss, not only a killed process.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
