@@ -22,7 +22,7 @@ from uploads_api import metrics
 from uploads_api.config import Settings
 from uploads_api.db.deliveries import Attempt, DeliveryRepository, Outcome, Outgoing
 from uploads_api.db.webhooks import EndpointRepository
-from uploads_api.outbound import GuardedResolver, Target, TargetPolicy, TargetRefused
+from uploads_api.outbound import GuardedResolver, TargetPolicy, TargetRefused
 
 log = logging.getLogger(__name__)
 
@@ -113,24 +113,28 @@ class WebhookSender:
     async def _attempt(self, out: Outgoing) -> Outcome:
         delivery = out.delivery
         try:
-            target = await self.policy.resolve(out.url)
+            # The URL's form here; its host's addresses when connecting (GuardedResolver),
+            # so a kept-alive connection costs no lookup.
+            self.policy.check_url(out.url)
+            attempt = await self._post(out)
         except TargetRefused as exc:
+            attempt = Attempt(None, f"{REFUSED}{exc}", None)
+        if attempt.error is not None and attempt.error.startswith(REFUSED):
             # A configuration matter, not a passing one: retrying would not help.
             log.warning(
-                "webhook %s to endpoint %s refused: %s",
+                "webhook %s to endpoint %s %s",
                 delivery.event_id,
                 delivery.endpoint_id,
-                exc,
+                attempt.error,
             )
-            return Outcome(delivery, Attempt(None, f"{REFUSED}{exc}", None), None)
-        attempt = await self._post(out, target)
+            return Outcome(delivery, attempt, None)
         retry_in: float | None = None
         delivered = attempt.status is not None and 200 <= attempt.status < 300
         if not delivered and attempt.status != 410 and delivery.attempts < len(self.schedule):
             retry_in = self.schedule[delivery.attempts]
         return Outcome(delivery, attempt, retry_in)
 
-    async def _post(self, out: Outgoing, target: Target) -> Attempt:
+    async def _post(self, out: Outgoing) -> Attempt:
         body = json.dumps(out.payload, separators=(",", ":"), ensure_ascii=False)
         timestamp = int(time.time())
         message_id = out.delivery.event_id
@@ -143,7 +147,7 @@ class WebhookSender:
         }
         try:
             async with self._http().post(
-                target.url.geturl(), data=body.encode(), headers=headers, allow_redirects=False
+                out.url, data=body.encode(), headers=headers, allow_redirects=False
             ) as response:
                 kept = bytearray()
                 while len(kept) < RESPONSE_KEPT and (chunk := await response.content.readany()):
