@@ -13,18 +13,16 @@ from typing import Any, TypeVar
 
 import httpx
 
-from uploads_api.client import calls
+from uploads_api.client import attempts, calls
 from uploads_api.client.batch import BatchUploader
 from uploads_api.client.errors import (
-    ApiError,
     NotFound,
     ProcessingTimeout,
-    error_from_response,
     transport_error,
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import UploadResult
-from uploads_api.client.retry import Retrying, RetryPolicy, describe, may_have_stored
+from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
 
@@ -291,15 +289,7 @@ class AsyncClient:
         self, method: str, path: str, *, stream: bool = False, **options: Any
     ) -> httpx.Response:
         """One try. A non-2xx answer is raised as ``ApiError``."""
-        request = self._http.build_request(method, path, **options)
-        response = await self._http.send(request, stream=stream)
-        if not response.is_success:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            raise error_from_response(response)
-        return response
+        return await attempts.send_once(self._http, method, path, stream=stream, **options)
 
     async def _retrying(
         self,
@@ -311,23 +301,9 @@ class AsyncClient:
     ) -> T:
         """Run ``attempt`` until it succeeds or the policy gives up. ``recover`` runs
         before a retry that might repeat work the server already did."""
-        state = self.retry_policy.start()
-        while True:
-            try:
-                return await attempt()
-            except (httpx.TransportError, ApiError) as exc:
-                pause = state.pause_for(exc) if retryable() else None
-                if pause is None:
-                    if isinstance(exc, ApiError):
-                        raise
-                    raise transport_error(exc) from exc
-                if on_retry is not None:
-                    on_retry(Retrying(state.failed_tries, pause, describe(exc)))
-                await asyncio.sleep(pause)
-                if recover is not None and may_have_stored(exc):
-                    found = await recover()
-                    if found is not None:
-                        return found
+        return await attempts.retrying(
+            self.retry_policy, attempt, retryable=retryable, on_retry=on_retry, recover=recover
+        )
 
 
 async def _framed(

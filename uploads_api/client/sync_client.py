@@ -16,18 +16,16 @@ from typing import Any, TypeVar
 
 import httpx
 
-from uploads_api.client import calls
+from uploads_api.client import attempts, calls
 from uploads_api.client.errors import (
-    ApiError,
     NotFound,
     ProcessingTimeout,
     UploadsClientError,
-    error_from_response,
     transport_error,
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
-from uploads_api.client.retry import Retrying, RetryPolicy, describe, may_have_stored
+from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource, sha256_file
 
@@ -315,15 +313,7 @@ class Client:
         self, method: str, path: str, *, stream: bool = False, **options: Any
     ) -> httpx.Response:
         """One try. A non-2xx answer is raised as ``ApiError``."""
-        request = self._http.build_request(method, path, **options)
-        response = self._http.send(request, stream=stream)
-        if not response.is_success:
-            try:
-                response.read()
-            finally:
-                response.close()
-            raise error_from_response(response)
-        return response
+        return attempts.send_once_sync(self._http, method, path, stream=stream, **options)
 
     def _retrying(
         self,
@@ -334,23 +324,9 @@ class Client:
         recover: Callable[[], T | None] | None = None,
     ) -> T:
         """See ``AsyncClient._retrying``."""
-        state = self.retry_policy.start()
-        while True:
-            try:
-                return attempt()
-            except (httpx.TransportError, ApiError) as exc:
-                pause = state.pause_for(exc) if retryable() else None
-                if pause is None:
-                    if isinstance(exc, ApiError):
-                        raise
-                    raise transport_error(exc) from exc
-                if on_retry is not None:
-                    on_retry(Retrying(state.failed_tries, pause, describe(exc)))
-                time.sleep(pause)
-                if recover is not None and may_have_stored(exc):
-                    found = recover()
-                    if found is not None:
-                        return found
+        return attempts.retrying_sync(
+            self.retry_policy, attempt, retryable=retryable, on_retry=on_retry, recover=recover
+        )
 
 
 def _chunks(reader: Reader, progress: Progress | None) -> Iterator[bytes]:
