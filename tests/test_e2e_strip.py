@@ -91,6 +91,7 @@ def test_client_checksums_and_reruns_match_the_bytes_sent(
     with Client(stripping.url) as client:
         record = client.upload(source, sha256=sha256(source.read_bytes()))
         assert record.checksum_verified
+        assert record.sha256 is not None and record.received_sha256 is not None
         check = client.check([sha256(source.read_bytes()), record.sha256])
         assert sorted(check.present) == sorted([record.received_sha256, record.sha256])
         (found,) = list(client.list(sha256=record.received_sha256))

@@ -19,6 +19,10 @@ def _time(value: Any) -> datetime | None:
     return None if value is None else datetime.fromisoformat(str(value))
 
 
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def _required_time(value: Any) -> datetime:
     parsed = _time(value)
     if parsed is None:
@@ -99,7 +103,8 @@ class FileRecord:
     filename: str
     content_type: str
     size: int
-    sha256: str
+    # None until the server hashed the bytes: a direct upload is hashed after it completes.
+    sha256: str | None
     created_at: datetime
     status: str
     metadata: dict[str, Any] | None
@@ -109,7 +114,7 @@ class FileRecord:
     # The client sent a checksum with the upload and the server found the bytes matched.
     checksum_verified: bool = False
     # Of the bytes as sent; differs from ``sha256`` when the server stripped metadata.
-    received_sha256: str = ""
+    received_sha256: str | None = None
     # The document as the server sent it, including fields newer than this client.
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -122,8 +127,8 @@ class FileRecord:
             filename=str(data["filename"]),
             content_type=str(data["content_type"]),
             size=int(data["size"]),
-            sha256=str(data["sha256"]),
-            received_sha256=str(data.get("received_sha256") or data["sha256"]),
+            sha256=_optional_str(data.get("sha256")),
+            received_sha256=_optional_str(data.get("received_sha256") or data.get("sha256")),
             created_at=_required_time(data["created_at"]),
             status=str(data["status"]),
             metadata=data.get("metadata"),
