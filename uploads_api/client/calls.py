@@ -76,12 +76,18 @@ class UploadRequest:
         return self.method == "POST"
 
 
-def upload_request(filename: str, sha256: str | None) -> UploadRequest:
-    """The request for ``filename``. The server keeps only the last path segment, and a
+def file_name(filename: str) -> str:
+    """The name sent for ``filename``: the server keeps only the last path segment, and a
     ``/`` (even as ``%2F``) would leave the route, so only the last segment is sent."""
     name = re.split(r"[/\\]", filename)[-1]
     if name in ("", ".", ".."):
         raise ValueError(f"{filename!r} is not a usable file name")
+    return name
+
+
+def upload_request(filename: str, sha256: str | None) -> UploadRequest:
+    """The request for ``filename`` (see ``file_name``)."""
+    name = file_name(filename)
     if name not in RESERVED_NAMES:
         return UploadRequest("PUT", f"{FILES}/{quote(name, safe='')}")
     head = b"" if sha256 is None else _form_part('name="sha256"', sha256.encode())

@@ -78,6 +78,48 @@ def _read_up_to(stream: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
+class RangeReader:
+    """Random access to a source of known size, for parts sent at once: each read names
+    its offset. Threads share it; a lock keeps each seek and its read together."""
+
+    def __init__(
+        self, stream: BinaryIO, start: int, size: int, label: str, owned: bool, blocking: bool
+    ) -> None:
+        self.size = size
+        self.blocking = blocking  # reads block (a file): the async client reads in a thread
+        self._stream = stream
+        self._start = start
+        self._label = label
+        self._owned = owned
+        self._lock = threading.Lock()
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        with self._lock:
+            self._stream.seek(self._start + offset)
+            chunk = _read_up_to(self._stream, length)
+        if len(chunk) < length:
+            raise IntegrityError(f"{self._label} shrank while being sent")
+        return chunk
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for offset in range(0, self.size, CHUNK_SIZE):
+            digest.update(self.read_at(offset, min(CHUNK_SIZE, self.size - offset)))
+        return digest.hexdigest()
+
+    def check_unchanged(self) -> None:
+        """Raises ``IntegrityError`` if the source is no longer ``size`` bytes long."""
+        with self._lock:
+            end = self._stream.seek(0, io.SEEK_END)
+        if end - self._start != self.size:
+            word = "grew" if end - self._start > self.size else "shrank"
+            raise IntegrityError(f"{self._label} {word} while being sent")
+
+    def close(self) -> None:
+        if self._owned:
+            self._stream.close()
+
+
 class UploadSource:
     """A source and how to open it again for each attempt."""
 
@@ -112,12 +154,7 @@ class UploadSource:
         if isinstance(source, _BYTES):
             return Reader(io.BytesIO(source), memoryview(source).nbytes, self.name, owned=True)
         if isinstance(source, str | os.PathLike):
-            stream = open(source, "rb")  # noqa: SIM115 -- the reader closes it
-            try:
-                info = os.fstat(stream.fileno())
-            except BaseException:
-                stream.close()
-                raise
+            stream, info = _open_file(source)
             # A pipe or a device has no meaningful size: it is sent chunked.
             size = info.st_size if stat.S_ISREG(info.st_mode) else None
             return Reader(stream, size, os.fspath(source), owned=True)
@@ -126,6 +163,34 @@ class UploadSource:
         end = source.seek(0, io.SEEK_END)
         source.seek(self._start)
         return Reader(source, end - self._start, self.name, owned=False)
+
+    def open_ranges(self) -> RangeReader | None:
+        """Random access to the bytes, or ``None`` for a source read only in order (a
+        pipe, a stream that cannot seek)."""
+        source = self._source
+        if isinstance(source, _BYTES):
+            size = memoryview(source).nbytes
+            return RangeReader(io.BytesIO(source), 0, size, self.name, owned=True, blocking=False)
+        if isinstance(source, str | os.PathLike):
+            stream, info = _open_file(source)
+            if not stat.S_ISREG(info.st_mode):
+                stream.close()
+                return None
+            return RangeReader(stream, 0, info.st_size, os.fspath(source), True, blocking=True)
+        if self._start is None:
+            return None
+        end = source.seek(0, io.SEEK_END)
+        return RangeReader(source, self._start, end - self._start, self.name, False, True)
+
+
+def _open_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_result]:
+    """The file, opened for reading, and what ``fstat`` says of it."""
+    stream = open(path, "rb")  # noqa: SIM115 -- the caller's reader closes it
+    try:
+        return stream, os.fstat(stream.fileno())
+    except BaseException:
+        stream.close()
+        raise
 
 
 def sha256_file(path: str | os.PathLike[str], stop: threading.Event | None = None) -> str:
