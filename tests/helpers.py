@@ -177,6 +177,23 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def record_json(data: bytes, name: str = "a.bin", file_id: str = "ab" * 16) -> dict[str, Any]:
+    """A FileRecord as the server sends it, for a fake server."""
+    return {
+        "id": file_id,
+        "filename": name,
+        "content_type": "application/octet-stream",
+        "size": len(data),
+        "sha256": sha256(data),
+        "created_at": "2026-01-28T05:26:37.058683Z",
+        "status": "processing",
+        "metadata": None,
+        "thumbnails": [],
+        "tasks": [],
+        "links": {"self": f"/v1/files/{file_id}", "content": f"/v1/files/{file_id}/content"},
+    }
+
+
 def wait_for(
     check: Callable[[], bool], timeout: float = 5, what: str = "condition", interval: float = 0.05
 ) -> None:

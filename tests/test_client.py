@@ -20,6 +20,7 @@ import pytest
 
 from tests import imagegen
 from tests.conftest import Server
+from tests.helpers import record_json
 from uploads_api.client import (
     ApiError,
     AsyncClient,
@@ -50,22 +51,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def record_json(data: bytes, name: str = "a.bin", file_id: str = "ab" * 16) -> dict[str, Any]:
-    return {
-        "id": file_id,
-        "filename": name,
-        "content_type": "application/octet-stream",
-        "size": len(data),
-        "sha256": sha(data),
-        "created_at": "2026-01-28T05:26:37.058683Z",
-        "status": "processing",
-        "metadata": None,
-        "thumbnails": [],
-        "tasks": [],
-        "links": {"self": f"/v1/files/{file_id}", "content": f"/v1/files/{file_id}/content"},
-    }
-
-
 def problem(status: int, code: str, **headers: str) -> httpx.Response:
     body = {"type": "x", "title": code.title(), "status": status, "detail": "why", "code": code}
     return httpx.Response(
@@ -89,7 +74,10 @@ class Recorder:
 
 
 def mock_client(recorder: Recorder, **options: Any) -> Client:
+    """A client over ``recorder``; uploads go through the API unless ``direct=True``
+    (tests/test_direct_uploads_client.py covers direct uploads)."""
     options.setdefault("retry", FAST)
+    options.setdefault("direct", False)
     return Client("http://uploads.test", transport=httpx.MockTransport(recorder), **options)
 
 
@@ -130,7 +118,9 @@ def test_async_client_retries_the_same_way() -> None:
 
     async def main() -> FileRecord:
         transport = httpx.MockTransport(recorder)
-        async with AsyncClient("http://uploads.test", transport=transport, retry=FAST) as c:
+        async with AsyncClient(
+            "http://uploads.test", transport=transport, retry=FAST, direct=False
+        ) as c:
             return await c.upload(io.BytesIO(b"x" * 3_000_000), filename="big.bin")
 
     record = asyncio.run(main())
@@ -348,6 +338,7 @@ def test_sync_client_every_method(live: Server, tmp_path: Path) -> None:
     with Client(live.url, timeout=30) as client:
         photo = client.upload(files["photo"])
         assert (photo.filename, photo.sha256) == ("photo.jpg", sha(files["photo"].read_bytes()))
+        assert photo.sha256 is not None
         from_bytes = client.upload(os.urandom(100), filename="random.bin")
         with files["notes"].open("rb") as stream:
             notes = client.upload(stream)
@@ -421,6 +412,7 @@ def test_async_client_every_method(live: Server, tmp_path: Path) -> None:
             listed = {r.id async for r in client.list(page_size=2)}
             assert mine <= listed
             assert [r.id async for r in client.list(sha256=notes.sha256)] == [notes.id]
+            assert photo.sha256 is not None
             check = await client.check([photo.sha256, sha(b"nothing")])
             assert check.present == (photo.sha256,)
 

@@ -15,6 +15,8 @@ import httpx
 
 from uploads_api.client import attempts, calls
 from uploads_api.client.batch import BatchUploader
+from uploads_api.client.direct import storage_options
+from uploads_api.client.direct_async import AsyncDirectUploads
 from uploads_api.client.errors import (
     NotFound,
     ProcessingTimeout,
@@ -50,6 +52,7 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
+        direct: bool = True,
     ) -> None:
         self.url = calls.resolve_url(url)
         self.retry_policy = retry or RetryPolicy()
@@ -58,6 +61,14 @@ class AsyncClient:
             **calls.http_options(self.url, api_key, self._timeout, max_connections),
             transport=transport,
         )
+        # Large files go straight to storage when the server offers it; ``direct=False``
+        # sends everything through the API.
+        self._direct: AsyncDirectUploads | None = None
+        if direct:
+            storage = httpx.AsyncClient(
+                **storage_options(self._timeout, max_connections), transport=transport
+            )
+            self._direct = AsyncDirectUploads(self._http, storage, self.retry_policy)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -69,6 +80,8 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._direct is not None:
+            await self._direct.aclose()
 
     def full_url(self, path: str) -> str:
         """An absolute URL for a path the API returned (``links``, thumbnail ``url``)."""
@@ -92,8 +105,17 @@ class AsyncClient:
         starts). With ``sha256`` (the bytes' hash, known beforehand) the server checks the
         bytes before committing, and a retry after a failure that may have stored the file
         first asks the server for it instead of sending it twice.
+
+        A file (a path, a seekable file object, bytes) of at least the server's
+        ``min_size`` goes straight to its S3 bucket in parts when the server offers direct
+        uploads (asked once per client); ``direct=False`` on the client turns that off.
+        Its sha256 is computed first when not given, and the server checks it.
         """
         upload = UploadSource(source, filename)
+        if self._direct is not None:
+            record = await self._direct.upload(upload, sha256, progress, on_retry, self._find)
+            if record is not None:
+                return record
         request = calls.upload_request(upload.name, sha256)
 
         async def attempt() -> FileRecord:
@@ -101,10 +123,7 @@ class AsyncClient:
 
         async def already_there() -> FileRecord | None:
             assert sha256 is not None
-            async with contextlib.aclosing(self.list(sha256=sha256, limit=1)) as found:
-                async for record in found:
-                    return record
-            return None
+            return await self._find(sha256)
 
         return await self._retrying(
             attempt,
@@ -112,6 +131,14 @@ class AsyncClient:
             on_retry=on_retry,
             recover=already_there if sha256 is not None else None,
         )
+
+    async def _find(self, sha256: str) -> FileRecord | None:
+        """A file with these bytes, if the server has one: an upload whose answer was lost
+        may have arrived."""
+        async with contextlib.aclosing(self.list(sha256=sha256, limit=1)) as found:
+            async for record in found:
+                return record
+        return None
 
     async def _upload_once(
         self,

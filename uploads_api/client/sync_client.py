@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import httpx
 
 from uploads_api.client import attempts, calls
+from uploads_api.client.direct import storage_options
+from uploads_api.client.direct_sync import DirectUploads
 from uploads_api.client.errors import (
     NotFound,
     ProcessingTimeout,
@@ -54,6 +56,7 @@ class Client:
         retry: RetryPolicy | None = None,
         max_connections: int = 20,
         transport: httpx.BaseTransport | None = None,
+        direct: bool = True,
     ) -> None:
         self.url = calls.resolve_url(url)
         self.retry_policy = retry or RetryPolicy()
@@ -62,6 +65,14 @@ class Client:
             **calls.http_options(self.url, api_key, self._timeout, max_connections),
             transport=transport,
         )
+        # Large files go straight to storage when the server offers it; ``direct=False``
+        # sends everything through the API.
+        self._direct: DirectUploads | None = None
+        if direct:
+            storage = httpx.Client(
+                **storage_options(self._timeout, max_connections), transport=transport
+            )
+            self._direct = DirectUploads(self._http, storage, self.retry_policy)
 
     def __enter__(self) -> Client:
         return self
@@ -73,6 +84,8 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
+        if self._direct is not None:
+            self._direct.close()
 
     def full_url(self, path: str) -> str:
         """An absolute URL for a path the API returned (``links``, thumbnail ``url``)."""
@@ -89,13 +102,18 @@ class Client:
         progress: Progress | None = None,
         on_retry: OnRetry | None = None,
     ) -> FileRecord:
-        """See ``AsyncClient.upload``."""
+        """See ``AsyncClient.upload``. Parts of a direct upload are sent from threads, so
+        ``progress`` and ``on_retry`` may be called from them (one call at a time)."""
         upload = UploadSource(source, filename)
+        if self._direct is not None:
+            record = self._direct.upload(upload, sha256, progress, on_retry, self._find)
+            if record is not None:
+                return record
         request = calls.upload_request(upload.name, sha256)
 
         def already_there() -> FileRecord | None:
             assert sha256 is not None
-            return next(self.list(sha256=sha256, limit=1), None)
+            return self._find(sha256)
 
         return self._retrying(
             lambda: self._upload_once(upload, request, sha256, progress),
@@ -103,6 +121,10 @@ class Client:
             on_retry=on_retry,
             recover=already_there if sha256 is not None else None,
         )
+
+    def _find(self, sha256: str) -> FileRecord | None:
+        """See ``AsyncClient._find``."""
+        return next(self.list(sha256=sha256, limit=1), None)
 
     def _upload_once(
         self,

@@ -86,6 +86,13 @@ def register(commands: Any) -> None:
         help="tries again after a transient failure, with backoff (4)",
     )
     parser.add_argument(
+        "--no-direct",
+        dest="direct",
+        action="store_false",
+        help="send every file through the API, even where the server offers direct uploads "
+        "of large files to its S3 storage",
+    )
+    parser.add_argument(
         "--json", action="store_true", help="one JSON object per file, then a summary"
     )
     parser.add_argument(
@@ -129,7 +136,9 @@ def upload_command(args: argparse.Namespace) -> int:
 async def _upload(args: argparse.Namespace, files: list[Path], reporter: Reporter) -> int:
     policy = RetryPolicy(attempts=args.retries + 1)
     # Uploads and long polls for --wait each hold a connection; keep them all alive.
-    async with connect(args, retry=policy, max_connections=2 * args.concurrency + 2) as client:
+    async with connect(
+        args, retry=policy, max_connections=2 * args.concurrency + 2, direct=args.direct
+    ) as client:
         try:
             await _preflight(client)
         except UploadsClientError as exc:
