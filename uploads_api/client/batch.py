@@ -293,7 +293,7 @@ class BatchUploader:
                 self._stopped = exc
                 self._emit(Stopping(str(exc)))
             return upload_failed(path, size, digest, exc, started, tries)
-        return uploaded(path, record, started, tries)
+        return uploaded(path, record, started, tries, digest)
 
     async def _wait_for(self, index: int, result: UploadResult) -> None:
         assert result.record is not None
@@ -301,7 +301,7 @@ class BatchUploader:
         async with self._wait_slots:
             try:
                 record = await self.client.wait(result.record.id, timeout=self.wait_timeout)
-                result = replace(result, record=record)
+                result = replace(result, record=record, sha256=record.sha256 or result.sha256)
             except ProcessingTimeout as exc:
                 result = replace(result, record=exc.record, error=exc, reason=str(exc))
             except UploadsClientError as exc:

@@ -80,14 +80,17 @@ def unreadable(path: Path, size: int, exc: OSError) -> UploadResult:
     return UploadResult(path, "failed", size, error=exc, reason=f"cannot read: {exc}")
 
 
-def uploaded(path: Path, record: FileRecord, started: float, tries: int = 0) -> UploadResult:
-    """``started``: ``time.monotonic()`` when the upload began."""
+def uploaded(
+    path: Path, record: FileRecord, started: float, tries: int = 0, sha256: str | None = None
+) -> UploadResult:
+    """``started``: ``time.monotonic()`` when the upload began. ``sha256``, when known here,
+    stands in for the record's until the server has hashed a direct upload."""
     return UploadResult(
         path,
         "uploaded",
         record.size,
         record=record,
-        sha256=record.sha256,
+        sha256=record.sha256 or sha256,
         tries=tries,
         seconds=time.monotonic() - started,
     )

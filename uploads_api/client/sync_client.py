@@ -202,7 +202,7 @@ class Client:
             except OSError:
                 size = 0
             return upload_failed(path, size, digest, exc, started)
-        return uploaded(path, record, started)
+        return uploaded(path, record, started, sha256=digest)
 
     # Reading
 
