@@ -368,3 +368,11 @@ def test_a_file_that_changes_size_while_sent_is_aborted(tmp_path: Any) -> None:
     ):
         client.upload(path)
     assert service.paths("DELETE") == [f"/v1/direct-uploads/{UPLOAD_ID}"]
+
+
+@KINDS
+def test_a_known_hash_is_sent_with_the_plan_as_is(kind: str) -> None:
+    data = b"k" * 120
+    service = FakeService()
+    upload_with(kind, service, data, filename="k.bin", sha256=sha256(data).upper())
+    assert service.created == [{"filename": "k.bin", "size": 120, "sha256": sha256(data)}]

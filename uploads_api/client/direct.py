@@ -117,7 +117,7 @@ def upload_path(upload_id: str, *rest: str) -> str:
 def create_body(filename: str, size: int, sha256: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"filename": filename, "size": size}
     if sha256 is not None:
-        body["sha256"] = sha256.lower()
+        body["sha256"] = sha256
     return body
 
 

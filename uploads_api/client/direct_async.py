@@ -84,7 +84,7 @@ class AsyncDirectUploads:
                 # Sent with the plan, the server checks the stored bytes against it.
                 sha256 = await _blocking(ranges, ranges.sha256)
             return await self._send(
-                ranges, file_name(upload.name), sha256, progress, on_retry, find
+                ranges, file_name(upload.name), sha256.lower(), progress, on_retry, find
             )
         finally:
             ranges.close()

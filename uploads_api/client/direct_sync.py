@@ -77,7 +77,8 @@ class DirectUploads:
                 return None
             if sha256 is None:
                 sha256 = ranges.sha256()  # the server checks the stored bytes against it
-            return self._send(ranges, file_name(upload.name), sha256, progress, on_retry, find)
+            name = file_name(upload.name)
+            return self._send(ranges, name, sha256.lower(), progress, on_retry, find)
         finally:
             ranges.close()
 
