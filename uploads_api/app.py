@@ -19,6 +19,8 @@ from starlette.types import Scope
 from uploads_api import __version__
 from uploads_api.api import (
     audit,
+    capabilities,
+    direct_uploads,
     downloads,
     events,
     health,
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         downloads.router,
         variants.router,
         links.router,
+        direct_uploads.router,
+        capabilities.router,
         tasks.router,
         webhooks.router,
         events.router,
@@ -153,6 +157,7 @@ def describe(schema: dict[str, Any], settings: Settings) -> None:
     """What the description says that depends on the settings."""
     variants.describe_specs(schema, settings.variant_max_size, settings.variant_presets)
     downloads.describe_link_access(schema)
+    direct_uploads.describe_limits(schema, settings.max_file_size)
     links.describe_links(
         schema,
         settings.link_max_age,

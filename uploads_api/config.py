@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     storage_url: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    # Direct transfer with S3: URLs are presigned for this address, the one clients reach
+    # (UPLOADS_S3_ENDPOINT_URL may be an internal one); unset, for the endpoint itself.
+    s3_public_endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    # Downloads answered 302 to a presigned S3 URL living this many seconds (at most what is
+    # left of a signed link), instead of streamed through the API.
+    s3_presigned_downloads: bool = False
+    s3_presigned_expiry: int = Field(default=300, ge=1, le=7 * 86400)
+    # POST /v1/direct-uploads (S3 only): clients PUT parts of this size straight to S3,
+    # within this many seconds; clients use it for files of at least min_size bytes.
+    direct_uploads: bool = True
+    direct_upload_part_size: int = Field(default=16 * MiB, ge=5 * MiB, le=5 * GiB)
+    direct_upload_min_size: int = Field(default=8 * MiB, ge=1)
+    direct_upload_expiry: int = Field(default=86400, ge=1, le=7 * 86400)
     task_backend: Literal["inprocess", "celery"] = "inprocess"
     broker_url: str = "redis://127.0.0.1:6379/0"
     celery_queue: str = "uploads"

@@ -19,6 +19,8 @@ The tree::
     │   ├── InvalidLink               a signed link that is not genuine, or not for this request
     │   └── LinkExpired               a genuine signed link past its expiry
     ├── NotFound                      unknown file or thumbnail (also another owner's)
+    │   └── DirectUploadsUnavailable  direct uploads off, or storage that is not S3
+    ├── DirectUploadBusy              another request is completing this direct upload
     ├── RequestTimeout                the body stalled for UPLOADS_BODY_TIMEOUT
     ├── PayloadTooLarge               a file over the size limit
     │   ├── FieldTooLarge             a form field over its limit
@@ -28,6 +30,8 @@ The tree::
     ├── NoFiles                       a request that carried no file
     ├── WebhookTargetRefused          a webhook URL the server will not send to
     ├── NoImage                       a file with no image to make variants from
+    ├── InvalidParts                  a direct upload's part list that storage refuses
+    ├── SizeMismatch                  a direct upload's parts not adding up to its size
     ├── UndecodableImage              an image the media pool refuses or cannot decode
     ├── TooManyUploads                over the per-key concurrent upload cap
     ├── ClientDisconnected            the client went away; the answer reaches nobody
@@ -111,6 +115,14 @@ class NotFound(UploadsError):
     code, title = "not-found", "Not found"
 
 
+class DirectUploadsUnavailable(NotFound):
+    code, title = "direct-uploads-unavailable", "Direct uploads unavailable"
+
+
+class DirectUploadBusy(UploadsError):
+    code, title = "direct-upload-busy", "Direct upload being completed"
+
+
 class RequestTimeout(UploadsError):
     code, title = "body-timeout", "Request body timeout"
 
@@ -145,6 +157,14 @@ class WebhookTargetRefused(UploadsError):
 
 class NoImage(UploadsError):
     code, title = "no-image", "No image to make variants from"
+
+
+class InvalidParts(UploadsError):
+    code, title = "invalid-parts", "Invalid parts"
+
+
+class SizeMismatch(UploadsError):
+    code, title = "size-mismatch", "Size mismatch"
 
 
 class UndecodableImage(UploadsError):

@@ -55,8 +55,10 @@ class FileOut(BaseModel):
     filename: str
     content_type: str
     size: int
-    sha256: str = Field(description="of the stored bytes")
-    received_sha256: str = Field(
+    sha256: str | None = Field(
+        description="of the stored bytes; null until a direct upload's verify task has run"
+    )
+    received_sha256: str | None = Field(
         description="of the bytes as received; differs from sha256 when metadata was stripped"
     )
     checksum_verified: bool = Field(description="the client's checksum was given and matched")
@@ -75,8 +77,9 @@ class FileOut(BaseModel):
             filename=record.filename,
             content_type=record.content_type,
             size=record.size,
-            sha256=record.sha256,
-            received_sha256=record.received_sha256 or record.sha256,
+            # A direct upload's hash is "" until its verify task has read the bytes back.
+            sha256=record.sha256 or None,
+            received_sha256=record.received_sha256 or record.sha256 or None,
             checksum_verified=record.verified,
             created_at=record.created_at.replace(tzinfo=UTC),
             status=record.status,

@@ -6,6 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 UPLOADS = Counter("uploads_files_total", "Files received and stored", ["route"])
 UPLOAD_BYTES = Counter("uploads_bytes_total", "Bytes of files received and stored")
+# Direct uploads (S3): the bytes went straight to storage, never through this process.
+DIRECT_UPLOADS = Counter("uploads_direct_total", "Direct uploads completed")
+DIRECT_UPLOAD_BYTES = Counter("uploads_direct_bytes_total", "Bytes of direct uploads completed")
 UPLOAD_REJECTED = Counter("uploads_rejected_total", "Upload requests refused", ["code"])
 UPLOAD_SIZE = Histogram(
     "uploads_file_size_bytes",

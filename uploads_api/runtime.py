@@ -11,6 +11,7 @@ from uploads_api.config import Settings
 from uploads_api.db.audit import AuditRepository
 from uploads_api.db.audit_buffer import AuditBuffer
 from uploads_api.db.deliveries import DeliveryRepository
+from uploads_api.db.direct_uploads import DirectUploadRepository
 from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.event_feed import EventFeed
 from uploads_api.db.events import EventWriter
@@ -26,6 +27,7 @@ from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.slots import UploadSlots
 from uploads_api.outbound import TargetPolicy
 from uploads_api.services.audit import Auditor
+from uploads_api.services.direct_uploads import DirectUploadService
 from uploads_api.services.event_fanout import EventPoller
 from uploads_api.services.event_stream import EventStreamService
 from uploads_api.services.files import FileService
@@ -44,6 +46,7 @@ from uploads_api.tasks.pool import ImagePool
 from uploads_api.tasks.runner import TaskRunner
 from uploads_api.tasks.single_flight import SingleFlight
 from uploads_api.tasks.thumbnails import ThumbnailTask
+from uploads_api.tasks.verify import VerifyTask
 from uploads_api.tasks.webhooks import DeliveryLoop, WebhookSender
 from uploads_api.tasks.workspace import Workspace
 
@@ -69,6 +72,7 @@ class Runtime:
     event_stream: EventStreamService
     deliveries: DeliveryLoop
     link_service: LinkService
+    direct_upload_service: DirectUploadService
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -106,10 +110,20 @@ class Runtime:
         audit_buffer = AuditBuffer(audit)
         auditor = Auditor(audit_buffer, audit)
         variants = VariantRepository(engines)
+        direct_uploads = DirectUploadRepository(engines)
         cleanup = CleanupTask(
-            settings, storage, files, audit, workspace, temp_dir, deliveries, variants
+            settings,
+            storage,
+            files,
+            audit,
+            workspace,
+            temp_dir,
+            deliveries,
+            variants,
+            direct_uploads,
         )
         handlers: dict[str, TaskHandler] = {
+            "verify": VerifyTask(storage, files),
             "metadata": MetadataTask(settings, storage, files, pool, workspace),
             "thumbnails": ThumbnailTask(settings, storage, files, pool, workspace),
             "cleanup": cleanup,
@@ -140,6 +154,7 @@ class Runtime:
             settings, files, variants, storage, pool, workspace, flight
         )
         signing_keys = KeyRing.load(settings.signing_key, data_dir)
+        direct_upload_service = DirectUploadService(settings, direct_uploads, storage, file_service)
         return cls(
             settings=settings,
             engines=engines,
@@ -165,6 +180,7 @@ class Runtime:
                 heartbeat=settings.event_stream_heartbeat,
             ),
             deliveries=delivery_loop,
+            direct_upload_service=direct_upload_service,
             link_service=LinkService(
                 signing_keys, file_service, variant_service, max_age=settings.link_max_age
             ),

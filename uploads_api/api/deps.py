@@ -12,6 +12,7 @@ from uploads_api.auth import Principal
 from uploads_api.errors import InvalidLink, LinkExpired, Unauthorized
 from uploads_api.runtime import Runtime
 from uploads_api.services.audit import Auditor
+from uploads_api.services.direct_uploads import DirectUploadService
 from uploads_api.services.event_stream import EventStreamService
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
@@ -145,6 +146,10 @@ def get_link_service(runtime: RuntimeDep) -> LinkService:
     return runtime.link_service
 
 
+def get_direct_upload_service(runtime: RuntimeDep) -> DirectUploadService:
+    return runtime.direct_upload_service
+
+
 def get_auditor(runtime: RuntimeDep) -> Auditor:
     return runtime.auditor
 
@@ -158,5 +163,6 @@ TasksDep = Annotated[TaskService, Depends(get_task_service)]
 WebhooksDep = Annotated[WebhookService, Depends(get_webhook_service)]
 EventStreamDep = Annotated[EventStreamService, Depends(get_event_stream)]
 HealthDep = Annotated[HealthService, Depends(get_health_service)]
+DirectUploadsDep = Annotated[DirectUploadService, Depends(get_direct_upload_service)]
 AuditDep = Annotated[Auditor, Depends(get_auditor)]
 LinksDep = Annotated[LinkService, Depends(get_link_service)]

@@ -60,6 +60,11 @@ CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"*/*": {"schema": BINARY}, "application/octet-stream": {"schema": BINARY}},
         "headers": {**_CONTENT_HEADERS, "Content-Range": header("`bytes <first>-<last>/<size>`")},
     },
+    302: {
+        "description": "With UPLOADS_S3_PRESIGNED_DOWNLOADS: the bytes are at `Location`, a"
+        " presigned storage URL living a few minutes (never past a signed link's expiry)",
+        "headers": {"Location": header("The presigned URL"), "Cache-Control": header("`no-store`")},
+    },
     304: {"description": "`If-None-Match` named the current ETag", "headers": _CONTENT_HEADERS},
     **problem_responses("not-found", "range-not-satisfiable", "invalid-link", "link-expired"),
 }
@@ -113,19 +118,36 @@ async def download(
 ) -> Response:
     caller = reader.caller
     record = await files.get(caller, file_id)
-    etag = f'"{record.sha256}"'
+    # A direct upload has no hash until its verify task has read it back: no ETag till then.
+    etag = f'"{record.sha256}"' if record.sha256 else None
     headers = {
-        "ETag": etag,
+        **({"ETag": etag} if etag else {}),
         "Accept-Ranges": "bytes",
         "Content-Disposition": content_disposition(record.filename),
         # The same through a link: max-age=0 is already within any link's life.
         "Cache-Control": "private, max-age=0, must-revalidate",
         "Content-Security-Policy": USER_CONTENT_CSP,
     }
-    if if_none_match is not None and (etag in if_none_match or if_none_match.strip() == "*"):
+    if (
+        etag is not None
+        and if_none_match is not None
+        and (etag in if_none_match or if_none_match.strip() == "*")
+    ):
         return Response(status_code=304, headers=headers)
+    presigned = await files.presigned_content(
+        caller,
+        record,
+        disposition=headers["Content-Disposition"],
+        content_type=served_type(record.content_type),
+        max_age=reader.link.seconds_left() if reader.link else None,
+    )
+    if presigned is not None:
+        # The bytes come from storage; a Range header goes along with the redirect.
+        return Response(
+            status_code=302, headers={"Location": presigned, "Cache-Control": "no-store"}
+        )
     span = None
-    if if_range is None or if_range == etag:
+    if if_range is None or (etag is not None and if_range == etag):
         span = parse_range(range_, record.size)
     start, end = span if span else (0, record.size)
     headers["Content-Length"] = str(end - start)

@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from uploads_api.api.contract import problem_responses
 from uploads_api.api.deps import LinksDep, PrincipalDep, RuntimeDep, get_principal
 from uploads_api.api.downloads import FILE_ID
+from uploads_api.api.problems import over_setting
 from uploads_api.media.variant_spec import MAX_SPEC_LENGTH
 
 router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
@@ -89,18 +89,7 @@ async def create_link(
 ) -> SignedLink:
     max_age = links.max_age
     if body.expires_in > max_age:
-        # As FastAPI says it of a bound in the model: the bound is the server's setting.
-        raise RequestValidationError(
-            [
-                {
-                    "type": "less_than_equal",
-                    "loc": ("body", body.target, "expires_in"),
-                    "msg": f"Input should be less than or equal to {max_age}",
-                    "input": body.expires_in,
-                    "ctx": {"le": max_age},
-                }
-            ]
-        )
+        raise over_setting(("body", body.target, "expires_in"), max_age, body.expires_in)
     link = await links.create(
         caller,
         file_id,

@@ -139,6 +139,26 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         " page, cover art).",
         "Ask for variants of images, or of files whose record lists thumbnails.",
     ),
+    "direct-uploads-unavailable": (
+        "This server does not offer direct uploads: its storage is not S3, or the operator"
+        " turned them off (UPLOADS_DIRECT_UPLOADS=false). `GET /v1/capabilities` says which.",
+        "Upload through the API (`POST /v1/files` or `PUT /v1/files/{filename}`).",
+    ),
+    "direct-upload-busy": (
+        "Another request is completing this direct upload right now.",
+        "Wait for that request's answer; then `GET /v1/files/{id}` shows the file.",
+    ),
+    "invalid-parts": (
+        "The part list of a direct upload's completion is not every part from 1 to `parts`"
+        " in order, or storage refused it: an ETag that is not the part's, or a part never"
+        " sent. The upload stays open until it expires.",
+        "Send each missing part again and complete with the ETag each PUT answered.",
+    ),
+    "size-mismatch": (
+        "The parts of a direct upload add up to `size` bytes, not the `expected` bytes it was"
+        " started with. The upload and its bytes are gone.",
+        "Start a new direct upload with the file's real size.",
+    ),
     "undecodable-image": (
         "The media pool refused or could not decode the image: over the pixel limit"
         " (a decompression bomb), corrupt or truncated, or past the time or memory limit."

@@ -29,6 +29,8 @@ STATUS: dict[type[UploadsError], int] = {
     errors.KeysRequired: 403,
     errors.Forbidden: 403,
     errors.NotFound: 404,
+    errors.DirectUploadBusy: 409,
+    errors.InvalidParts: 409,
     errors.RequestTimeout: 408,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
@@ -36,6 +38,7 @@ STATUS: dict[type[UploadsError], int] = {
     errors.NoFiles: 422,
     errors.WebhookTargetRefused: 422,
     errors.NoImage: 422,
+    errors.SizeMismatch: 422,
     errors.UndecodableImage: 422,
     errors.TooManyUploads: 429,
     errors.ServiceUnavailable: 503,
@@ -56,6 +59,22 @@ _HTTP_CODES = {
 }
 
 log = logging.getLogger(__name__)
+
+
+def over_setting(location: tuple[str, ...], limit: int, value: int) -> RequestValidationError:
+    """A value over a bound that a setting gives (not the model): refused as FastAPI refuses
+    a bound in the model, so clients see one form of 422 for both."""
+    return RequestValidationError(
+        [
+            {
+                "type": "less_than_equal",
+                "loc": location,
+                "msg": f"Input should be less than or equal to {limit}",
+                "input": value,
+                "ctx": {"le": limit},
+            }
+        ]
+    )
 
 
 def _status_of(error_class: type[UploadsError]) -> int:

@@ -98,7 +98,7 @@ class FileRepository:
         for i, nf in enumerate(new_files):
             queued = False
             for name in task_names:
-                row = new_task_row(nf.id, name, now, None, self.max_attempts)
+                row = new_task_row(nf.id, name, now, nf.task_payloads.get(name), self.max_attempts)
                 if name in nf.settled:
                     row["state"], row["error"] = nf.settled[name]
                     row["finished_at"] = now
@@ -255,6 +255,25 @@ class FileRepository:
             ).scalar()
             merged = {**(current or {}), **fields}
             await conn.execute(update(f).where(f.c.id == file_id).values(metadata=merged))
+
+    async def record_hash(self, file_id: str, sha256: str, verified: bool) -> None:
+        """A direct upload's hash, read back from storage by its verify task."""
+        async with self.engines.write() as conn:
+            current = (
+                await conn.execute(select(f.c.metadata).where(f.c.id == file_id).with_for_update())
+            ).first()
+            if current is None:
+                return  # deleted meanwhile
+            await conn.execute(
+                update(f)
+                .where(f.c.id == file_id)
+                .values(
+                    sha256=sha256,
+                    received_sha256=sha256,
+                    verified=verified,
+                    metadata={**(current.metadata or {}), "sha256": sha256},
+                )
+            )
 
     async def set_thumbnails(
         self, file_id: str, thumbnails: Sequence[Thumbnail], metadata_fields: dict[str, Any]

@@ -12,7 +12,10 @@ from uploads_api.media.outputs import Thumbnail
 THUMBNAILS = "thumbnails"
 METADATA = "metadata"
 CLEANUP = "cleanup"
+VERIFY = "verify"
 FILE_TASKS = (METADATA, THUMBNAILS, CLEANUP)
+# A direct upload's bytes never passed through the API: they are hashed from storage first.
+DIRECT_FILE_TASKS = (VERIFY, *FILE_TASKS)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, SKIPPED = "queued", "running", "succeeded", "failed", "skipped"
 TASK_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, SKIPPED)
@@ -62,6 +65,8 @@ class NewFile:
     # Known at upload: the basic facts, and tasks with nothing to do -> (state, note).
     metadata: dict[str, Any] | None = None
     settled: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # Task name -> the payload its row is created with.
+    task_payloads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

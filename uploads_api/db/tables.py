@@ -152,6 +152,24 @@ variants = Table(
     Index("ix_variants_owner_used_at", "owner", "used_at"),
 )
 
+# Direct uploads (S3) a client is sending parts of; gone when completed or aborted. ``state``
+# is ``open``, or ``completing`` while one request assembles it (no second may).
+direct_uploads = Table(
+    "direct_uploads",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=True),
+    Column("filename", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=True),
+    Column("storage_key", String(512), nullable=False),
+    Column("upload_id", String(1024), nullable=False),
+    Column("part_size", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False, index=True),
+)
+
 # Who did what. Failed authentications are counted into one row per address per minute.
 audit_log = Table(
     "audit_log",

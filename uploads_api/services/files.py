@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from uploads_api.auth import Principal
 from uploads_api.config import Settings
@@ -28,7 +29,7 @@ from uploads_api.ingest.slots import UploadSlots
 from uploads_api.ingest.stream import with_timeout
 from uploads_api.media.outputs import Thumbnail
 from uploads_api.services.audit import Auditor
-from uploads_api.storage import Storage, thumbnail_key, thumbnail_prefix
+from uploads_api.storage import DirectTransfer, Storage, thumbnail_key, thumbnail_prefix
 from uploads_api.storage.keys import validate_file_id
 from uploads_api.tasks.base import TaskDispatcher
 from uploads_api.tasks.plan import basic_facts, settled_at_upload
@@ -73,10 +74,10 @@ class FileService:
         self, caller: Principal, content_type: str | None, stream: AsyncIterator[bytes]
     ) -> list[FileRecord]:
         with self.upload_slots.hold(caller.key_id):
-            policy = await self._policy(caller)
+            policy = await self.policy(caller)
             intake = MultipartIntake(self.storage, self.limits, policy)
             received = await intake.receive(content_type, self._timed(stream))
-            return await self._record(caller, received, policy.quota)
+            return await self.record(caller, received, policy.quota)
 
     async def upload_raw(
         self,
@@ -87,17 +88,18 @@ class FileService:
         expected_sha256: str | None = None,
     ) -> FileRecord:
         with self.upload_slots.hold(caller.key_id):
-            policy = await self._policy(caller)
+            policy = await self.policy(caller)
             received = await receive_raw(
                 self.storage, policy, filename, self._timed(stream), content_length, expected_sha256
             )
-            (record,) = await self._record(caller, [received], policy.quota)
+            (record,) = await self.record(caller, [received], policy.quota)
         return record
 
     def _timed(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return with_timeout(stream, self.settings.body_timeout)
 
-    async def _policy(self, caller: Principal) -> UploadPolicy:
+    async def policy(self, caller: Principal) -> UploadPolicy:
+        """What the caller may store: sizes, types, what is left of the quota."""
         settings = self.settings
         policy = UploadPolicy(
             max_file_size=settings.max_file_size,
@@ -109,8 +111,13 @@ class FileService:
             policy.used_bytes, policy.used_files = await self.usage.usage(caller.owner)
         return policy
 
-    async def _record(
-        self, caller: Principal, received: list[NewFile], quota: Quota | None
+    async def record(
+        self,
+        caller: Principal,
+        received: list[NewFile],
+        quota: Quota | None,
+        task_names: Sequence[str] = FILE_TASKS,
+        audit_detail: dict[str, Any] | None = None,
     ) -> list[FileRecord]:
         """Commit records and tasks in one transaction; on failure the stored bytes go too."""
         decoders = self.settings.decoders
@@ -120,7 +127,7 @@ class FileService:
                 owner=caller.owner,
                 # With what the intake found (what stripping removed, say).
                 metadata={
-                    **basic_facts(item.content_type, item.size, item.sha256),
+                    **basic_facts(item.content_type, item.size, item.sha256 or None),
                     **(item.metadata or {}),
                 },
                 settled=settled_at_upload(item.content_type, item.size, decoders),
@@ -128,7 +135,7 @@ class FileService:
             for item in received
         ]
         try:
-            records = await self.files.create_files(new_files, FILE_TASKS, quota)
+            records = await self.files.create_files(new_files, task_names, quota)
         except BaseException:
             await asyncio.shield(remove_blobs(self.storage, received))
             raise
@@ -137,7 +144,11 @@ class FileService:
                 "file.uploaded",
                 caller,
                 file_id=record.id,
-                detail={"size": record.size, "content_type": record.content_type},
+                detail={
+                    "size": record.size,
+                    "content_type": record.content_type,
+                    **(audit_detail or {}),
+                },
             )
         return records
 
@@ -191,6 +202,43 @@ class FileService:
             },
         )
         return self.storage.read(record.storage_key, start, end)
+
+    @property
+    def presigns_downloads(self) -> bool:
+        """Whether downloads are answered with a presigned storage URL (a 302)."""
+        return self.settings.s3_presigned_downloads and isinstance(self.storage, DirectTransfer)
+
+    async def presigned_content(
+        self,
+        caller: Principal,
+        record: FileRecord,
+        *,
+        disposition: str,
+        content_type: str,
+        max_age: int | None = None,
+    ) -> str | None:
+        """A presigned URL for the record's bytes, living UPLOADS_S3_PRESIGNED_EXPIRY seconds
+        (at most ``max_age``, what is left of a signed link); ``None`` when downloads go
+        through the API."""
+        if not self.presigns_downloads:
+            return None
+        assert isinstance(self.storage, DirectTransfer)
+        expires_in = self.settings.s3_presigned_expiry
+        if max_age is not None:
+            expires_in = max(1, min(expires_in, max_age))
+        url = await self.storage.download_url(
+            record.storage_key,
+            disposition=disposition,
+            content_type=content_type,
+            expires_in=expires_in,
+        )
+        self.auditor.record(
+            "file.downloaded",
+            caller,
+            file_id=record.id,
+            detail={"bytes": record.size, "presigned": True, **_others(caller, record)},
+        )
+        return url
 
     async def thumbnail(self, caller: Principal, file_id: str, size: int) -> tuple[Thumbnail, Blob]:
         record = await self.get(caller, file_id)

@@ -1,12 +1,22 @@
 """Where bytes live: a small ``Storage`` protocol and its backends."""
 
-from uploads_api.storage.base import BlobWriter, Buffer, LocalPaths, PendingUploads, Storage
+from uploads_api.storage.base import (
+    BlobWriter,
+    Buffer,
+    DirectTransfer,
+    LocalPaths,
+    PartsRejected,
+    PendingUploads,
+    Storage,
+)
 from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix, variant_key
 
 __all__ = [
     "BlobWriter",
     "Buffer",
+    "DirectTransfer",
     "LocalPaths",
+    "PartsRejected",
     "PendingUploads",
     "Storage",
     "original_key",

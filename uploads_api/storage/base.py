@@ -6,7 +6,7 @@ suite against every backend.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -61,8 +61,9 @@ class PendingUploads(Protocol):
     """An optional power: the backend keeps unfinished uploads (S3 multipart) that a killed
     process leaves behind, invisible to ``list``."""
 
-    async def abort_pending(self, started_before: float) -> int:
-        """Abort unfinished uploads begun before that Unix time; how many were aborted."""
+    async def abort_pending(self, started_before: float, keep: Collection[str] = ()) -> int:
+        """Abort unfinished uploads begun before that Unix time, but for the upload ids in
+        ``keep`` (direct uploads still open); how many were aborted."""
 
 
 @runtime_checkable
@@ -71,3 +72,37 @@ class LocalPaths(Protocol):
 
     def path_of(self, key: str) -> Path:
         """The local path of the blob at ``key`` (which may not exist)."""
+
+
+class PartsRejected(Exception):
+    """The backend refused to assemble an upload from the parts named: an ETag that is not
+    its part's, a part never sent, or an upload that no longer exists."""
+
+
+@runtime_checkable
+class DirectTransfer(Protocol):
+    """An optional power: clients move bytes straight to and from the backend through
+    presigned URLs (S3), and the API only signs and checks."""
+
+    async def start_upload(self, key: str) -> str:
+        """Begin a multipart upload at ``key``; its upload id."""
+
+    async def part_urls(
+        self, key: str, upload_id: str, count: int, expires_in: int
+    ) -> Sequence[str]:
+        """URLs to PUT parts ``1..count`` to, each valid for ``expires_in`` seconds."""
+
+    async def finish_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> None:
+        """Assemble ``(number, etag)`` parts into the blob at ``key``; ``PartsRejected`` if
+        the backend refuses them (the upload then stays open)."""
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and its parts; one already gone is not an error."""
+
+    async def download_url(
+        self, key: str, *, disposition: str, content_type: str, expires_in: int
+    ) -> str:
+        """A URL that answers GET with the blob, with these ``Content-Disposition`` and
+        ``Content-Type`` headers, for ``expires_in`` seconds."""

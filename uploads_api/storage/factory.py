@@ -21,5 +21,10 @@ def build_storage(settings: Settings, data_dir: Path, temp_dir: Path) -> Storage
     if url.startswith("s3://"):
         from uploads_api.storage.s3 import S3Storage
 
-        return S3Storage(url, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+        return S3Storage(
+            url,
+            endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_endpoint_url,
+            region=settings.s3_region,
+        )
     raise ValueError(f"unsupported UPLOADS_STORAGE_URL: {url!r}")

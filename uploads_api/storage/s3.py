@@ -1,20 +1,25 @@
 """S3-compatible object storage. Uploads go up as multipart uploads in parts of at least
 8 MiB (small blobs in one PUT at commit), so memory stays flat and nothing is visible at a
-key before ``commit``. boto3 is blocking, so every call runs in a thread."""
+key before ``commit``. boto3 is blocking, so every call runs in a thread.
+
+Direct transfer (``DirectTransfer``): URLs are presigned for the public endpoint when one is
+set (the address clients reach), while the service itself talks to the internal one."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from uploads_api.storage.base import Buffer
+from uploads_api.storage.base import Buffer, PartsRejected
 from uploads_api.storage.keys import validate_key
 
 PART_SIZE = 8 * 1024 * 1024
 READ_CHUNK = 1024 * 1024
+# What S3 answers when it will not assemble the parts named.
+_PARTS_REFUSED = ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "NoSuchUpload")
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -99,16 +104,16 @@ class S3Storage:
         url: str,
         *,
         endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
         region: str | None = None,
         client: Any = None,
     ) -> None:
         self.bucket, self.prefix = parse_s3_url(url)
         if client is None:
-            import boto3
-
-            # Credentials come the usual AWS way: environment, profile, instance role.
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+            client = _make_client(endpoint_url, region)
         self._client = client
+        # Signing is local arithmetic: a second client costs no connection.
+        self._signer = _make_client(public_endpoint_url, region) if public_endpoint_url else client
 
     def _object_key(self, key: str) -> str:
         validate_key(key)
@@ -185,14 +190,16 @@ class S3Storage:
             for item in page.get("Contents", []):
                 yield self._storage_key(item["Key"]), item["LastModified"].timestamp()
 
-    async def abort_pending(self, started_before: float) -> int:
+    async def abort_pending(self, started_before: float, keep: Collection[str] = ()) -> int:
         paginator = self._client.get_paginator("list_multipart_uploads")
         prefix = self._object_key("originals")
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
         aborted = 0
         while page := await asyncio.to_thread(next, pages, None):
             for upload in page.get("Uploads", []):
-                if upload["Initiated"].timestamp() < started_before:
+                if upload["Initiated"].timestamp() < started_before and (
+                    upload["UploadId"] not in keep
+                ):
                     await asyncio.to_thread(
                         self._client.abort_multipart_upload,
                         Bucket=self.bucket,
@@ -204,6 +211,100 @@ class S3Storage:
 
     async def check(self) -> None:
         await asyncio.to_thread(self._client.head_bucket, Bucket=self.bucket)
+
+    # Direct transfer ------------------------------------------------------------------------
+
+    async def start_upload(self, key: str) -> str:
+        started = await asyncio.to_thread(
+            self._client.create_multipart_upload, Bucket=self.bucket, Key=self._object_key(key)
+        )
+        return str(started["UploadId"])
+
+    async def part_urls(
+        self, key: str, upload_id: str, count: int, expires_in: int
+    ) -> Sequence[str]:
+        object_key = self._object_key(key)
+
+        def sign_all() -> Sequence[str]:
+            return [
+                self._signer.generate_presigned_url(
+                    "upload_part",
+                    Params={
+                        "Bucket": self.bucket,
+                        "Key": object_key,
+                        "UploadId": upload_id,
+                        "PartNumber": number,
+                    },
+                    ExpiresIn=expires_in,
+                )
+                for number in range(1, count + 1)
+            ]
+
+        return await asyncio.to_thread(sign_all)
+
+    async def finish_upload(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await asyncio.to_thread(
+                self._client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=self._object_key(key),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _PARTS_REFUSED:
+                raise PartsRejected(str(exc.response.get("Error", {}).get("Message", ""))) from exc
+            raise
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            await asyncio.to_thread(
+                self._client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=self._object_key(key),
+                UploadId=upload_id,
+            )
+        except ClientError as exc:
+            if _error_code(exc) not in ("NoSuchUpload", "404"):
+                raise
+
+    async def download_url(
+        self, key: str, *, disposition: str, content_type: str, expires_in: int
+    ) -> str:
+        params = {
+            "Bucket": self.bucket,
+            "Key": self._object_key(key),
+            "ResponseContentType": content_type,
+            "ResponseContentDisposition": disposition,
+        }
+        return str(
+            await asyncio.to_thread(
+                self._signer.generate_presigned_url,
+                "get_object",
+                Params=params,
+                ExpiresIn=expires_in,
+            )
+        )
+
+
+def _make_client(endpoint_url: str | None, region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # Credentials come the usual AWS way: environment, profile, instance role. SigV4 for
+    # every region, so presigned URLs work everywhere.
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        config=Config(signature_version="s3v4"),
+    )
 
 
 def _error_code(exc: Any) -> str:

@@ -1,7 +1,7 @@
 """Cleanup: scratch space of a processed upload, the bytes of a deleted file (its variants
 go with its thumbnails), and the sweep of temp files and blobs that nothing references any
-more, of audit rows past their retention, and of the variants that take an owner past
-UPLOADS_VARIANT_CACHE_BYTES."""
+more, of audit rows past their retention, of the variants that take an owner past
+UPLOADS_VARIANT_CACHE_BYTES, and of direct uploads past their expiry."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from uploads_api import metrics
 from uploads_api.config import Settings
 from uploads_api.db.audit import AuditRepository
 from uploads_api.db.deliveries import DeliveryRepository
+from uploads_api.db.direct_uploads import DirectUploadRepository
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
 from uploads_api.db.tables import utcnow
 from uploads_api.db.variants import VariantRepository
-from uploads_api.storage import PendingUploads, Storage, thumbnail_prefix
+from uploads_api.storage import DirectTransfer, PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
 from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
@@ -46,6 +47,7 @@ class CleanupTask:
         temp_dir: Path,
         deliveries: DeliveryRepository,
         variants: VariantRepository,
+        direct_uploads: DirectUploadRepository,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -55,6 +57,7 @@ class CleanupTask:
         self.temp_dir = temp_dir
         self.deliveries = deliveries
         self.variants = variants
+        self.direct_uploads = direct_uploads
 
     async def run(self, task: Task) -> None:
         payload = task.payload or {}
@@ -86,9 +89,12 @@ class CleanupTask:
                 # Young blobs may belong to an upload whose record is being committed.
                 if file_id and mtime < cutoff:
                     stale.setdefault(file_id, []).append(key)
+        removed_direct = await self.abort_expired_direct_uploads()
         if isinstance(self.storage, PendingUploads):
-            # Uploads a killed process began and never finished or aborted.
-            removed_temp += await self.storage.abort_pending(cutoff)
+            # Uploads a killed process began and never finished or aborted; not the direct
+            # uploads clients are still sending.
+            open_ids = await self.direct_uploads.open_upload_ids()
+            removed_temp += await self.storage.abort_pending(cutoff, open_ids)
         referenced = await self.files.existing_file_ids(stale)
         removed_blobs = 0
         for file_id, keys in stale.items():
@@ -111,13 +117,27 @@ class CleanupTask:
             "events": removed_events,
             "audit": removed_audit,
             "variants": removed_variants,
+            "direct_uploads": removed_direct,
         }
         if any(removed.values()):
             log.info(
-                "sweep removed %d temp entries, %d blobs, %d events, %d audit rows, %d variants",
+                "sweep removed %d temp entries, %d blobs, %d events, %d audit rows, %d variants,"
+                " %d expired direct uploads",
                 *removed.values(),
             )
         return removed
+
+    async def abort_expired_direct_uploads(self) -> int:
+        """Abort direct uploads past their expiry: their parts, then their row. One whose
+        file was recorded just before a crash only loses its row (the object is the file's)."""
+        if not isinstance(self.storage, DirectTransfer):
+            return 0
+        aborted = 0
+        for upload in await self.direct_uploads.expired():
+            await self.storage.abort_upload(upload.storage_key, upload.upload_id)
+            await self.direct_uploads.remove(upload.id)
+            aborted += 1
+        return aborted
 
     async def cap_variants(self) -> int:
         """Hold every owner's stored variants to UPLOADS_VARIANT_CACHE_BYTES, removing the

@@ -24,6 +24,8 @@ class MetadataTask(FileTask):
             return  # deleted meanwhile: nothing to describe
         # The basic facts were written with the record; the task adds what the bytes tell.
         basic = basic_facts(record.content_type, record.size, record.sha256)
+        if not record.sha256:
+            del basic["sha256"]  # a direct upload's: its verify task writes the hash
         kind = self.settings.decoders.kind_of(record.content_type)
         details: dict[str, Any] = {}
         if record.size > 0 and kind is not None:

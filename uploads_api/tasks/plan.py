@@ -18,7 +18,7 @@ from uploads_api.sniff import kind_for
 Settled = dict[str, tuple[str, str | None]]
 
 
-def basic_facts(content_type: str, size: int, sha256: str) -> dict[str, Any]:
+def basic_facts(content_type: str, size: int, sha256: str | None) -> dict[str, Any]:
     """The metadata every file has, whatever its type."""
     return {
         "size": size,
