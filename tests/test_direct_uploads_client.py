@@ -99,6 +99,7 @@ class FakeService:
         self.complete_answers: list[Answer] = []
         self.created: list[dict[str, Any]] = []
         self.stored: list[bytes] = []  # whole files, however they came
+        self.files: dict[str, dict[str, Any]] = {}  # completed direct uploads by id
         self._lock = threading.Lock()
 
     def paths(self, method: str | None = None) -> list[str]:
@@ -124,10 +125,9 @@ class FakeService:
         if route[0] == "PUT" and request.url.path.startswith("/v1/files/"):
             self.stored.append(body)
             return httpx.Response(201, json=record_json(body, request.url.path.split("/")[-1]))
-        if route == ("GET", "/v1/files"):
-            wanted = request.url.params["sha256"]
-            found = [record_json(data) for data in self.stored if sha256(data) == wanted]
-            return httpx.Response(200, json={"files": found[:1], "next_cursor": None})
+        if route[0] == "GET" and route[1].startswith("/v1/files/"):
+            record = self.files.get(route[1].split("/")[-1])
+            return httpx.Response(200, json=record) if record else httpx.Response(404, json={})
         return httpx.Response(404, json={"code": "not-found"})
 
     def _create(self, spec: dict[str, Any]) -> httpx.Response:
@@ -154,19 +154,26 @@ class FakeService:
         return httpx.Response(200, headers={"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
 
     def _complete(self, listed: list[dict[str, Any]]) -> httpx.Response:
+        if UPLOAD_ID in self.files:
+            return httpx.Response(404, json={"code": "not-found", "status": 404})
+        if self.complete_answers and isinstance(self.complete_answers[0], int):
+            # Another request is completing it (an earlier try whose answer was lost).
+            status = self.complete_answers.pop(0)
+            assert isinstance(status, int)
+            return httpx.Response(status, json={"code": "direct-upload-busy", "status": status})
         assert [p["number"] for p in listed] == sorted(self.parts)
         for part in listed:
             assert part["etag"] == f'"{hashlib.md5(self.parts[part["number"]]).hexdigest()}"'
         data = b"".join(self.parts[n] for n in sorted(self.parts))
-        if not any(sha256(s) == sha256(data) for s in self.stored):
-            self.stored.append(data)
+        self.stored.append(data)
+        # Hashed later, by the server's verify task; the file has the upload's id.
+        record = record_json(data, self.created[-1]["filename"], UPLOAD_ID)
+        self.files[UPLOAD_ID] = {**record, "sha256": None}
         if self.complete_answers:
             answer = self.complete_answers.pop(0)
-            if not isinstance(answer, int):
-                raise answer("the answer was lost", request=self.requests[-1])
-            return httpx.Response(answer, json={"code": "not-found", "status": answer})
-        record = record_json(data, self.created[-1]["filename"])
-        return httpx.Response(201, json={**record, "sha256": None})
+            assert not isinstance(answer, int)
+            raise answer("the answer was lost", request=self.requests[-1])
+        return httpx.Response(201, json=self.files[UPLOAD_ID])
 
 
 def upload_with(
@@ -316,14 +323,20 @@ def test_a_server_that_stopped_offering_them_gets_the_file_through_the_api(kind:
 
 
 @KINDS
-def test_a_lost_complete_answer_is_looked_up_by_hash(kind: str) -> None:
+@pytest.mark.parametrize("answers", [[httpx.ReadError], [409], [409, 409]])
+def test_a_completion_whose_answer_was_lost_is_found_by_its_id(
+    kind: str, answers: list[Answer]
+) -> None:
+    """A lost answer, or 409 direct-upload-busy (an earlier try still at work): the client
+    looks for the file under the upload's id before it completes again."""
     data = b"c" * 150
     service = FakeService()
-    service.complete_answers = [httpx.ReadError]
+    service.complete_answers = list(answers)
     record = upload_with(kind, service, data, filename="c.bin")
-    assert record.sha256 == sha256(data)
+    assert (record.id, record.size) == (UPLOAD_ID, 150)
     assert service.stored == [data]
-    assert service.paths("GET")[-1] == "/v1/files"
+    assert service.paths("DELETE") == []
+    assert f"/v1/files/{UPLOAD_ID}" in service.paths("GET")
 
 
 def test_a_cancelled_upload_is_aborted() -> None:

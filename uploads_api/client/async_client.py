@@ -113,7 +113,7 @@ class AsyncClient:
         """
         upload = UploadSource(source, filename)
         if self._direct is not None:
-            record = await self._direct.upload(upload, sha256, progress, on_retry, self._find)
+            record = await self._direct.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
         request = calls.upload_request(upload.name, sha256)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import httpx
 
 from uploads_api.client import attempts
 from uploads_api.client.attempts import OnRetry
-from uploads_api.client.calls import file_name, parse_record
+from uploads_api.client.calls import file_name, file_path, parse_record
 from uploads_api.client.direct import (
     ABORT_TIMEOUT,
     CAPABILITIES,
@@ -40,7 +40,6 @@ from uploads_api.client.sources import RangeReader, UploadSource
 
 T = TypeVar("T")
 Progress = Callable[[int], None]
-Find = Callable[[str], Awaitable[FileRecord | None]]
 
 
 class AsyncDirectUploads:
@@ -66,7 +65,6 @@ class AsyncDirectUploads:
         sha256: str | None,
         progress: Progress | None,
         on_retry: OnRetry | None,
-        find: Find,
     ) -> FileRecord | None:
         """The file's record, or ``None`` when it goes through the API instead: a stream,
         a file below the server's ``min_size``, or a server that offers no direct uploads."""
@@ -84,7 +82,7 @@ class AsyncDirectUploads:
                 # Sent with the plan, the server checks the stored bytes against it.
                 sha256 = await _blocking(ranges, ranges.sha256)
             return await self._send(
-                ranges, file_name(upload.name), sha256.lower(), progress, on_retry, find
+                ranges, file_name(upload.name), sha256.lower(), progress, on_retry
             )
         finally:
             ranges.close()
@@ -116,7 +114,6 @@ class AsyncDirectUploads:
         sha256: str,
         progress: Progress | None,
         on_retry: OnRetry | None,
-        find: Find,
     ) -> FileRecord | None:
         async def create() -> httpx.Response:
             body = create_body(name, ranges.size, sha256)
@@ -134,7 +131,7 @@ class AsyncDirectUploads:
         try:
             etags = await self._send_parts(plan, ranges, PartsProgress(progress), on_retry)
             await _blocking(ranges, ranges.check_unchanged)
-            record = await self._complete(plan, etags, sha256, on_retry, find)
+            record = await self._complete(plan, etags, on_retry)
         except BaseException:
             # Shielded: a cancelled upload still tells the server to drop its parts.
             await asyncio.shield(self._abort(plan.id))
@@ -189,9 +186,7 @@ class AsyncDirectUploads:
         self,
         plan: DirectPlan,
         etags: dict[int, str],
-        sha256: str,
         on_retry: OnRetry | None,
-        find: Find,
     ) -> FileRecord:
         tries = 0
 
@@ -204,15 +199,22 @@ class AsyncDirectUploads:
                 )
             except NotFound:
                 # An earlier try may have completed it before its answer was lost.
-                if tries > 1 and (found := await find(sha256)) is not None:
+                if tries > 1 and (found := await self._stored(plan.id)) is not None:
                     return found
                 raise
             return parse_record(response)
 
         async def recover() -> FileRecord | None:
-            return await find(sha256)
+            return await self._stored(plan.id)
 
         return await attempts.retrying(self._policy, attempt, on_retry=on_retry, recover=recover)
+
+    async def _stored(self, file_id: str) -> FileRecord | None:
+        """The file a completed upload became (it has the upload's id), if it exists."""
+        try:
+            return parse_record(await attempts.send_once(self._api, "GET", file_path(file_id)))
+        except (httpx.HTTPError, UploadsClientError):
+            return None  # not there, or not known now: completing again will tell
 
     async def _abort(self, upload_id: str) -> None:
         with contextlib.suppress(httpx.HTTPError, UploadsClientError):

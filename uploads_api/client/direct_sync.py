@@ -11,7 +11,7 @@ import httpx
 
 from uploads_api.client import attempts
 from uploads_api.client.attempts import OnRetry
-from uploads_api.client.calls import file_name, parse_record
+from uploads_api.client.calls import file_name, file_path, parse_record
 from uploads_api.client.direct import (
     ABORT_TIMEOUT,
     CAPABILITIES,
@@ -37,7 +37,6 @@ from uploads_api.client.retry import RetryPolicy
 from uploads_api.client.sources import RangeReader, UploadSource
 
 Progress = Callable[[int], None]
-Find = Callable[[str], FileRecord | None]
 
 
 class PartsStopped(Exception):
@@ -65,7 +64,6 @@ class DirectUploads:
         sha256: str | None,
         progress: Progress | None,
         on_retry: OnRetry | None,
-        find: Find,
     ) -> FileRecord | None:
         """See ``AsyncDirectUploads.upload``."""
         ranges = upload.open_ranges()
@@ -78,7 +76,7 @@ class DirectUploads:
             if sha256 is None:
                 sha256 = ranges.sha256()  # the server checks the stored bytes against it
             name = file_name(upload.name)
-            return self._send(ranges, name, sha256.lower(), progress, on_retry, find)
+            return self._send(ranges, name, sha256.lower(), progress, on_retry)
         finally:
             ranges.close()
 
@@ -110,7 +108,6 @@ class DirectUploads:
         sha256: str,
         progress: Progress | None,
         on_retry: OnRetry | None,
-        find: Find,
     ) -> FileRecord | None:
         body = create_body(name, ranges.size, sha256)
         try:
@@ -128,7 +125,7 @@ class DirectUploads:
         try:
             etags = self._send_parts(plan, ranges, PartsProgress(progress), on_retry)
             ranges.check_unchanged()
-            record = self._complete(plan, etags, sha256, on_retry, find)
+            record = self._complete(plan, etags, on_retry)
         except BaseException:
             self._abort(plan.id)
             raise
@@ -186,9 +183,7 @@ class DirectUploads:
         self,
         plan: DirectPlan,
         etags: dict[int, str],
-        sha256: str,
         on_retry: OnRetry | None,
-        find: Find,
     ) -> FileRecord:
         tries = 0
 
@@ -201,14 +196,21 @@ class DirectUploads:
                 )
             except NotFound:
                 # An earlier try may have completed it before its answer was lost.
-                if tries > 1 and (found := find(sha256)) is not None:
+                if tries > 1 and (found := self._stored(plan.id)) is not None:
                     return found
                 raise
             return parse_record(response)
 
         return attempts.retrying_sync(
-            self._policy, attempt, on_retry=on_retry, recover=lambda: find(sha256)
+            self._policy, attempt, on_retry=on_retry, recover=lambda: self._stored(plan.id)
         )
+
+    def _stored(self, file_id: str) -> FileRecord | None:
+        """See ``AsyncDirectUploads._stored``."""
+        try:
+            return parse_record(attempts.send_once_sync(self._api, "GET", file_path(file_id)))
+        except (httpx.HTTPError, UploadsClientError):
+            return None
 
     def _abort(self, upload_id: str) -> None:
         with contextlib.suppress(httpx.HTTPError, UploadsClientError):

@@ -24,6 +24,11 @@ _NOTHING_STORED = frozenset({408, 429, 503})
 _NOT_RETRIED = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
+# Conflicts that end by themselves: 409 direct-upload-busy is an earlier try of ours still
+# completing the upload (its answer lost); the next try finds it done.
+_PASSING_CONFLICTS = frozenset({"direct-upload-busy"})
+
+
 def is_transient_status(status: int) -> bool:
     return status in (408, THROTTLED) or (status >= 500 and status not in _PERMANENT_5XX)
 
@@ -112,8 +117,12 @@ class RetryState:
         self.throttles = 0
         self.throttled_for = 0.0
 
-    def after_status(self, status: int, retry_after: str | None) -> float | None:
-        if not is_transient_status(status):
+    def after_status(
+        self, status: int, retry_after: str | None, passing: bool = False
+    ) -> float | None:
+        """The pause after an answer of ``status``; ``passing``: a conflict that ends by
+        itself, retried as a transient failure."""
+        if not (passing or is_transient_status(status)):
             return None
         asked = parse_retry_after(retry_after)
         if asked is not None and asked > self.policy.max_retry_after:
@@ -139,7 +148,8 @@ class RetryState:
     def pause_for(self, failure: httpx.TransportError | ApiError) -> float | None:
         self.failed_tries += 1
         if isinstance(failure, ApiError):
-            return self.after_status(failure.status, failure.headers.get("retry-after"))
+            passing = failure.code in _PASSING_CONFLICTS
+            return self.after_status(failure.status, failure.headers.get("retry-after"), passing)
         return self.after_error(failure)
 
     def after_error(self, exc: httpx.TransportError) -> float | None:

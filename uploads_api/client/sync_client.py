@@ -106,7 +106,7 @@ class Client:
         ``progress`` and ``on_retry`` may be called from them (one call at a time)."""
         upload = UploadSource(source, filename)
         if self._direct is not None:
-            record = self._direct.upload(upload, sha256, progress, on_retry, self._find)
+            record = self._direct.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
         request = calls.upload_request(upload.name, sha256)
