@@ -438,19 +438,12 @@ def random_file(folder: Path, name: str, size: int) -> tuple[Path, str]:
 
 
 @pytest.mark.e2e
-def test_the_cli_sends_a_large_file_straight_to_s3(s3_server: Server, tmp_path: Path) -> None:
+def test_the_cli_sends_a_large_file_straight_to_s3_unless_told_not_to(
+    s3_server: Server, tmp_path: Path
+) -> None:
     path, digest = random_file(tmp_path, "large.bin", 40 * MiB)
     api_bytes, direct_bytes = received(s3_server)
-    run = subprocess.run(
-        [*COMMAND, "upload", str(path), "--json", "--wait", "--url", s3_server.url],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=cli_env(),
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    line, summary = (json.loads(text) for text in run.stdout.splitlines())
+    line, summary = upload_command(s3_server, path, "--wait")
     assert summary["uploaded"] == 1 and summary["ok"], summary
     assert (line["outcome"], line["status"], line["sha256"]) == ("uploaded", "ready", digest)
     assert line["record"]["checksum_verified"], "the server checked the hash the CLI sent"
@@ -459,6 +452,25 @@ def test_the_cli_sends_a_large_file_straight_to_s3(s3_server: Server, tmp_path: 
         copy = tmp_path / "copy.bin"
         assert client.download(line["id"], copy) == 40 * MiB  # written only if the hash matches
     assert copy.read_bytes() == path.read_bytes()
+
+    other, _ = random_file(tmp_path, "other.bin", 9 * MiB)
+    line, _ = upload_command(s3_server, other, "--no-direct")
+    assert line["outcome"] == "uploaded"
+    assert received(s3_server) == (api_bytes + 9 * MiB, direct_bytes + 40 * MiB)
+
+
+def upload_command(server: Server, path: Path, *flags: str) -> tuple[dict[str, Any], ...]:
+    """``uploads-api upload PATH --json`` in a process; its file line and its summary."""
+    run = subprocess.run(
+        [*COMMAND, "upload", str(path), "--json", *flags, "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=cli_env(),
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return tuple(json.loads(text) for text in run.stdout.splitlines())
 
 
 @pytest.mark.e2e
