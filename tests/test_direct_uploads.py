@@ -14,13 +14,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.cluster import AWS_ENV
+from tests.cluster import AWS_ENV, ClusterConfig, Worker
 from tests.conftest import Server, ServerFactory
 from tests.helpers import assert_problem, bearer, cli_env, create_keys, wait_done
 from tests.service_fixtures import s3_client
@@ -160,6 +161,44 @@ def test_a_direct_image_goes_through_the_pipeline(client: httpx.Client) -> None:
     assert {t["size"] for t in done["thumbnails"]} == {256, 1024}
     thumb = client.get(done["thumbnails"][0]["url"])
     assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).width == 256
+    # Variants are made and kept on S3 as on local disk.
+    variant = client.get(f"/v1/files/{done['id']}/variants/w=100,fmt=png")
+    assert variant.status_code == 200, variant.text
+    assert Image.open(io.BytesIO(variant.content)).size == (100, 75)
+    again = client.get(f"/v1/files/{done['id']}/variants/w=100,fmt=png")
+    assert again.content == variant.content and again.headers["etag"] == variant.headers["etag"]
+
+
+def test_the_cluster_verifies_in_a_celery_worker(
+    request: pytest.FixtureRequest,
+    server_factory: ServerFactory,
+    s3_endpoint: str,
+    tmp_path: Path,
+) -> None:
+    """The same task code in the scale-out mode: PostgreSQL, Redis, a Celery worker."""
+    bucket = new_bucket(s3_endpoint)
+    config = ClusterConfig(
+        database_url=request.getfixturevalue("postgres_url"),
+        storage_url=f"s3://{bucket}/uploads",
+        s3_endpoint=s3_endpoint,
+        broker_url=request.getfixturevalue("redis_url") + "/0",
+    )
+    worker = Worker(config, tmp_path / "worker", tmp_path / "worker.log", beat=False)
+    worker.start()
+    try:
+        server = server_factory(
+            extra_env=AWS_ENV, direct_upload_part_size=PART, **config.settings()
+        )
+        data = os.urandom(PART + 4321)
+        digest = hashlib.sha256(data).hexdigest()
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            offer = start(http, data, sha256=digest)
+            record = complete(http, offer, put_parts(offer, data)).json()
+            done = wait_done(http, record["id"], timeout=60)
+        assert done["status"] == "ready" and done["sha256"] == digest
+        assert done["checksum_verified"] is True
+    finally:
+        worker.stop()
 
 
 def test_a_wrong_etag_is_refused_and_the_upload_stays_open(client: httpx.Client) -> None:

@@ -61,7 +61,7 @@ def describe_links(schema: dict[str, Any], max_age: int, spec_pattern: str) -> N
 
 
 class SignedLink(BaseModel):
-    url: str = Field(description="The absolute URL: a `GET` (or `HEAD`) on it needs no key")
+    url: str = Field(description="The absolute URL: a `GET` on it needs no key")
     expires_at: datetime = Field(description="The link stops working at this time")
 
 
