@@ -283,6 +283,31 @@ def test_refusals_raise_the_right_error_and_leave_nothing(
     assert leftovers(storage) == []
 
 
+# The refusals one file part causes name it: its index among the file parts, its name.
+PART_AT_FAULT = {
+    "file-too-large": (0, "big.bin"),
+    "second-file-too-large": (1, "big.bin"),
+    "type-not-allowed": (1, "ok.bin"),
+    "checksum-mismatch": (1, "ok.bin"),
+}
+
+
+@pytest.mark.parametrize("size", [7, 1 << 20])
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_a_refusal_caused_by_one_file_part_names_it(
+    storage: LocalStorage, case: str, size: int
+) -> None:
+    body, limits, policy, error = REFUSALS[case]
+    with pytest.raises(error) as caught:
+        receive(storage, body, size, limits, policy_of(**policy))
+    named = {k: v for k, v in caught.value.extra.items() if k in ("part", "filename")}
+    if case in PART_AT_FAULT:
+        part, filename = PART_AT_FAULT[case]
+        assert named == {"part": part, "filename": filename}
+    else:
+        assert named == {}, "only a refusal caused by one file part names it"
+
+
 def test_a_matching_checksum_marks_the_file_verified(storage: LocalStorage) -> None:
     data = b"checked bytes"
     body = multipart(

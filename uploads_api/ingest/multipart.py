@@ -17,11 +17,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from uploads_api.db.models import NewFile
 from uploads_api.errors import (
     BadRequest,
+    ChecksumMismatch,
     FieldTooLarge,
     MalformedMultipart,
     NoFiles,
+    PayloadTooLarge,
     TooManyParts,
     UnsupportedMediaType,
+    UploadsError,
 )
 from uploads_api.ingest.checksums import parse_sha256_hex
 from uploads_api.ingest.group import SinkGroup
@@ -29,6 +32,11 @@ from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.sink import FileSink
 from uploads_api.storage import Storage
+
+# Refusals caused by one file part alone: the problem names it (``part``, ``filename``), so
+# a client sending many files at once can drop that one and send the rest again. A quota
+# refusal is not one of them: the part where the quota ran out is not at fault.
+PART_REFUSALS = (PayloadTooLarge, UnsupportedMediaType, ChecksumMismatch)
 
 
 class Event(Enum):
@@ -48,6 +56,7 @@ class _Part:
     header_field: bytes = b""
     header_value: bytes = b""
     sink: FileSink | None = None
+    index: int = 0  # among the file parts, from 0
     field_name: str | None = None
     field_value: bytearray = field(default_factory=bytearray)
 
@@ -132,6 +141,13 @@ class MultipartIntake:
         )
 
     async def _handle_events(self, group: SinkGroup) -> None:
+        try:
+            await self._handle(group)
+        except PART_REFUSALS as exc:
+            _name_part(exc, self._part)
+            raise
+
+    async def _handle(self, group: SinkGroup) -> None:
         events, self._events = self._events, []
         part = self._part
         for event, data in events:
@@ -170,6 +186,7 @@ class MultipartIntake:
             filename = options[b"filename"].decode("utf-8", "replace")
             # A `sha256` field applies to the file part that follows it.
             expected, self._expected_sha256 = self._expected_sha256, None
+            part.index = len(group)
             part.sink = await group.open(filename, expected)
         else:
             self._field_count += 1
@@ -198,3 +215,10 @@ class MultipartIntake:
         elif part.field_name == "sha256":
             value = part.field_value.decode("utf-8", "replace")
             self._expected_sha256 = parse_sha256_hex(value)
+
+
+def _name_part(error: UploadsError, part: _Part) -> None:
+    """Add the file part at fault to its problem (a subclass, such as a quota, is not)."""
+    if part.sink is not None and type(error) in PART_REFUSALS:
+        error.extra.setdefault("part", part.index)
+        error.extra.setdefault("filename", part.sink.filename)

@@ -84,6 +84,11 @@ class FileSink:
             raise
         return cls(writer, file_id, key, filename, policy, expected_sha256)
 
+    @property
+    def filename(self) -> str:
+        """The file's name, cleaned."""
+        return self._filename
+
     async def feed(self, data: Buffer) -> None:
         """Take the next piece of the file; it must not change afterwards (bytes, or a view
         of bytes), since it is written later, from another thread."""
