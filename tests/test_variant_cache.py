@@ -14,6 +14,7 @@ from uploads_api.db.audit import AuditRepository
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.direct_uploads import DirectUploadRepository
 from uploads_api.db.events import EventWriter
+from uploads_api.db.idempotency import IdempotencyRepository
 from uploads_api.db.tables import utcnow
 from uploads_api.db.variant_uses import VariantUses
 from uploads_api.db.variants import VariantRepository
@@ -41,6 +42,7 @@ def test_the_sweep_holds_each_owner_under_the_cap_least_recently_used_first(
                 DeliveryRepository(repo.engines, EventWriter(render_file)),
                 variants,
                 DirectUploadRepository(repo.engines),
+                IdempotencyRepository(repo.engines),
             )
             files = {owner: new_file(owner=owner) for owner in ("alice", "bob", None)}
             await repo.files.create_files(list(files.values()), ())

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     body_timeout: float = Field(default=30.0, gt=0)
     allowed_types: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # An upload's Idempotency-Key answers a retry with the first answer for this long.
+    idempotency_ttl: float = Field(default=DAY, gt=0)
+
     quota_bytes: int | None = Field(default=None, gt=0)
     quota_files: int | None = Field(default=None, gt=0)
     max_concurrent_uploads: int | None = Field(default=None, gt=0)

@@ -21,13 +21,16 @@ The tree::
     ├── NotFound                      unknown file or thumbnail (also another owner's)
     │   └── DirectUploadsUnavailable  direct uploads off, or storage that is not S3
     ├── DirectUploadBusy              another request is completing this direct upload
+    ├── IdempotencyKeyInProgress      another request with this Idempotency-Key is running
     ├── RequestTimeout                the body stalled for UPLOADS_BODY_TIMEOUT
     ├── PayloadTooLarge               a file over the size limit
     │   ├── FieldTooLarge             a form field over its limit
     │   └── QuotaExceeded             the owner's byte or file quota
     ├── UnsupportedMediaType          not multipart/form-data; a type UPLOADS_ALLOWED_TYPES refuses
     ├── RangeNotSatisfiable
+    ├── IdempotentFilesDeleted        a replay whose first answer's files were deleted since
     ├── NoFiles                       a request that carried no file
+    ├── IdempotencyKeyReused          an Idempotency-Key used before for another request
     ├── WebhookTargetRefused          a webhook URL the server will not send to
     ├── NoImage                       a file with no image to make variants from
     ├── InvalidParts                  a direct upload's part list that storage refuses
@@ -123,6 +126,10 @@ class DirectUploadBusy(UploadsError):
     code, title = "direct-upload-busy", "Direct upload being completed"
 
 
+class IdempotencyKeyInProgress(UploadsError):
+    code, title = "idempotency-key-in-progress", "Idempotency key in use"
+
+
 class RequestTimeout(UploadsError):
     code, title = "body-timeout", "Request body timeout"
 
@@ -147,8 +154,16 @@ class RangeNotSatisfiable(UploadsError):
     code, title = "range-not-satisfiable", "Range not satisfiable"
 
 
+class IdempotentFilesDeleted(UploadsError):
+    code, title = "idempotent-files-deleted", "Files of the first request deleted"
+
+
 class NoFiles(UploadsError):
     code, title = "no-files", "No file in request"
+
+
+class IdempotencyKeyReused(UploadsError):
+    code, title = "idempotency-key-reused", "Idempotency key reused"
 
 
 class WebhookTargetRefused(UploadsError):

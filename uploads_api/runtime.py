@@ -16,6 +16,7 @@ from uploads_api.db.engine import Engines, create_engines
 from uploads_api.db.event_feed import EventFeed
 from uploads_api.db.events import EventWriter
 from uploads_api.db.files import FileRepository
+from uploads_api.db.idempotency import IdempotencyRepository
 from uploads_api.db.keys import KeyRepository
 from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
@@ -32,6 +33,7 @@ from uploads_api.services.event_fanout import EventPoller
 from uploads_api.services.event_stream import EventStreamService
 from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
+from uploads_api.services.idempotency import IdempotencyKeys
 from uploads_api.services.links import LinkService
 from uploads_api.services.tasks import TaskService
 from uploads_api.services.variants import VariantService
@@ -111,6 +113,7 @@ class Runtime:
         auditor = Auditor(audit_buffer, audit)
         variants = VariantRepository(engines)
         direct_uploads = DirectUploadRepository(engines)
+        idempotency_keys = IdempotencyRepository(engines)
         cleanup = CleanupTask(
             settings,
             storage,
@@ -121,6 +124,7 @@ class Runtime:
             deliveries,
             variants,
             direct_uploads,
+            idempotency_keys,
         )
         handlers: dict[str, TaskHandler] = {
             "verify": VerifyTask(storage, files),
@@ -144,6 +148,8 @@ class Runtime:
             UploadSlots(settings.max_concurrent_uploads),
             dispatcher,
             auditor,
+            IdempotencyKeys(idempotency_keys, settings.idempotency_ttl),
+            render_file,
         )
         # A process waiting for another's variant waits as long as a decode may take, and
         # some more for copying the source in and the variant out.

@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
 from uploads_api import metrics
@@ -17,7 +18,7 @@ from uploads_api.db.models import CURSOR_PATTERN, FILE_STATUSES
 from uploads_api.errors import BadRequest, ClientDisconnected, UploadsError
 from uploads_api.file_json import FileOut
 from uploads_api.ingest.checksums import parse_content_digest
-from uploads_api.services.files import waiting_ids
+from uploads_api.services.files import Uploaded, waiting_ids
 
 router = APIRouter(prefix="/v1/files", tags=["files"], dependencies=[Depends(get_principal)])
 
@@ -66,7 +67,27 @@ UPLOAD_CODES = (
     "unsupported-media-type",
     "too-many-uploads",
     "insufficient-storage",
+    "idempotency-key-in-progress",
+    "idempotency-key-reused",
+    "idempotent-files-deleted",
 )
+REPLAYED = "Idempotent-Replayed"
+IDEMPOTENCY_KEY = Annotated[
+    str | None,
+    Header(
+        # Visible ASCII but quotes; the draft standard's quoted form is the same key.
+        pattern=r'^"?[\x21\x23-\x7E]{1,255}"?$',
+        description="A key of your choosing (a random UUID, say), to send this request"
+        " again safely: a retry with the same key and the same files answers the first"
+        " request's answer, with `Idempotent-Replayed: true`, for `UPLOADS_IDEMPOTENCY_TTL`"
+        " seconds (409 while the first is in progress, 422 for the key with other files,"
+        " 410 once a file it stored was deleted)."
+        " Per owner.",
+    ),
+]
+UPLOAD_HEADERS = {
+    REPLAYED: header("`true`: the answer to an earlier request with this `Idempotency-Key`")
+}
 FILE_LINKS = {
     "getFile": {"operationId": "getFile", "parameters": {"file": "$response.body#/id"}},
     "downloadFile": {
@@ -76,6 +97,25 @@ FILE_LINKS = {
     "retryFile": {"operationId": "retryFile", "parameters": {"file_id": "$response.body#/id"}},
     "deleteFile": {"operationId": "deleteFile", "parameters": {"file": "$response.body#/id"}},
 }
+
+
+def _upload_responses(*codes: str) -> dict[int | str, dict[str, Any]]:
+    responses = problem_responses(*codes)
+    # Of the upload routes' conflicts, only `idempotency-key-in-progress`: it ends soon.
+    responses[409]["headers"] = {"Retry-After": header("Seconds to wait", {"type": "integer"})}
+    return responses
+
+
+def _key(value: str | None) -> str | None:
+    """The key of an ``Idempotency-Key`` header, given bare or quoted."""
+    if value is not None and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _replay(uploaded: Uploaded, **headers: str) -> JSONResponse:
+    metrics.IDEMPOTENT_REPLAYS.inc()
+    return JSONResponse(uploaded.body, status_code=201, headers={REPLAYED: "true", **headers})
 
 
 def _observe(route: str, files: list[Any], started: float) -> None:
@@ -105,28 +145,41 @@ async def _guarded(coro: Any) -> Any:
     operation_id="uploadFiles",
     responses={
         201: {
+            "headers": UPLOAD_HEADERS,
             "links": {
                 "getFirstFile": {
                     "operationId": "getFile",
                     "parameters": {"file": "$response.body#/files/0/id"},
                 }
-            }
+            },
         },
-        **problem_responses(
+        **_upload_responses(
             *UPLOAD_CODES, "malformed-multipart", "too-many-parts", "field-too-large", "no-files"
         ),
     },
     summary="Upload one or more files (multipart/form-data)",
 )
 async def upload_files(
-    request: Request, files: FilesDep, caller: PrincipalDep, background: BackgroundTasks
-) -> FilesCreated:
+    request: Request,
+    files: FilesDep,
+    caller: PrincipalDep,
+    background: BackgroundTasks,
+    idempotency_key: IDEMPOTENCY_KEY = None,
+) -> FilesCreated | JSONResponse:
     started = time.perf_counter()
-    records = await _guarded(
-        files.upload_multipart(caller, request.headers.get("content-type"), request.stream())
+    uploaded = await _guarded(
+        files.upload_multipart(
+            caller, request.headers.get("content-type"), request.stream(), _key(idempotency_key)
+        )
     )
+    if uploaded.replayed:
+        return _replay(uploaded)
+    records = uploaded.records
     _observe("multipart", records, started)
     background.add_task(files.start_processing, waiting_ids(records))
+    if uploaded.body is not None:
+        # The answer as recorded under the key, so that a replay is the same to the byte.
+        return JSONResponse(uploaded.body, status_code=201)
     return FilesCreated(files=[FileOut.of(r) for r in records])
 
 
@@ -138,10 +191,10 @@ async def upload_files(
     operation_id="uploadFile",
     responses={
         201: {
-            "headers": {"Location": header("The new file's URL")},
+            "headers": {"Location": header("The new file's URL"), **UPLOAD_HEADERS},
             "links": FILE_LINKS,
         },
-        **problem_responses(*UPLOAD_CODES),
+        **_upload_responses(*UPLOAD_CODES),
     },
     summary="Upload one file as the raw request body (curl -T)",
 )
@@ -156,7 +209,8 @@ async def upload_raw(
         str | None,
         Header(description="RFC 9530 `sha-256=:<base64>:`; a mismatch stores nothing"),
     ] = None,
-) -> FileOut:
+    idempotency_key: IDEMPOTENCY_KEY = None,
+) -> FileOut | JSONResponse:
     started = time.perf_counter()
     length_header = request.headers.get("content-length")
     try:
@@ -164,12 +218,21 @@ async def upload_raw(
     except ValueError as exc:
         raise BadRequest("Content-Length is not a number") from exc
     expected = parse_content_digest(content_digest)
-    record = await _guarded(
-        files.upload_raw(caller, file, request.stream(), content_length, expected)
+    uploaded = await _guarded(
+        files.upload_raw(
+            caller, file, request.stream(), content_length, expected, _key(idempotency_key)
+        )
     )
+    root = request.scope.get("root_path", "")
+    if uploaded.replayed:
+        return _replay(uploaded, Location=f"{root}/v1/files/{uploaded.body['id']}")
+    (record,) = uploaded.records
     _observe("raw", [record], started)
     background.add_task(files.start_processing, waiting_ids([record]))
-    response.headers["Location"] = f"{request.scope.get('root_path', '')}/v1/files/{record.id}"
+    location = f"{root}/v1/files/{record.id}"
+    if uploaded.body is not None:
+        return JSONResponse(uploaded.body, status_code=201, headers={"Location": location})
+    response.headers["Location"] = location
     return FileOut.of(record)
 
 

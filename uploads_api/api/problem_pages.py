@@ -30,7 +30,8 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
     ),
     "checksum-mismatch": (
         "The bytes received do not match the SHA-256 the client gave (`expected`,"
-        " `actual`). Nothing was stored.",
+        " `actual`). Nothing was stored. In a multipart request, `part` and `filename` name"
+        " the file.",
         "Upload again; if it keeps failing, the file changes while it is read.",
     ),
     "invalid-variant-spec": (
@@ -100,8 +101,10 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         "Upload again over a steadier connection.",
     ),
     "file-too-large": (
-        "A file is larger than `UPLOADS_MAX_FILE_SIZE` (`limit`).",
-        "Send a smaller file, or ask the operator to raise the limit.",
+        "A file is larger than `UPLOADS_MAX_FILE_SIZE` (`limit`). In a multipart request,"
+        " `part` and `filename` name the file.",
+        "Send a smaller file, or ask the operator to raise the limit; the other files of a"
+        " multipart request can go without it.",
     ),
     "field-too-large": (
         "A form field is larger than `UPLOADS_MAX_FIELD_SIZE` (`limit`).",
@@ -115,7 +118,8 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
     "payload-too-large": ("The request body is too large.", "Send a smaller body."),
     "unsupported-media-type": (
         "A POST body that is not multipart/form-data, or a file whose sniffed type"
-        " (`content_type`) `UPLOADS_ALLOWED_TYPES` refuses.",
+        " (`content_type`) `UPLOADS_ALLOWED_TYPES` refuses (in a multipart request, `part`"
+        " and `filename` name the file).",
         "Send multipart/form-data, or a file of an accepted type.",
     ),
     "range-not-satisfiable": (
@@ -143,6 +147,23 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         "This server does not offer direct uploads: its storage is not S3, or the operator"
         " turned them off (UPLOADS_DIRECT_UPLOADS=false). `GET /v1/capabilities` says which.",
         "Upload through the API (`POST /v1/files` or `PUT /v1/files/{filename}`).",
+    ),
+    "idempotency-key-in-progress": (
+        "Another request with this `Idempotency-Key` (from the same owner) is still being"
+        " received or recorded, or was cut short less than a minute ago by a server that"
+        " stopped.",
+        "Wait (`Retry-After`) and send the same request again: once the other one is done"
+        " its answer is replayed; if it failed, this one is processed anew.",
+    ),
+    "idempotency-key-reused": (
+        "This `Idempotency-Key` was used, within `UPLOADS_IDEMPOTENCY_TTL`, for a request"
+        " with other files (names, sizes, bytes) or another method or path.",
+        "Use a new key for each new request, and the same one only to send the same request again.",
+    ),
+    "idempotent-files-deleted": (
+        "The first request with this `Idempotency-Key` stored its files, but one of them has"
+        " been deleted since, so its answer, which names them, is not given again.",
+        "List the files to see what is stored, and upload what is missing with a new key.",
     ),
     "direct-upload-busy": (
         "Another request is completing this direct upload right now.",

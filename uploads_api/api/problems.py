@@ -30,12 +30,15 @@ STATUS: dict[type[UploadsError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.DirectUploadBusy: 409,
+    errors.IdempotencyKeyInProgress: 409,
     errors.InvalidParts: 409,
     errors.RequestTimeout: 408,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
+    errors.IdempotentFilesDeleted: 410,
     errors.RangeNotSatisfiable: 416,
     errors.NoFiles: 422,
+    errors.IdempotencyKeyReused: 422,
     errors.WebhookTargetRefused: 422,
     errors.NoImage: 422,
     errors.SizeMismatch: 422,
@@ -120,6 +123,9 @@ def http_headers(error: UploadsError) -> dict[str, str]:
         return {"Content-Range": f"bytes */{error.extra.get('size', '*')}"}
     if isinstance(error, errors.TooManyUploads):
         return {"Retry-After": str(error.extra.get("retry_after", 1))}
+    if isinstance(error, errors.IdempotencyKeyInProgress):
+        # The other request may end any moment: ask again soon.
+        return {"Retry-After": "1"}
     return {}
 
 

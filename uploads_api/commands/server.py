@@ -80,6 +80,6 @@ def sweep_command(args: argparse.Namespace) -> int:
     print(
         f"removed {removed['temp']} temp entries and {removed['blobs']} unreferenced blobs;"
         f" {removed['audit']} audit rows past their retention; {removed['variants']} image"
-        " variants over the cache cap"
+        f" variants over the cache cap; {removed['idempotency_keys']} expired idempotency keys"
     )
     return 0

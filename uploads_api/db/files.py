@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from uploads_api.db.engine import Engines
 from uploads_api.db.events import FILE_CREATED, FILE_DELETED, FINAL_STATUS_EVENTS, EventWriter
 from uploads_api.db.group_commit import GroupCommit
+from uploads_api.db.idempotency import Completion, record_answer
 from uploads_api.db.models import (
     CLEANUP,
     CURSOR_PATTERN,
@@ -73,22 +74,30 @@ class FileRepository:
         new_files: Sequence[NewFile],
         task_names: Sequence[str],
         quota: Quota | None = None,
+        completion: Completion | None = None,
     ) -> list[FileRecord]:
         """Insert the files and their tasks in one transaction: all or nothing. A task a
         file names in ``settled`` is inserted finished; the rest are queued. Returns the
         records as committed.
 
-        With a quota, the owner's usage is checked inside that transaction. Without one,
-        uploads arriving together share a transaction (``GroupCommit``)."""
+        With a quota, the owner's usage is checked inside that transaction; with a
+        ``completion``, the request's answer is recorded under its idempotency key there.
+        Otherwise uploads arriving together share a transaction (``GroupCommit``)."""
         if not new_files:
             return []
         rows = self._new_file_rows(new_files, task_names)
-        if quota is None:
+        if quota is None and completion is None:
             records = await self._file_inserts.submit(rows)
         else:
+            # Their own transaction: a refusal here (quota, a lost key) fails this upload
+            # alone, where in a group it would fail every upload of the group.
             async with self.engines.write() as conn:
-                await check_quota_in(conn, quota, sum(nf.size for nf in new_files), len(new_files))
+                if quota is not None:
+                    size = sum(nf.size for nf in new_files)
+                    await check_quota_in(conn, quota, size, len(new_files))
                 (records,) = await self._insert_files(conn, [rows])
+                if completion is not None:
+                    await record_answer(conn, completion, records)
         self.events.committed(len(records))
         return records
 

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -168,6 +169,25 @@ direct_uploads = Table(
     Column("state", String(16), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False, index=True),
+)
+
+# Idempotency-Key of uploads, per owner ("" for an open server's callers). A request claims
+# its key (``running``, held by ``holder`` until ``locked_until``, renewed while it runs)
+# before it reads the body; its answer (zlib-compressed JSON) is written in the transaction
+# that records its files (``done``). Kept until ``expires_at``, UPLOADS_IDEMPOTENCY_TTL on.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("owner", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("holder", String(80), nullable=False),
+    Column("fingerprint", String(64), nullable=True),
+    Column("status", Integer, nullable=True),
+    Column("response", LargeBinary, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False, index=True),
+    Column("locked_until", DateTime, nullable=True),
 )
 
 # Who did what. Failed authentications are counted into one row per address per minute.

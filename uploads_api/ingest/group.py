@@ -9,7 +9,7 @@ from types import TracebackType
 from uploads_api.db.models import NewFile
 from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.sink import FileSink
-from uploads_api.storage import Storage
+from uploads_api.storage import BlobTarget
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 class SinkGroup:
     """Use as ``async with``: any exception inside removes every temp file of the request."""
 
-    def __init__(self, storage: Storage, policy: UploadPolicy) -> None:
+    def __init__(self, storage: BlobTarget, policy: UploadPolicy) -> None:
         self._storage = storage
         self._policy = policy
         self._sinks: list[FileSink] = []
@@ -69,7 +69,7 @@ class SinkGroup:
                 log.exception("could not remove a temp file; the sweep will")
 
 
-async def remove_blobs(storage: Storage, files: list[NewFile]) -> None:
+async def remove_blobs(storage: BlobTarget, files: list[NewFile]) -> None:
     """Delete committed blobs whose records will never be written; what cannot be removed
     now is left to the sweep, which deletes blobs without a record."""
     for item in files:

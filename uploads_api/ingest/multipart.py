@@ -31,7 +31,7 @@ from uploads_api.ingest.group import SinkGroup
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.sink import FileSink
-from uploads_api.storage import Storage
+from uploads_api.storage import BlobTarget
 
 # Refusals caused by one file part alone: the problem names it (``part``, ``filename``), so
 # a client sending many files at once can drop that one and send the rest again. A quota
@@ -76,7 +76,7 @@ def boundary_of(content_type: str | None) -> bytes:
 
 
 class MultipartIntake:
-    def __init__(self, storage: Storage, limits: IngestLimits, policy: UploadPolicy) -> None:
+    def __init__(self, storage: BlobTarget, limits: IngestLimits, policy: UploadPolicy) -> None:
         self._storage = storage
         self._limits = limits
         self._policy = policy

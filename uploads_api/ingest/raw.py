@@ -8,11 +8,11 @@ from uploads_api.db.models import NewFile
 from uploads_api.errors import PayloadTooLarge
 from uploads_api.ingest.group import SinkGroup
 from uploads_api.ingest.policy import UploadPolicy
-from uploads_api.storage import Storage
+from uploads_api.storage import BlobTarget
 
 
 async def receive_raw(
-    storage: Storage,
+    storage: BlobTarget,
     policy: UploadPolicy,
     filename: str,
     stream: AsyncIterator[bytes],

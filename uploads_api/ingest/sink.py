@@ -22,7 +22,7 @@ from uploads_api.ingest.names import clean_filename
 from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.strip import Stripper, stripper_for
 from uploads_api.sniff import sniff_content_type
-from uploads_api.storage import BlobWriter, Buffer, Storage, original_key
+from uploads_api.storage import BlobTarget, BlobWriter, Buffer, original_key
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class FileSink:
     @classmethod
     async def open(
         cls,
-        storage: Storage,
+        storage: BlobTarget,
         filename: str | None,
         policy: UploadPolicy,
         expected_sha256: str | None = None,

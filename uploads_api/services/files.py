@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from uploads_api.auth import Principal
 from uploads_api.config import Settings
 from uploads_api.db.files import FileRepository, InvalidCursor
+from uploads_api.db.idempotency import Completion
 from uploads_api.db.models import FILE_TASKS, PROCESSING, FileRecord, NewFile
 from uploads_api.db.usage import Quota, UsageRepository
-from uploads_api.errors import BadRequest, NotFound
+from uploads_api.errors import BadRequest, IdempotentFilesDeleted, NotFound
+from uploads_api.ingest.discard import DISCARD
 from uploads_api.ingest.group import remove_blobs
 from uploads_api.ingest.limits import IngestLimits
 from uploads_api.ingest.multipart import MultipartIntake
@@ -29,7 +31,14 @@ from uploads_api.ingest.slots import UploadSlots
 from uploads_api.ingest.stream import with_timeout
 from uploads_api.media.outputs import Thumbnail
 from uploads_api.services.audit import Auditor
-from uploads_api.storage import DirectTransfer, Storage, thumbnail_key, thumbnail_prefix
+from uploads_api.services.idempotency import Hold, IdempotencyKeys
+from uploads_api.storage import (
+    BlobTarget,
+    DirectTransfer,
+    Storage,
+    thumbnail_key,
+    thumbnail_prefix,
+)
 from uploads_api.storage.keys import validate_file_id
 from uploads_api.tasks.base import TaskDispatcher
 from uploads_api.tasks.plan import basic_facts, settled_at_upload
@@ -37,6 +46,17 @@ from uploads_api.tasks.plan import basic_facts, settled_at_upload
 # Waiting polls the record: quickly at first (most files are done in well under a second),
 # then less often, so many waiting clients do not crowd the database.
 WAIT_POLL_FIRST, WAIT_POLL_MAX = 0.05, 0.5
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What an upload request came to: the files it stored, with ``body``, the answer
+    recorded under its Idempotency-Key (``None`` without one); or, ``replayed``, no file
+    and an earlier request's answer."""
+
+    records: list[FileRecord]
+    body: Any = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +78,8 @@ class FileService:
         upload_slots: UploadSlots,
         dispatcher: TaskDispatcher,
         auditor: Auditor,
+        keys: IdempotencyKeys,
+        render: Callable[[FileRecord], dict[str, Any]],
     ) -> None:
         self.settings = settings
         self.files = files
@@ -67,17 +89,28 @@ class FileService:
         self.upload_slots = upload_slots
         self.dispatcher = dispatcher
         self.auditor = auditor
+        self.keys = keys
+        self._render = render
 
     # Uploads -------------------------------------------------------------------------------
 
     async def upload_multipart(
-        self, caller: Principal, content_type: str | None, stream: AsyncIterator[bytes]
-    ) -> list[FileRecord]:
+        self,
+        caller: Principal,
+        content_type: str | None,
+        stream: AsyncIterator[bytes],
+        idempotency_key: str | None = None,
+    ) -> Uploaded:
         with self.upload_slots.hold(caller.key_id):
-            policy = await self.policy(caller)
-            intake = MultipartIntake(self.storage, self.limits, policy)
-            received = await intake.receive(content_type, self._timed(stream))
-            return await self.record(caller, received, policy.quota)
+            async with self.keys.hold(caller.owner, idempotency_key, "POST /v1/files") as hold:
+                target, policy = await self._intake_for(caller, hold)
+                intake = MultipartIntake(target, self.limits, policy)
+                received = await intake.receive(content_type, self._timed(stream))
+                if hold.earlier is not None:
+                    return await self._replayed(hold, received)
+                completion = hold.completion(received, self._render_files)
+                records = await self.record(caller, received, policy.quota, completion=completion)
+        return _uploaded(records, completion)
 
     async def upload_raw(
         self,
@@ -86,14 +119,45 @@ class FileService:
         stream: AsyncIterator[bytes],
         content_length: int | None,
         expected_sha256: str | None = None,
-    ) -> FileRecord:
+        idempotency_key: str | None = None,
+    ) -> Uploaded:
+        operation = f"PUT /v1/files/{filename}"
         with self.upload_slots.hold(caller.key_id):
-            policy = await self.policy(caller)
-            received = await receive_raw(
-                self.storage, policy, filename, self._timed(stream), content_length, expected_sha256
+            async with self.keys.hold(caller.owner, idempotency_key, operation) as hold:
+                target, policy = await self._intake_for(caller, hold)
+                received = await receive_raw(
+                    target, policy, filename, self._timed(stream), content_length, expected_sha256
+                )
+                if hold.earlier is not None:
+                    return await self._replayed(hold, [received])
+                completion = hold.completion([received], lambda one: self._render(one[0]))
+                records = await self.record(caller, [received], policy.quota, completion=completion)
+        return _uploaded(records, completion)
+
+    async def _replayed(self, hold: Hold, received: list[NewFile]) -> Uploaded:
+        """The first answer, while every file it names is still stored: an answer is never
+        a 201 for files that are gone."""
+        answer = hold.replay(received)
+        body = answer.body
+        ids = [item["id"] for item in body["files"]] if "files" in body else [body["id"]]
+        if len(await self.files.existing_file_ids(ids)) < len(set(ids)):
+            raise IdempotentFilesDeleted(
+                "the first request with this Idempotency-Key stored its files, but some have"
+                " been deleted since; upload what is missing with a new key"
             )
-            (record,) = await self.record(caller, [received], policy.quota)
-        return record
+        return Uploaded([], body, replayed=True)
+
+    def _render_files(self, records: Sequence[FileRecord]) -> dict[str, Any]:
+        return {"files": [self._render(record) for record in records]}
+
+    async def _intake_for(self, caller: Principal, hold: Hold) -> tuple[BlobTarget, UploadPolicy]:
+        """Where the body's files go, and within which limits. A request that repeats an
+        earlier one is read only to compare it: its bytes go nowhere, and it has no quota
+        (its files are counted already), every type and nothing stripped (its checksums
+        are of what it sent)."""
+        if hold.earlier is not None:
+            return DISCARD, UploadPolicy(max_file_size=self.settings.max_file_size)
+        return self.storage, await self.policy(caller)
 
     def _timed(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return with_timeout(stream, self.settings.body_timeout)
@@ -118,8 +182,10 @@ class FileService:
         quota: Quota | None,
         task_names: Sequence[str] = FILE_TASKS,
         audit_detail: dict[str, Any] | None = None,
+        completion: Completion | None = None,
     ) -> list[FileRecord]:
-        """Commit records and tasks in one transaction; on failure the stored bytes go too."""
+        """Commit records and tasks in one transaction, with the request's answer under its
+        idempotency key when there is one; on failure the stored bytes go too."""
         decoders = self.settings.decoders
         new_files = [
             dataclasses.replace(
@@ -135,7 +201,7 @@ class FileService:
             for item in received
         ]
         try:
-            records = await self.files.create_files(new_files, task_names, quota)
+            records = await self.files.create_files(new_files, task_names, quota, completion)
         except BaseException:
             await asyncio.shield(remove_blobs(self.storage, received))
             raise
@@ -294,6 +360,10 @@ async def settled_record(
             return record
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 1.5, WAIT_POLL_MAX)
+
+
+def _uploaded(records: list[FileRecord], completion: Completion | None) -> Uploaded:
+    return Uploaded(records, None if completion is None else completion.body)
 
 
 def waiting_ids(records: Sequence[FileRecord]) -> list[str]:

@@ -1,6 +1,7 @@
 """Where bytes live: a small ``Storage`` protocol and its backends."""
 
 from uploads_api.storage.base import (
+    BlobTarget,
     BlobWriter,
     Buffer,
     DirectTransfer,
@@ -12,6 +13,7 @@ from uploads_api.storage.base import (
 from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix, variant_key
 
 __all__ = [
+    "BlobTarget",
     "BlobWriter",
     "Buffer",
     "DirectTransfer",

@@ -27,10 +27,17 @@ class BlobWriter(Protocol):
         """Drop everything written. Safe to call after a failure and more than once."""
 
 
-class Storage(Protocol):
+class BlobTarget(Protocol):
+    """What an upload's intake needs of storage: new blobs, and taking them back."""
+
     async def open_writer(self, key: str) -> BlobWriter:
         """Start a blob at ``key``; an existing blob there is replaced on commit."""
 
+    async def delete(self, key: str) -> None:
+        """Remove the blob; a missing blob is not an error."""
+
+
+class Storage(BlobTarget, Protocol):
     async def put_file(self, key: str, source: Path) -> None:
         """Store the local file ``source`` at ``key`` (it may be moved, not copied)."""
 
@@ -42,9 +49,6 @@ class Storage(Protocol):
 
     async def size(self, key: str) -> int | None:
         """The blob's size, or ``None`` if there is no blob at ``key``."""
-
-    async def delete(self, key: str) -> None:
-        """Remove the blob; a missing blob is not an error."""
 
     async def delete_prefix(self, prefix: str) -> None:
         """Remove every blob under ``prefix/``."""

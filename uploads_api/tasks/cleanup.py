@@ -1,7 +1,8 @@
 """Cleanup: scratch space of a processed upload, the bytes of a deleted file (its variants
 go with its thumbnails), and the sweep of temp files and blobs that nothing references any
 more, of audit rows past their retention, of the variants that take an owner past
-UPLOADS_VARIANT_CACHE_BYTES, and of direct uploads past their expiry."""
+UPLOADS_VARIANT_CACHE_BYTES, of direct uploads past their expiry, and of idempotency keys
+past UPLOADS_IDEMPOTENCY_TTL."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from uploads_api.db.audit import AuditRepository
 from uploads_api.db.deliveries import DeliveryRepository
 from uploads_api.db.direct_uploads import DirectUploadRepository
 from uploads_api.db.files import FileRepository
+from uploads_api.db.idempotency import IdempotencyRepository
 from uploads_api.db.models import Task
 from uploads_api.db.tables import utcnow
 from uploads_api.db.variants import VariantRepository
@@ -48,6 +50,7 @@ class CleanupTask:
         deliveries: DeliveryRepository,
         variants: VariantRepository,
         direct_uploads: DirectUploadRepository,
+        idempotency_keys: IdempotencyRepository,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -58,6 +61,7 @@ class CleanupTask:
         self.deliveries = deliveries
         self.variants = variants
         self.direct_uploads = direct_uploads
+        self.idempotency_keys = idempotency_keys
 
     async def run(self, task: Task) -> None:
         payload = task.payload or {}
@@ -78,8 +82,8 @@ class CleanupTask:
 
     async def sweep(self) -> dict[str, int]:
         """Remove temp files and scratch dirs older than the TTL, unreferenced blobs,
-        events past UPLOADS_EVENT_RETENTION, audit rows past UPLOADS_AUDIT_RETENTION, and
-        variants past UPLOADS_VARIANT_CACHE_BYTES."""
+        events past UPLOADS_EVENT_RETENTION, audit rows past UPLOADS_AUDIT_RETENTION,
+        variants past UPLOADS_VARIANT_CACHE_BYTES, and idempotency keys past their expiry."""
         cutoff = time.time() - self.settings.temp_ttl
         removed_temp = await self.sweep_local(cutoff)
         stale: dict[str, list[str]] = {}
@@ -111,6 +115,7 @@ class CleanupTask:
             now - timedelta(seconds=self.settings.audit_retention)
         )
         removed_variants = await self.cap_variants()
+        removed_keys = await self.idempotency_keys.remove_expired()
         removed = {
             "temp": removed_temp,
             "blobs": removed_blobs,
@@ -118,11 +123,12 @@ class CleanupTask:
             "audit": removed_audit,
             "variants": removed_variants,
             "direct_uploads": removed_direct,
+            "idempotency_keys": removed_keys,
         }
         if any(removed.values()):
             log.info(
                 "sweep removed %d temp entries, %d blobs, %d events, %d audit rows, %d variants,"
-                " %d expired direct uploads",
+                " %d expired direct uploads, %d expired idempotency keys",
                 *removed.values(),
             )
         return removed
