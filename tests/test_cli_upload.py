@@ -209,7 +209,11 @@ def test_a_batch_cut_short_is_finished_by_skip_existing(
 ) -> None:
     made = make_tree(tmp_path / "photos", 60)
     hashes = set(made.values())
-    first = start_cli("upload", str(tmp_path / "photos"), "-r", "-j", "2", "--json", url=shared.url)
+    # Two files a request, so that there are many requests to cut short.
+    first = start_cli(
+        "upload", str(tmp_path / "photos"), "-r", "-j", "2", "--batch-files", "2", "--json",
+        url=shared.url,
+    )  # fmt: skip
     reported = read_uploaded(first, 12)
     first.send_signal(how)
     rest, errors = first.communicate(timeout=30)
@@ -367,8 +371,8 @@ def test_a_server_restart_midway_is_ridden_out(shared: Server, tmp_path: Path) -
     server = shared
     made = make_tree(tmp_path / "photos", 40)
     process = start_cli(
-        "upload", str(tmp_path / "photos"), "-r", "-j", "4", "--skip-existing", "--retries",
-        "8", "--json", url=server.url,
+        "upload", str(tmp_path / "photos"), "-r", "-j", "4", "--batch-files", "2",
+        "--skip-existing", "--retries", "8", "--json", url=server.url,
     )  # fmt: skip
     read_uploaded(process, 8)
     server.kill()

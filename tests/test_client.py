@@ -41,6 +41,7 @@ from uploads_api.client import (
     collect_files,
 )
 from uploads_api.client.batch import Event, Started, Stopping
+from uploads_api.client.batching import BatchLimits
 from uploads_api.client.retry import parse_retry_after
 from uploads_api.client.sources import UploadSource
 
@@ -258,14 +259,25 @@ def test_a_batch_starts_no_more_uploads_once_the_server_is_unreachable(tmp_path:
     async def main() -> list[UploadResult]:
         transport = httpx.MockTransport(refuse)
         async with AsyncClient("http://uploads.test", transport=transport, retry=FAST) as client:
-            return await BatchUploader(client, concurrency=1, on_event=events.append).run(paths)
+            uploader = BatchUploader(client, concurrency=1, on_event=events.append, batch=batch)
+            return await uploader.run(paths)
 
+    # One file per request: the first is tried, the others never start.
+    batch: BatchLimits | None = None
     results = asyncio.run(main())
     assert [r.outcome for r in results] == ["failed"] * 4
     assert results[0].tries == FAST.attempts
     assert all(str(r.error).startswith("not sent") for r in results[1:])
     assert [type(e) for e in events].count(Stopping) == 1
     assert [type(e) for e in events].count(Started) == 1
+
+    # Two files per request: the first request's files are tried, the second's never go.
+    batch, events = BatchLimits(files=2), []
+    results = asyncio.run(main())
+    assert [r.outcome for r in results] == ["failed"] * 4
+    assert [r.tries for r in results[:2]] == [FAST.attempts] * 2
+    assert all(str(r.error).startswith("not sent") for r in results[2:])
+    assert [type(e) for e in events].count(Stopping) == 1
 
 
 def test_wait_gives_up_with_the_record_as_last_seen() -> None:

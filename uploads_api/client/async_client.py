@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -15,6 +16,14 @@ import httpx
 
 from uploads_api.client import attempts, calls
 from uploads_api.client.batch import BatchUploader
+from uploads_api.client.batch_async import AsyncBatches
+from uploads_api.client.batching import (
+    DEFAULT_BATCH,
+    BatchLimits,
+    BatchProgress,
+    BatchRetry,
+    Outcome,
+)
 from uploads_api.client.direct import storage_options
 from uploads_api.client.direct_async import AsyncDirectUploads
 from uploads_api.client.errors import (
@@ -69,6 +78,7 @@ class AsyncClient:
                 **storage_options(self._timeout, max_connections), transport=transport
             )
             self._direct = AsyncDirectUploads(self._http, storage, self.retry_policy)
+        self._batches = AsyncBatches(self._http, self.retry_policy)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -162,6 +172,32 @@ class AsyncClient:
         record = calls.parse_upload(request, response)
         return calls.verify_upload(record, reader.sent, reader.hexdigest())
 
+    async def upload_batch(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        sha256s: Sequence[str | None] | None = None,
+        progress: BatchProgress | None = None,
+        on_retry: BatchRetry | None = None,
+    ) -> builtins.list[Outcome]:
+        """Upload files in one ``POST /v1/files`` (never direct), under an
+        ``Idempotency-Key`` its retries reuse, so nothing is stored twice. One outcome per
+        path: its ``FileRecord``, or why that file was not stored (the server refused the
+        request for it, it changed or could not be read): the others are then sent again
+        without it. What fails the whole request is raised. ``progress(i, n)``: ``n`` bytes
+        of file ``i`` sent in this try; ``on_retry(notice, indexes)``: a retry of those."""
+        files = [Path(p) for p in paths]
+        digests = list(sha256s) if sha256s is not None else [None] * len(files)
+        return await self._batches.upload(files, digests, progress, on_retry)
+
+    async def direct_min_size(self, on_retry: OnRetry | None = None) -> int | None:
+        """The size from which ``upload`` sends a file straight to storage; ``None`` when
+        everything goes through the API. The server is asked once per client."""
+        if self._direct is None:
+            return None
+        offer = await self._direct.offer(on_retry)
+        return None if offer is None else max(1, offer.min_size)
+
     async def upload_many(
         self,
         paths: Iterable[str | Path],
@@ -169,12 +205,15 @@ class AsyncClient:
         concurrency: int = 4,
         skip_existing: bool = False,
         wait: bool = False,
+        batch: BatchLimits | None = DEFAULT_BATCH,
     ) -> builtins.list[UploadResult]:
-        """Upload files ``concurrency`` at a time; one ``UploadResult`` per path, in order.
-        Failures are reported in the results, not raised. ``BatchUploader`` does the work
-        and can report progress."""
+        """Upload files ``concurrency`` requests at a time, small files packed into
+        batches (``batch``: at most so many files and bytes per request; ``None``: one
+        file per request); one ``UploadResult`` per path, in order. Failures are reported
+        in the results, not raised. ``BatchUploader`` does the work and can report
+        progress."""
         uploader = BatchUploader(
-            self, concurrency=concurrency, skip_existing=skip_existing, wait=wait
+            self, concurrency=concurrency, skip_existing=skip_existing, wait=wait, batch=batch
         )
         return await uploader.run([Path(p) for p in paths])
 

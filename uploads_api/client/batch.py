@@ -1,8 +1,7 @@
-"""Uploading many files: a few at a time over one connection pool, optionally hashing
-first to send only what the server lacks, optionally waiting for processing.
-
-The uploader reports what happens as small frozen events to one callback, in the order
-they happen; the command line draws its progress display from them.
+"""Uploading many files: small ones packed into batches (one request each), a few
+requests at a time over one connection pool, optionally hashing first to send only what
+the server lacks, optionally waiting for processing; reporting each file's progress as
+events (``batch_events``).
 """
 
 from __future__ import annotations
@@ -10,110 +9,63 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
 
+from uploads_api.client.batch_events import (
+    Done,
+    Event,
+    Hashed,
+    Planned,
+    Retry,
+    Sent,
+    Started,
+    Stopping,
+    Waiting,
+)
+from uploads_api.client.batch_send import BatchClient, Sender
+from uploads_api.client.batching import (
+    DEFAULT_BATCH,
+    BatchLimits,
+    batchable,
+    plan,
+)
 from uploads_api.client.calls import CHECK_BATCH
 from uploads_api.client.errors import ProcessingTimeout, TransportError, UploadsClientError
-from uploads_api.client.models import FileRecord, HashCheck
-from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
-from uploads_api.client.retry import Retrying
+from uploads_api.client.results import Triage, UploadResult, unreadable
 from uploads_api.client.sources import sha256_file
 
 # Files are hashed and checked in groups this big, so uploads start before every file
 # of a large batch has been read once.
 HASH_GROUP_BYTES = 64 * 1024 * 1024
 NOT_SENT = "not sent: the server could not be reached"
-
-
-@dataclass(frozen=True)
-class Planned:
-    files: int
-    bytes: int
-
-
-@dataclass(frozen=True)
-class Hashed:
-    path: Path
-    size: int
-
-
-@dataclass(frozen=True)
-class Started:
-    path: Path
-    size: int
-
-
-@dataclass(frozen=True)
-class Sent:
-    """``sent`` bytes of ``path`` went out in the current try (0 when a try starts)."""
-
-    path: Path
-    sent: int
-
-
-@dataclass(frozen=True)
-class Retry:
-    path: Path
-    tries: int
-    delay: float
-    reason: str
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """Uploaded; now waiting for processing to end."""
-
-    path: Path
-    file_id: str
-
-
-@dataclass(frozen=True)
-class Done:
-    result: UploadResult
-
-
-@dataclass(frozen=True)
-class Stopping:
-    """No more files will be started: the server cannot be reached."""
-
-    reason: str
-
-
-Event = Planned | Hashed | Started | Sent | Retry | Waiting | Done | Stopping
-
-
-class BatchClient(Protocol):
-    """The calls ``BatchUploader`` makes on its client; ``AsyncClient`` has them all.
-    Spelled out here so that this module needs nothing from the client that uses it."""
-
-    async def upload(
-        self,
-        source: Path,
-        *,
-        sha256: str | None = None,
-        progress: Callable[[int], None] | None = None,
-        on_retry: Callable[[Retrying], None] | None = None,
-    ) -> FileRecord:
-        """Send the file and return its record; raises ``UploadsClientError`` or
-        ``OSError`` once retries are spent."""
-        ...
-
-    async def check(self, sha256s: Iterable[str]) -> HashCheck:
-        """Which of the hashes the server already has."""
-        ...
-
-    async def wait(self, file_id: str, timeout: float = 300.0) -> FileRecord:
-        """The record once processing ended; ``ProcessingTimeout`` after ``timeout`` s."""
-        ...
+# The uploader, and the events it reports (defined in batch_events).
+__all__ = [
+    "NOT_SENT",
+    "BatchClient",
+    "BatchUploader",
+    "Done",
+    "Event",
+    "Hashed",
+    "Planned",
+    "Retry",
+    "Sent",
+    "Started",
+    "Stopping",
+    "Waiting",
+]
 
 
 class BatchUploader:
     """Uploads paths with ``concurrency`` requests in flight.
+
+    ``batch``: small files go several to a request, at most ``batch.files`` files and
+    ``batch.bytes`` bytes each (and no more than an even share of the files, so that every
+    request slot has work); a larger file, one that goes direct to storage, and one whose
+    name needs quoting go alone. ``None``: one file per request. Results and events are per
+    file either way.
 
     ``skip_existing``: hash the files in threads, ask the server which hashes it has
     (``POST /v1/files/check``) and send only the others, each once. ``wait``: after each
@@ -136,6 +88,7 @@ class BatchUploader:
         on_event: Callable[[Event], None] | None = None,
         hash_threads: int | None = None,
         keep_results: bool = True,
+        batch: BatchLimits | None = DEFAULT_BATCH,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -146,12 +99,13 @@ class BatchUploader:
         self.wait_timeout = wait_timeout
         self._emit = on_event or (lambda event: None)
         self._hash_threads = hash_threads or min(4, os.cpu_count() or 1)
-        self._queue: asyncio.Queue[tuple[int, str | None] | None] = asyncio.Queue()
+        self.batch = batch
+        self._queue: asyncio.Queue[list[tuple[int, str | None]] | None] = asyncio.Queue()
         self._wait_slots = asyncio.Semaphore(concurrency)
         self._keep = keep_results
         self._results: dict[int, UploadResult] = {}
         self._finished: bytearray = bytearray()
-        self._stopped: TransportError | None = None
+        self._sender = Sender(client, self._emit, [], [])
         self._fatal: UploadsClientError | None = None
         self._paths: list[Path] = []
         self._sizes: list[int] = []
@@ -161,10 +115,11 @@ class BatchUploader:
         """One result per path, in order. Cancelling stops every upload in flight."""
         self._queue = asyncio.Queue()
         self._results, self._unreadable = {}, []
-        self._stopped = self._fatal = None
+        self._fatal = None
         self._paths = list(paths)
         self._finished = bytearray(len(self._paths))
         self._sizes = await asyncio.to_thread(self._stat_all)
+        self._sender = Sender(self.client, self._emit, self._paths, self._sizes)
         self._emit(Planned(len(self._paths), sum(self._sizes)))
         async with asyncio.TaskGroup() as group:
             group.create_task(self._produce())
@@ -205,8 +160,7 @@ class BatchUploader:
             if self.skip_existing:
                 await self._produce_missing(todo)
             else:
-                for index in todo:
-                    self._queue.put_nowait((index, None))
+                self._put([(index, None) for index in todo])
         except UploadsClientError as exc:
             # The hash check failed even after retries: start nothing more, and raise it
             # once the uploads already in flight have ended.
@@ -240,12 +194,22 @@ class BatchUploader:
                 send, decided = triage.sort(hashed, present)
                 for index, result in decided:
                     self._finish(index, result)
-                for item in send:
-                    self._queue.put_nowait(item)
+                self._put(list(send))
         finally:
             # Threads still hashing give up at their next chunk instead of delaying exit.
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _put(self, items: list[tuple[int, str | None]]) -> None:
+        """Queue the files to send, grouped into requests."""
+        if self.batch is None:
+            groups = [[i] for i in range(len(items))]
+        else:
+            sizes = [self._sizes[index] for index, _ in items]
+            alone = [not batchable(self._paths[index]) for index, _ in items]
+            groups = plan(sizes, self.batch, spread=self.concurrency, alone=alone)
+        for group in groups:
+            self._queue.put_nowait([items[i] for i in group])
 
     def _hash_groups(self, todo: list[int]) -> list[list[int]]:
         groups: list[list[int]] = [[]]
@@ -261,39 +225,18 @@ class BatchUploader:
     # Sending
 
     async def _work(self, group: asyncio.TaskGroup) -> None:
-        while (item := await self._queue.get()) is not None:
+        while (items := await self._queue.get()) is not None:
             if self._stopped is not None:
                 continue  # drain: what is left is reported as not sent
-            index, digest = item
-            result = await self._upload(self._paths[index], self._sizes[index], digest)
-            if self.wait and result.outcome == "uploaded" and result.record is not None:
-                group.create_task(self._wait_for(index, result))
-            else:
-                self._finish(index, result)
+            for index, result in await self._sender.send(items):
+                if self.wait and result.outcome == "uploaded" and result.record is not None:
+                    group.create_task(self._wait_for(index, result))
+                else:
+                    self._finish(index, result)
 
-    async def _upload(self, path: Path, size: int, digest: str | None) -> UploadResult:
-        self._emit(Started(path, size))
-        started = time.monotonic()
-        tries = 1
-
-        def retrying(notice: Retrying) -> None:
-            nonlocal tries
-            tries = notice.tries + 1
-            self._emit(Retry(path, notice.tries, notice.delay, notice.reason))
-
-        try:
-            record = await self.client.upload(
-                path,
-                sha256=digest,
-                progress=lambda sent: self._emit(Sent(path, sent)),
-                on_retry=retrying,
-            )
-        except (UploadsClientError, OSError) as exc:
-            if isinstance(exc, TransportError) and exc.unreachable and self._stopped is None:
-                self._stopped = exc
-                self._emit(Stopping(str(exc)))
-            return upload_failed(path, size, digest, exc, started, tries)
-        return uploaded(path, record, started, tries, digest)
+    @property
+    def _stopped(self) -> TransportError | None:
+        return self._sender.stopped
 
     async def _wait_for(self, index: int, result: UploadResult) -> None:
         assert result.record is not None

@@ -59,6 +59,9 @@ def file_path(file_id: str, *rest: str) -> str:
 # so a file of such a name goes as a one-part multipart POST instead.
 RESERVED_NAMES = frozenset({"check"})
 _BOUNDARY = "uploads-api-client-boundary-7b1f0c"
+FORM_CONTENT_TYPE = f"multipart/form-data; boundary={_BOUNDARY}"
+# After the last file's bytes: the end of its part, and of the body.
+FORM_END = f"\r\n--{_BOUNDARY}--\r\n".encode()
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,16 @@ def upload_request(filename: str, sha256: str | None) -> UploadRequest:
     name = file_name(filename)
     if name not in RESERVED_NAMES:
         return UploadRequest("PUT", f"{FILES}/{quote(name, safe='')}")
+    return UploadRequest("POST", FILES, form_file_head(name, sha256), FORM_END)
+
+
+def form_file_head(name: str, sha256: str | None) -> bytes:
+    """A file part up to its bytes, after the ``sha256`` field that checks it, if known.
+    ``name`` is one ``file_name`` gave, without control characters; a quote in it is
+    escaped as python-multipart (the server's parser) reads it."""
     head = b"" if sha256 is None else _form_part('name="sha256"', sha256.encode())
-    head += _form_part(f'name="file"; filename="{name}"', b"")[: -len(b"\r\n")]
-    return UploadRequest("POST", FILES, head, f"\r\n--{_BOUNDARY}--\r\n".encode())
+    quoted = name.replace('"', '\\"')
+    return head + _form_part(f'name="file"; filename="{quoted}"', b"")[: -len(b"\r\n")]
 
 
 def _form_part(disposition: str, value: bytes) -> bytes:
@@ -115,7 +125,7 @@ def framed(request: UploadRequest, chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 def upload_headers(request: UploadRequest, size: int | None, sha256: str | None) -> dict[str, str]:
     if request.form:
-        headers = {"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"}
+        headers = {"Content-Type": FORM_CONTENT_TYPE}
         if size is not None:
             headers["Content-Length"] = str(len(request.head) + size + len(request.tail))
         return headers

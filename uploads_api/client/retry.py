@@ -24,9 +24,10 @@ _NOTHING_STORED = frozenset({408, 429, 503})
 _NOT_RETRIED = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
-# Conflicts that end by themselves: 409 direct-upload-busy is an earlier try of ours still
-# completing the upload (its answer lost); the next try finds it done.
-_PASSING_CONFLICTS = frozenset({"direct-upload-busy"})
+# Conflicts that end by themselves: 409 direct-upload-busy and idempotency-key-in-progress
+# are an earlier try of ours still at work on the server (its answer lost); the next try
+# finds it done.
+_PASSING_CONFLICTS = frozenset({"direct-upload-busy", "idempotency-key-in-progress"})
 
 
 def is_transient_status(status: int) -> bool:

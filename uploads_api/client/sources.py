@@ -11,9 +11,11 @@ import io
 import os
 import stat
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from uploads_api.client.batching import PartFailed
 from uploads_api.client.errors import IntegrityError
 
 CHUNK_SIZE = 1024 * 1024
@@ -204,3 +206,37 @@ def sha256_file(path: str | os.PathLike[str], stop: threading.Event | None = Non
                 raise InterruptedError(f"hashing {os.fspath(path)} was stopped")
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class Opened:
+    """One file of a batch, opened for a try: its reader and, for a small file, its bytes
+    read already (``ahead``); a larger one is read on while it is sent."""
+
+    def __init__(self, reader: Reader, ahead: list[bytes] | None) -> None:
+        self.reader = reader
+        self.ahead = ahead
+
+
+def open_batch(paths: Sequence[Path], read_ahead: int) -> list[Opened]:
+    """Open every file (blocking: a thread's work), reading those of at most ``read_ahead``
+    bytes whole. ``PartFailed`` names a file that cannot be read, or is not a regular file;
+    nothing stays open then."""
+    opened: list[Opened] = []
+    try:
+        for index, path in enumerate(paths):
+            try:
+                reader = UploadSource(path).open()
+                opened.append(Opened(reader, None))
+                if reader.size is None:
+                    raise IntegrityError(f"{path} is not a regular file")
+                if reader.size <= read_ahead:
+                    opened[-1].ahead = [reader.read()]
+                    while not reader.finished:
+                        opened[-1].ahead.append(reader.read())
+            except (OSError, IntegrityError) as exc:
+                raise PartFailed(index, exc) from exc
+    except BaseException:
+        for item in opened:
+            item.reader.close()
+        raise
+    return opened

@@ -7,29 +7,36 @@ threading differ from the async client.
 from __future__ import annotations
 
 import builtins
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
-from uploads_api.client import attempts, calls
+from uploads_api.client import attempts, calls, many_sync
+from uploads_api.client.batch_sync import Batches
+from uploads_api.client.batching import (
+    DEFAULT_BATCH,
+    BatchLimits,
+    BatchProgress,
+    BatchRetry,
+    Outcome,
+)
 from uploads_api.client.direct import storage_options
 from uploads_api.client.direct_sync import DirectUploads
 from uploads_api.client.errors import (
     NotFound,
     ProcessingTimeout,
-    UploadsClientError,
     transport_error,
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
-from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
+from uploads_api.client.results import UploadResult
 from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
-from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource, sha256_file
+from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
 
 T = TypeVar("T")
 R = TypeVar("R")  # an item of a listing
@@ -73,6 +80,7 @@ class Client:
                 **storage_options(self._timeout, max_connections), transport=transport
             )
             self._direct = DirectUploads(self._http, storage, self.retry_policy)
+        self._batches = Batches(self._http, self.retry_policy)
 
     def __enter__(self) -> Client:
         return self
@@ -148,61 +156,45 @@ class Client:
         record = calls.parse_upload(request, response)
         return calls.verify_upload(record, reader.sent, reader.hexdigest())
 
+    def upload_batch(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        sha256s: Sequence[str | None] | None = None,
+        progress: BatchProgress | None = None,
+        on_retry: BatchRetry | None = None,
+    ) -> builtins.list[Outcome]:
+        """See ``AsyncClient.upload_batch``."""
+        files = [Path(p) for p in paths]
+        digests = list(sha256s) if sha256s is not None else [None] * len(files)
+        return self._batches.upload(files, digests, progress, on_retry)
+
+    def direct_min_size(self, on_retry: OnRetry | None = None) -> int | None:
+        """See ``AsyncClient.direct_min_size``."""
+        if self._direct is None:
+            return None
+        offer = self._direct.offer(on_retry)
+        return None if offer is None else max(1, offer.min_size)
+
     def upload_many(
         self,
         paths: Iterable[str | Path],
         *,
         concurrency: int = 4,
         skip_existing: bool = False,
+        batch: BatchLimits | None = DEFAULT_BATCH,
     ) -> builtins.list[UploadResult]:
-        """Upload files from ``concurrency`` threads; one ``UploadResult`` per path, in
+        """Upload files from ``concurrency`` threads, small files packed into batches
+        (``batch``, as for ``AsyncClient.upload_many``); one ``UploadResult`` per path, in
         order. Failures are reported in the results, not raised. With ``skip_existing``,
         files whose bytes the server (or an earlier file of the batch) has are skipped."""
-        files = [Path(p) for p in paths]
-        results: dict[int, UploadResult] = {}
-        send: builtins.list[tuple[int, str | None]] = [(i, None) for i in range(len(files))]
-        with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="upload") as pool:
-            if skip_existing:
-                send = self._missing(files, results, pool)
-            for (index, _), result in zip(
-                send,
-                pool.map(lambda item: self._upload_result(files[item[0]], item[1]), send),
-                strict=True,
-            ):
-                results[index] = result
-        return [results[index] for index in range(len(files))]
-
-    def _missing(
-        self, files: builtins.list[Path], results: dict[int, UploadResult], pool: ThreadPoolExecutor
-    ) -> builtins.list[tuple[int, str | None]]:
-        def hash_one(path: Path) -> tuple[int, str] | OSError:
-            try:
-                return path.stat().st_size, sha256_file(path)
-            except OSError as exc:
-                return exc
-
-        hashed: builtins.list[tuple[int, Path, int, str]] = []
-        for index, (path, outcome) in enumerate(zip(files, pool.map(hash_one, files), strict=True)):
-            if isinstance(outcome, OSError):
-                results[index] = unreadable(path, 0, outcome)
-            else:
-                hashed.append((index, path, *outcome))
-        present = self.check(item[3] for item in hashed).present
-        send, decided = Triage().sort(hashed, present)
-        results.update(decided)
-        return [(index, digest) for index, digest in send]
-
-    def _upload_result(self, path: Path, digest: str | None) -> UploadResult:
-        started = time.monotonic()
-        try:
-            record = self.upload(path, sha256=digest)
-        except (UploadsClientError, OSError) as exc:
-            try:
-                size = path.stat().st_size
-            except OSError:
-                size = 0
-            return upload_failed(path, size, digest, exc, started)
-        return uploaded(path, record, started, sha256=digest)
+        return many_sync.upload_many(
+            self,
+            [Path(p) for p in paths],
+            concurrency=concurrency,
+            skip_existing=skip_existing,
+            batch=batch,
+        )
 
     # Reading
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from uploads_api.client import AsyncClient, BatchUploader, RetryPolicy
+from uploads_api.client.batching import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, BatchLimits
 from uploads_api.client.errors import UploadsClientError
 from uploads_api.client.selection import select
 from uploads_api.commands.files import (
@@ -21,6 +22,7 @@ from uploads_api.commands.files import (
     EXIT_USAGE,
     add_connection_options,
     at_least,
+    byte_count,
     connect,
     error,
     positive_int,
@@ -66,6 +68,20 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "-j", "--concurrency", type=positive_int, default=4, metavar="N", help="uploads at once (4)"
+    )
+    parser.add_argument(
+        "--batch-files",
+        type=positive_int,
+        default=DEFAULT_BATCH_FILES,
+        metavar="N",
+        help=f"small files go up to N to a request ({DEFAULT_BATCH_FILES}); 1: one per request",
+    )
+    parser.add_argument(
+        "--batch-bytes",
+        type=byte_count,
+        default=DEFAULT_BATCH_BYTES,
+        metavar="SIZE",
+        help="and up to SIZE bytes (8MiB); a larger file goes alone",
     )
     parser.add_argument(
         "--skip-existing",
@@ -152,6 +168,7 @@ async def _upload(args: argparse.Namespace, files: list[Path], reporter: Reporte
             wait_timeout=args.wait_timeout,
             on_event=reporter.on_event,
             keep_results=False,
+            batch=BatchLimits(args.batch_files, args.batch_bytes),
         )
         batch = asyncio.create_task(uploader.run(files))
         caught: list[signal.Signals] = []

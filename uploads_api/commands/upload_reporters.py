@@ -41,8 +41,10 @@ class Reporter:
         elif isinstance(event, Done):
             self.tally.add(event.result)
             self.file_done(event.result)
-        elif isinstance(event, Retry):
-            self.note(f"retrying {event.path} in {event.delay:.1f} s after {event.reason}")
+        elif isinstance(event, Retry) and event.position == 0:
+            # One line for a request, however many files it carries.
+            more = f" and {event.carried - 1} more" if event.carried > 1 else ""
+            self.note(f"retrying {event.path}{more} in {event.delay:.1f} s after {event.reason}")
         elif isinstance(event, Stopping):
             self.note(f"starting no more uploads: {event.reason}")
 
@@ -116,6 +118,7 @@ class LiveReporter(Reporter):
         self.overall = self.progress.add_task("[bold]uploading", total=None, note="")
         self.hashing: TaskID | None = None
         self.rows: dict[Path, TaskID] = {}
+        self.sizes: dict[Path, int] = {}
         self.sent: dict[Path, int] = {}
         self.total = 0
         self.waiting: set[Path] = set()
@@ -143,17 +146,31 @@ class LiveReporter(Reporter):
                 self.hashing = progress.add_task("hashing", total=self.tally.bytes, note="")
             progress.advance(self.hashing, event.size)
         elif isinstance(event, Started):
-            name = event.path.name if len(event.path.name) <= 30 else event.path.name[:29] + "…"
-            self.rows[event.path] = progress.add_task(f"  {name}", total=event.size, note="")
+            self.sizes[event.path] = event.size
         elif isinstance(event, Sent):
             self._sent(event.path, event.sent)
-            progress.update(self.rows[event.path], completed=event.sent)
+            self._row(event.path, event.sent)
         elif isinstance(event, Waiting):
             self.waiting.add(event.path)
             self._drop_row(event.path)
         elif isinstance(event, Done):
             self._done(event.result)
         self._overall_note()
+
+    def _row(self, path: Path, sent: int) -> None:
+        """A bar for each file while its bytes go out: in a batch, files go one after the
+        other, and those sent wait for the request's answer without a bar."""
+        size = self.sizes.get(path, 0)
+        row = self.rows.get(path)
+        if sent >= size and sent > 0:
+            self._drop_row(path)
+        elif row is None:
+            name = path.name if len(path.name) <= 30 else path.name[:29] + "…"
+            self.rows[path] = self.progress.add_task(
+                f"  {name}", total=size, completed=sent, note=""
+            )
+        else:
+            self.progress.update(row, completed=sent)
 
     def _sent(self, path: Path, sent: int) -> None:
         self.progress.advance(self.overall, sent - self.sent.get(path, 0))
@@ -167,6 +184,7 @@ class LiveReporter(Reporter):
     def _done(self, result: UploadResult) -> None:
         self.waiting.discard(result.path)
         self._drop_row(result.path)
+        self.sizes.pop(result.path, None)
         if result.outcome != "uploaded":
             # Never to be sent: out of the total, and any partial progress with it.
             self._sent(result.path, 0)
