@@ -19,6 +19,7 @@ from uploads_api.db.files import FileRepository
 from uploads_api.db.keys import KeyRepository
 from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
+from uploads_api.db.tus_uploads import TusUploadRepository
 from uploads_api.db.usage import UsageRepository
 from uploads_api.db.variants import VariantRepository
 from uploads_api.db.webhooks import EndpointRepository
@@ -34,11 +35,13 @@ from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.links import LinkService
 from uploads_api.services.tasks import TaskService
+from uploads_api.services.tus import TusService
 from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
 from uploads_api.signing import KeyRing
 from uploads_api.storage import Storage
 from uploads_api.storage.factory import build_storage
+from uploads_api.storage.partials import LocalPartials
 from uploads_api.tasks.base import TaskDispatcher, TaskHandler
 from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.metadata import MetadataTask
@@ -73,6 +76,7 @@ class Runtime:
     deliveries: DeliveryLoop
     link_service: LinkService
     direct_upload_service: DirectUploadService
+    tus_service: TusService
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -111,6 +115,8 @@ class Runtime:
         auditor = Auditor(audit_buffer, audit)
         variants = VariantRepository(engines)
         direct_uploads = DirectUploadRepository(engines)
+        tus_uploads = TusUploadRepository(engines)
+        partials = LocalPartials(data_dir / "tus")
         cleanup = CleanupTask(
             settings,
             storage,
@@ -121,6 +127,8 @@ class Runtime:
             deliveries,
             variants,
             direct_uploads,
+            tus_uploads,
+            partials,
         )
         handlers: dict[str, TaskHandler] = {
             "verify": VerifyTask(storage, files),
@@ -155,6 +163,7 @@ class Runtime:
         )
         signing_keys = KeyRing.load(settings.signing_key, data_dir)
         direct_upload_service = DirectUploadService(settings, direct_uploads, storage, file_service)
+        tus_service = TusService(settings, tus_uploads, partials, storage, file_service)
         return cls(
             settings=settings,
             engines=engines,
@@ -181,6 +190,7 @@ class Runtime:
             ),
             deliveries=delivery_loop,
             direct_upload_service=direct_upload_service,
+            tus_service=tus_service,
             link_service=LinkService(
                 signing_keys, file_service, variant_service, max_age=settings.link_max_age
             ),

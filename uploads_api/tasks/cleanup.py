@@ -22,9 +22,11 @@ from uploads_api.db.direct_uploads import DirectUploadRepository
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
 from uploads_api.db.tables import utcnow
+from uploads_api.db.tus_uploads import TusUploadRepository
 from uploads_api.db.variants import VariantRepository
 from uploads_api.storage import DirectTransfer, PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
+from uploads_api.storage.partials import LocalPartials
 from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
 
@@ -48,6 +50,8 @@ class CleanupTask:
         deliveries: DeliveryRepository,
         variants: VariantRepository,
         direct_uploads: DirectUploadRepository,
+        tus_uploads: TusUploadRepository,
+        partials: LocalPartials,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -58,6 +62,8 @@ class CleanupTask:
         self.deliveries = deliveries
         self.variants = variants
         self.direct_uploads = direct_uploads
+        self.tus_uploads = tus_uploads
+        self.partials = partials
 
     async def run(self, task: Task) -> None:
         payload = task.payload or {}
@@ -90,6 +96,7 @@ class CleanupTask:
                 if file_id and mtime < cutoff:
                     stale.setdefault(file_id, []).append(key)
         removed_direct = await self.abort_expired_direct_uploads()
+        removed_resumable = await self.remove_expired_resumable_uploads()
         if isinstance(self.storage, PendingUploads):
             # Uploads a killed process began and never finished or aborted; not the direct
             # uploads clients are still sending.
@@ -118,11 +125,12 @@ class CleanupTask:
             "audit": removed_audit,
             "variants": removed_variants,
             "direct_uploads": removed_direct,
+            "resumable_uploads": removed_resumable,
         }
         if any(removed.values()):
             log.info(
                 "sweep removed %d temp entries, %d blobs, %d events, %d audit rows, %d variants,"
-                " %d expired direct uploads",
+                " %d expired direct uploads, %d expired resumable uploads",
                 *removed.values(),
             )
         return removed
@@ -138,6 +146,17 @@ class CleanupTask:
             await self.direct_uploads.remove(upload.id)
             aborted += 1
         return aborted
+
+    async def remove_expired_resumable_uploads(self) -> int:
+        """Resumable uploads past their expiry: the bytes, then the row (a finished one only
+        has its row: the file is its own)."""
+        removed = 0
+        for upload in await self.tus_uploads.expired():
+            await self.partials.delete(upload.id)
+            await self.tus_uploads.remove(upload.id)
+            removed += 1
+        metrics.RESUMABLE_EXPIRED.inc(removed)
+        return removed
 
     async def cap_variants(self) -> int:
         """Hold every owner's stored variants to UPLOADS_VARIANT_CACHE_BYTES, removing the

@@ -1,0 +1,263 @@
+"""Resumable uploads over tus 1.0: tuspy (a client nobody here wrote) uploads in chunks with
+sha1 checksums and resumes an interrupted upload from its URL; raw requests check each
+header and each refusal as the protocol states it; a server killed right after a 204
+keeps every byte it acknowledged."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tusclient.client import TusClient
+
+from tests.conftest import Server, ServerFactory
+from tests.helpers import assert_problem, bearer, cli_env, create_keys, wait_done
+
+pytestmark = pytest.mark.e2e
+
+TUS = {"Tus-Resumable": "1.0.0"}
+CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+def metadata(**items: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items())
+
+
+def create(client: httpx.Client, length: int | None, **more: str) -> str:
+    headers = {**TUS, **more}
+    if length is None:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(length)
+    answer = client.post("/v1/tus/", headers=headers)
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["tus-resumable"] == "1.0.0"
+    return str(answer.headers["location"])
+
+
+def patch(client: httpx.Client, url: str, offset: int, data: bytes, **more: str) -> httpx.Response:
+    return client.patch(url, content=data, headers={**CHUNK, "Upload-Offset": str(offset), **more})
+
+
+def head(client: httpx.Client, url: str) -> httpx.Response:
+    return client.head(url, headers=TUS)
+
+
+@pytest.fixture(scope="module")
+def tus_server(module_server_factory: ServerFactory) -> Server:
+    return module_server_factory(max_file_size=64 * 1024 * 1024)
+
+
+@pytest.fixture
+def client(tus_server: Server) -> Any:
+    with httpx.Client(base_url=tus_server.url, timeout=60) as http:
+        yield http
+
+
+def test_options_say_what_the_server_speaks(client: httpx.Client) -> None:
+    answer = client.options("/v1/tus/")
+    assert answer.status_code == 204
+    assert answer.headers["tus-version"] == "1.0.0"
+    assert set(answer.headers["tus-extension"].split(",")) >= {
+        "creation",
+        "creation-with-upload",
+        "creation-defer-length",
+        "expiration",
+        "checksum",
+        "termination",
+    }
+    assert answer.headers["tus-max-size"] == str(64 * 1024 * 1024)
+    assert set(answer.headers["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256", "md5"}
+
+
+def test_tuspy_uploads_in_checksummed_chunks(
+    client: httpx.Client, tus_server: Server, tmp_path: Path
+) -> None:
+    data = os.urandom(1_000_000)
+    source = tmp_path / "movie.bin"
+    source.write_bytes(data)
+    with source.open("rb") as stream:
+        uploader = TusClient(f"{tus_server.url}/v1/tus/").uploader(
+            file_stream=stream,
+            chunk_size=256 * 1024,
+            upload_checksum=True,
+            metadata={"filename": "movie.bin"},
+        )
+        uploader.upload()
+    assert uploader.url is not None
+    final = head(client, uploader.url)
+    assert final.headers["upload-offset"] == str(len(data))
+    file_id = final.headers["file-id"]
+    assert final.headers["link"] == f'</v1/files/{file_id}>; rel="file"'
+    record = wait_done(client, file_id)
+    assert record["filename"] == "movie.bin" and record["size"] == len(data)
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert client.get(f"/v1/files/{file_id}/content").content == data
+
+
+def test_tuspy_resumes_an_interrupted_upload_from_its_url(
+    client: httpx.Client, tus_server: Server, tmp_path: Path
+) -> None:
+    data = os.urandom(700_000)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    tus = TusClient(f"{tus_server.url}/v1/tus/")
+    with source.open("rb") as stream:
+        first = tus.uploader(
+            file_stream=stream, chunk_size=100_000, metadata={"filename": "big.bin"}
+        )
+        first.upload(stop_at=300_000)  # the connection "drops" here
+    assert first.url is not None
+    assert head(client, first.url).headers["upload-offset"] == "300000"
+    with source.open("rb") as stream:
+        resumed = tus.uploader(file_stream=stream, chunk_size=100_000, url=first.url)
+        assert resumed.offset == 300_000
+        resumed.upload()
+    file_id = head(client, first.url).headers["file-id"]
+    assert client.get(f"/v1/files/{file_id}/content").content == data
+
+
+def test_creation_with_upload_and_deferred_length(client: httpx.Client) -> None:
+    data = b"all of it at once\n" * 100
+    answer = client.post(
+        "/v1/tus/",
+        content=data,
+        headers={
+            **CHUNK,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata(filename="a.txt"),
+        },
+    )
+    assert answer.status_code == 201 and answer.headers["upload-offset"] == str(len(data))
+    assert client.get(f"/v1/files/{answer.headers['file-id']}").json()["filename"] == "a.txt"
+
+    url = create(client, None)
+    assert head(client, url).headers["upload-defer-length"] == "1"
+    assert patch(client, url, 0, data[:1000]).status_code == 204
+    done = patch(client, url, 1000, data[1000:], **{"Upload-Length": str(len(data))})
+    assert done.status_code == 204 and "file-id" in done.headers
+    assert client.get(f"/v1/files/{done.headers['file-id']}/content").content == data
+
+
+def test_each_refusal_is_the_one_tus_names(client: httpx.Client) -> None:
+    assert_problem(
+        client.post("/v1/tus/", headers={"Upload-Length": "10"}), 412, "tus-version-unsupported"
+    )
+    refused = client.post("/v1/tus/", headers={"Tus-Resumable": "0.2.2", "Upload-Length": "1"})
+    assert refused.headers["tus-version"] == "1.0.0"
+    too_big = client.post("/v1/tus/", headers={**TUS, "Upload-Length": str(65 * 1024 * 1024)})
+    assert_problem(too_big, 413, "file-too-large")
+    url = create(client, 10)
+    assert_problem(patch(client, url, 3, b"abc"), 409, "offset-mismatch")
+    wrong_type = client.patch(url, content=b"abc", headers={**TUS, "Upload-Offset": "0"})
+    assert_problem(wrong_type, 415, "unsupported-media-type")
+    assert_problem(patch(client, url, 0, b"x" * 11), 413, "file-too-large")
+    assert head(client, url).headers["upload-offset"] == "0"
+    sha1 = base64.b64encode(hashlib.sha1(b"not these").digest()).decode()
+    mismatch = patch(client, url, 0, b"abcde", **{"Upload-Checksum": f"sha1 {sha1}"})
+    assert mismatch.status_code == 460 and mismatch.json()["code"] == "checksum-mismatch"
+    assert head(client, url).headers["upload-offset"] == "0"
+    unknown = patch(client, url, 0, b"abcde", **{"Upload-Checksum": "crc32 AAAA"})
+    assert_problem(unknown, 400, "checksum-algorithm-unsupported")
+    good = base64.b64encode(hashlib.sha256(b"abcde").digest()).decode()
+    assert (
+        patch(client, url, 0, b"abcde", **{"Upload-Checksum": f"sha256 {good}"}).status_code == 204
+    )
+    # Termination, through the method override that proxies allow.
+    gone = client.post(url, headers={**TUS, "X-HTTP-Method-Override": "DELETE"})
+    assert gone.status_code == 204
+    assert head(client, url).status_code == 404
+
+
+def test_a_whole_file_sha256_that_does_not_match_ends_the_upload(client: httpx.Client) -> None:
+    data = b"0123456789" * 10
+    url = create(
+        client, len(data), **{"Upload-Metadata": metadata(filename="x.txt", sha256="00" * 32)}
+    )
+    answer = patch(client, url, 0, data)
+    assert answer.status_code == 460 and answer.json()["code"] == "checksum-mismatch"
+    assert head(client, url).status_code == 404
+    right = hashlib.sha256(data).hexdigest()
+    url = create(client, len(data), **{"Upload-Metadata": metadata(sha256=right)})
+    done = patch(client, url, 0, data)
+    assert client.get(f"/v1/files/{done.headers['file-id']}").json()["checksum_verified"] is True
+
+
+def test_unfinished_uploads_are_listed_and_belong_to_their_key(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    keys = create_keys(server.data_dir, "alice", "bob")
+    with httpx.Client(base_url=server.url, headers=bearer(keys["alice"])) as alice:
+        url = create(alice, 100, **{"Upload-Metadata": metadata(filename="half.bin")})
+        patch(alice, url, 0, b"x" * 40)
+        listed = alice.get("/v1/tus/").json()["uploads"]
+        assert [(u["url"], u["offset"], u["length"]) for u in listed] == [(url, 40, 100)]
+        assert listed[0]["metadata"] == {"filename": "half.bin"}
+        with httpx.Client(base_url=server.url, headers=bearer(keys["bob"])) as bob:
+            assert head(bob, url).status_code == 404
+            assert_problem(patch(bob, url, 40, b"y"), 404, "not-found")
+            assert bob.delete(url, headers=TUS).status_code == 404
+            assert bob.get("/v1/tus/").json()["uploads"] == []
+
+
+def test_quota_is_reserved_at_creation(server_factory: ServerFactory) -> None:
+    server = server_factory(quota_bytes=1000)
+    with httpx.Client(base_url=server.url) as http:
+        create(http, 800)
+        over = http.post("/v1/tus/", headers={**TUS, "Upload-Length": "300"})
+        assert_problem(over, 413, "quota-exceeded")
+        # A plain upload counts the reservation too.
+        assert_problem(http.put("/v1/files/a.bin", content=b"z" * 300), 413, "quota-exceeded")
+
+
+def test_expired_uploads_answer_410_then_the_sweep_removes_them(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(tus_expiry=1)
+    with httpx.Client(base_url=server.url) as http:
+        url = create(http, 100)
+        patch(http, url, 0, b"p" * 50)
+        partials = list((server.data_dir / "tus").rglob("*"))
+        assert any(path.is_file() for path in partials)
+        time.sleep(1.5)
+        assert_problem(head_problem(http, url), 410, "upload-expired")
+        swept = subprocess.run(
+            [sys.executable, "-m", "uploads_api.cli", "sweep", "--data-dir", str(server.data_dir)],
+            env={**cli_env(), "UPLOADS_TUS_EXPIRY": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert swept.returncode == 0, swept.stderr
+        assert head(http, url).status_code == 404
+        assert not [p for p in (server.data_dir / "tus").rglob("*") if p.is_file()]
+
+
+def head_problem(client: httpx.Client, url: str) -> httpx.Response:
+    """HEAD has no body; the same request as GET-less PATCH shows the problem."""
+    return patch(client, url, 50, b"")
+
+
+def test_an_acknowledged_chunk_survives_a_kill(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    data = os.urandom(300_000)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        url = create(http, len(data))
+        assert patch(http, url, 0, data[:200_000]).status_code == 204
+    server.kill()
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert head(http, url).headers["upload-offset"] == "200000"
+        done = patch(http, url, 200_000, data[200_000:])
+        assert done.status_code == 204
+        record = wait_done(http, done.headers["file-id"])
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
