@@ -261,3 +261,74 @@ def test_an_acknowledged_chunk_survives_a_kill(server_factory: ServerFactory) ->
         assert done.status_code == 204
         record = wait_done(http, done.headers["file-id"])
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_partial_uploads_concatenate_into_one_file(client: httpx.Client) -> None:
+    pieces = [os.urandom(50_000), os.urandom(70_000), b"tail"]
+    urls = []
+    for piece in pieces:
+        answer = client.post(
+            "/v1/tus/",
+            headers={**TUS, "Upload-Length": str(len(piece)), "Upload-Concat": "partial"},
+        )
+        assert answer.status_code == 201
+        url = answer.headers["location"]
+        done = patch(client, url, 0, piece)
+        assert done.status_code == 204 and "file-id" not in done.headers  # never a file itself
+        assert head(client, url).headers["upload-concat"] == "partial"
+        urls.append(url)
+    unfinished = client.post(
+        "/v1/tus/", headers={**TUS, "Upload-Length": "10", "Upload-Concat": "partial"}
+    ).headers["location"]
+    refused = client.post(
+        "/v1/tus/", headers={**TUS, "Upload-Concat": f"final;{urls[0]} {unfinished}"}
+    )
+    assert_problem(refused, 400, "invalid-tus-request")
+    final = client.post(
+        "/v1/tus/",
+        headers={
+            **TUS,
+            "Upload-Concat": "final;" + " ".join(urls),
+            "Upload-Metadata": metadata(filename="joined.bin"),
+        },
+    )
+    assert final.status_code == 201, final.text
+    record = wait_done(client, final.headers["file-id"])
+    assert record["filename"] == "joined.bin"
+    assert client.get(f"/v1/files/{record['id']}/content").content == b"".join(pieces)
+    assert head(client, final.headers["location"]).headers["upload-concat"].startswith("final;")
+    assert_problem(patch(client, final.headers["location"], 0, b"x"), 403, "forbidden")
+    assert all(head(client, url).status_code == 404 for url in urls)
+
+
+def test_two_writers_at_once_get_one_423(tus_server: Server) -> None:
+    """While one PATCH streams its body, another on the same upload is refused with 423."""
+    import threading
+
+    with httpx.Client(base_url=tus_server.url, timeout=60) as http:
+        url = create(http, 2_000_000)
+    release = threading.Event()
+
+    def slow_body() -> Any:
+        yield b"a" * 100_000
+        release.wait(10)
+        yield b"b" * 100_000
+
+    results: dict[str, int] = {}
+
+    def first() -> None:
+        with httpx.Client(timeout=60) as http:
+            answer = http.patch(url, content=slow_body(), headers={**CHUNK, "Upload-Offset": "0"})
+            results["first"] = answer.status_code
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(0.5)
+    with httpx.Client(timeout=60) as http:
+        second = http.patch(url, content=b"c" * 10, headers={**CHUNK, "Upload-Offset": "0"})
+        results["second"] = second.status_code
+    release.set()
+    thread.join(20)
+    assert results == {"first": 204, "second": 423}
+    with httpx.Client(timeout=60) as http:
+        assert http.head(url, headers=TUS).headers["upload-offset"] == "200000"

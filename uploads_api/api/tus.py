@@ -1,7 +1,8 @@
 """``/v1/tus/``: resumable uploads, tus 1.0 (core, creation, creation-with-upload,
-creation-defer-length, expiration, checksum, termination); ``api/tus_protocol.py`` does
-what every exchange needs (OPTIONS, the version check, the method override). The routes
-turn headers into values and values into headers; ``TusService`` does the rest.
+creation-defer-length, expiration, checksum, termination, concatenation).
+``api/tus_protocol.py`` does what every exchange needs (OPTIONS, the version check, the
+method override). The routes turn headers into values and values into headers;
+``TusService`` does the rest.
 
 The protocol is tus's (https://tus.io/protocols/resumable-upload), so these routes are not
 in the OpenAPI description; ``docs/resumable.md`` walks through them.
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC
 from email.utils import format_datetime
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Response
 from pydantic import BaseModel
@@ -59,6 +61,15 @@ async def create_upload(
     background: BackgroundTasks,
 ) -> Response:
     headers = request.headers
+    concat = headers.get("upload-concat")
+    if concat is not None and concat.startswith("final;"):
+        done = await tus.join(caller, concat, _part_ids(concat), headers.get("upload-metadata"))
+        response = Response(status_code=201, headers={"Location": _url(request, done.upload.id)})
+        _describe(response, done, offset=False)
+        _dispatch(background, files, done)
+        return response
+    if concat not in (None, "partial"):
+        raise InvalidTusRequest("Upload-Concat is 'partial' or 'final;<upload URLs>'")
     length = _count(headers.get("upload-length"), "Upload-Length")
     if length is None and headers.get("upload-defer-length") != "1":
         raise InvalidTusRequest("send Upload-Length, or Upload-Defer-Length: 1")
@@ -72,6 +83,7 @@ async def create_upload(
         headers.get("upload-metadata"),
         body,
         _checksum(headers.get("upload-checksum")),
+        partial=concat == "partial",
     )
     response = Response(status_code=201, headers={"Location": _url(request, done.upload.id)})
     _describe(response, done, offset=body is not None or length == 0)
@@ -115,6 +127,8 @@ async def upload_offset(upload_id: str, tus: TusDep, caller: PrincipalDep) -> Re
         response.headers["Upload-Length"] = str(upload.length)
     if upload.metadata_header:
         response.headers["Upload-Metadata"] = upload.metadata_header
+    if upload.concat:
+        response.headers["Upload-Concat"] = upload.concat
     _expiry_and_file(response, upload)
     return response
 
@@ -178,6 +192,17 @@ def _dispatch(background: BackgroundTasks, files: FilesDep, done: Appended) -> N
 def _url(request: Request, upload_id: str) -> str:
     base = request.app.state.runtime.settings.public_url or str(request.base_url)
     return f"{base.rstrip('/')}/v1/tus/{upload_id}"
+
+
+def _part_ids(concat: str) -> list[str]:
+    """The upload ids in ``final;<URL> <URL>...`` (absolute URLs or paths)."""
+    ids = []
+    for url in concat.removeprefix("final;").split():
+        path = urlsplit(url).path
+        if "/v1/tus/" not in path:
+            raise InvalidTusRequest(f"{url!r} in Upload-Concat is not an upload of this server")
+        ids.append(path.rstrip("/").rsplit("/", 1)[-1])
+    return ids
 
 
 def _count(value: str | None, name: str) -> int | None:

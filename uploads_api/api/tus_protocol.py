@@ -19,7 +19,10 @@ from uploads_api.errors import TusVersionUnsupported
 
 PREFIX = "/v1/tus"
 VERSION = "1.0.0"
-EXTENSIONS = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination"
+EXTENSIONS = (
+    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,"
+    "concatenation"
+)
 CHECKSUM_ALGORITHMS = "sha1,sha256,md5"
 # What a browser page on another origin needs to speak tus (with UPLOADS_CORS_ORIGINS).
 REQUEST_HEADERS = (
@@ -29,6 +32,7 @@ REQUEST_HEADERS = (
     "Upload-Offset",
     "Upload-Metadata",
     "Upload-Checksum",
+    "Upload-Concat",
     "X-HTTP-Method-Override",
 )
 RESPONSE_HEADERS = (
@@ -42,6 +46,7 @@ RESPONSE_HEADERS = (
     "Upload-Defer-Length",
     "Upload-Metadata",
     "Upload-Expires",
+    "Upload-Concat",
     "Location",
     "File-Id",
     "Link",

@@ -183,6 +183,9 @@ tus_uploads = Table(
     Column("length", BigInteger, nullable=True),
     Column("offset", BigInteger, nullable=False),
     Column("metadata_header", String(4096), nullable=True),
+    # Upload-Concat as sent: ``partial`` (a piece a final upload joins; never a file
+    # itself), or ``final;<the partial uploads' URLs>``.
+    Column("concat", String(4096), nullable=True),
     Column("metadata", JSON, nullable=True),
     Column("state", String(16), nullable=False),
     Column("file_id", String(32), nullable=True),

@@ -20,6 +20,7 @@ from uploads_api.db.tables import tus_uploads as u
 from uploads_api.db.tables import utcnow
 
 OPEN, DONE = "open", "done"
+PARTIAL, FINAL = "partial", "final"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TusUpload:
     length: int | None
     offset: int
     metadata_header: str | None
+    concat: str | None
     metadata: dict[str, Any] | None
     state: str
     file_id: str | None
@@ -121,9 +123,9 @@ class TusUploadRepository:
                 update(u).where(u.c.id == upload_id).values(state=DONE, file_id=file_id)
             )
 
-    async def remove(self, upload_id: str) -> None:
+    async def remove(self, *upload_ids: str) -> None:
         async with self.engines.write() as conn:
-            await conn.execute(delete(u).where(u.c.id == upload_id))
+            await conn.execute(delete(u).where(u.c.id.in_(upload_ids)))
 
     async def terminate(self, upload_id: str) -> bool:
         """Remove an open upload nobody is writing; ``False`` if a writer holds it."""

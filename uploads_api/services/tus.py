@@ -11,8 +11,6 @@ and the completing PATCH can be sent again.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -23,9 +21,17 @@ from uploads_api.auth import Principal
 from uploads_api.config import Settings
 from uploads_api.db.models import FileRecord, NewFile
 from uploads_api.db.tables import utcnow
-from uploads_api.db.tus_uploads import DONE, OPEN, TusUpload, TusUploadRepository
+from uploads_api.db.tus_uploads import (
+    DONE,
+    FINAL,
+    OPEN,
+    PARTIAL,
+    TusUpload,
+    TusUploadRepository,
+)
 from uploads_api.errors import (
     ChecksumAlgorithmUnsupported,
+    Forbidden,
     InvalidTusRequest,
     NotFound,
     OffsetMismatch,
@@ -38,6 +44,7 @@ from uploads_api.errors import (
 from uploads_api.ingest.names import clean_filename
 from uploads_api.ingest.sink import new_file_id
 from uploads_api.services.files import FileService
+from uploads_api.services.tus_metadata import parse_metadata
 from uploads_api.sniff import sniff_content_type
 from uploads_api.storage import Storage, original_key
 from uploads_api.storage.partials import LocalPartials, PastLimit
@@ -85,8 +92,10 @@ class TusService:
         caller: Principal,
         length: int | None,
         metadata_header: str | None,
+        concat: str | None = None,
     ) -> TusUpload:
-        """A new upload of ``length`` bytes (``None``: told later); its quota reserved."""
+        """A new upload of ``length`` bytes (``None``: told later); its quota reserved,
+        but for a final upload, whose partial uploads reserved it already."""
         metadata = parse_metadata(metadata_header)
         limit = self.settings.max_file_size
         if length is not None and length > limit:
@@ -98,18 +107,20 @@ class TusService:
                 f"at most {self.settings.tus_max_open} unfinished resumable uploads per API key",
                 retry_after=60,
             )
-        policy = await self.file_service.policy(caller)
-        name = clean_filename(metadata.get("filename"))
-        policy.take_file()
-        policy.take_bytes(length or 0, length or 0, name)
+        if not is_final(concat):
+            policy = await self.file_service.policy(caller)
+            name = clean_filename(metadata.get("filename"))
+            policy.take_file()
+            policy.take_bytes(length or 0, length or 0, name)
         now = utcnow()
         upload = TusUpload(
             id=new_file_id(),
             owner=caller.owner,
             key_id=caller.key_id,
             length=length,
-            offset=0,
+            offset=length if is_final(concat) and length is not None else 0,
             metadata_header=metadata_header,
+            concat=concat,
             metadata=metadata,
             state=OPEN,
             file_id=None,
@@ -133,13 +144,36 @@ class TusService:
         metadata_header: str | None,
         body: AsyncIterator[bytes] | None,
         checksum: Checksum | None = None,
+        partial: bool = False,
     ) -> Appended:
         """Creation, with the first bytes when the request carries them
         (creation-with-upload); an upload of length 0 is complete at once."""
-        upload = await self.create(caller, length, metadata_header)
-        if body is None and length != 0:
+        upload = await self.create(
+            caller, length, metadata_header, concat=PARTIAL if partial else None
+        )
+        if body is None and (length != 0 or partial):
             return Appended(upload)
         return await self.append(caller, upload.id, 0, body or _nothing(), checksum=checksum)
+
+    async def join(
+        self, caller: Principal, concat: str, part_ids: list[str], metadata_header: str | None
+    ) -> Appended:
+        """A final upload (concatenation): the finished partial uploads, in order, become
+        one file at once; the partial uploads end."""
+        if not part_ids or len(set(part_ids)) != len(part_ids):
+            raise InvalidTusRequest("Upload-Concat: final names each partial upload once")
+        parts = [await self.get(caller, part_id) for part_id in part_ids]
+        for part in parts:
+            if part.concat != PARTIAL or part.state != OPEN or part.offset != part.length:
+                raise InvalidTusRequest(f"upload {part.id} is not a finished partial upload")
+        length = sum(part.offset for part in parts)
+        upload = await self.create(caller, length, metadata_header, concat=concat)
+        await self.partials.join(upload.id, [part.id for part in parts])
+        record = await self._complete(caller, upload)
+        await self.uploads.remove(*part_ids)
+        for part in parts:
+            await self.partials.delete(part.id)
+        return Appended(upload, record)
 
     # Reading -------------------------------------------------------------------------------
 
@@ -182,6 +216,8 @@ class TusService:
             raise ChecksumAlgorithmUnsupported(
                 f"checksum algorithm {checksum.algorithm!r} is not one of {', '.join(CHECKSUMS)}"
             )
+        if is_final(upload.concat):
+            raise Forbidden("a final upload is complete when created: it takes no PATCH")
         if upload.state == DONE:
             if offset != upload.offset:
                 raise OffsetMismatch(
@@ -195,7 +231,7 @@ class TusService:
         upload = await self._set_length(caller, upload, length)
         with self.file_service.upload_slots.hold(caller.key_id):
             upload = await self._write(upload, offset, body, checksum)
-        if upload.length is not None and upload.offset == upload.length:
+        if upload.concat != PARTIAL and upload.offset == upload.length:
             return Appended(upload, await self._complete(caller, upload))
         return Appended(upload)
 
@@ -324,40 +360,10 @@ class TusService:
         await self.partials.delete(upload_id)
 
 
+def is_final(concat: str | None) -> bool:
+    return concat is not None and concat.startswith(FINAL)
+
+
 async def _nothing() -> AsyncIterator[bytes]:
     return
     yield b""
-
-
-def parse_metadata(header: str | None) -> dict[str, str]:
-    """``Upload-Metadata``: ``key base64value`` pairs, comma-separated (a value may be
-    absent). Keys this server reads: ``filename``, ``filetype``, ``sha256`` (hex or
-    base64, kept as hex)."""
-    found: dict[str, str] = {}
-    for item in (header or "").split(","):
-        if not item.strip():
-            continue
-        key, _, encoded = item.strip().partition(" ")
-        if not key or " " in encoded.strip() or key in found:
-            raise InvalidTusRequest(f"Upload-Metadata item {item.strip()!r} is not 'key base64'")
-        try:
-            value = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise InvalidTusRequest(f"Upload-Metadata value of {key!r} is not base64") from exc
-        found[key] = value
-    if "sha256" in found:
-        found["sha256"] = _hex_sha256(found["sha256"])
-    return found
-
-
-def _hex_sha256(value: str) -> str:
-    text = value.strip()
-    if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
-        return text.lower()
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except binascii.Error:
-        raw = b""
-    if len(raw) != 32:
-        raise InvalidTusRequest("Upload-Metadata sha256 is neither 64 hex digits nor base64")
-    return raw.hex()

@@ -107,6 +107,13 @@ class LocalPartials:
             await asyncio.to_thread(handle.close)
         return Appended(written, digest.digest() if digest else None, cut_short)
 
+    async def join(self, upload_id: str, parts: list[str]) -> None:
+        """The upload's bytes: those of ``parts``, one after the other, fsynced (the kernel
+        copies them, never this process)."""
+        target = self.path_of(upload_id)
+        sources = [self.path_of(part) for part in parts]
+        await asyncio.to_thread(_join, target, sources)
+
     async def truncate(self, upload_id: str, offset: int) -> None:
         await asyncio.to_thread(os.truncate, self.path_of(upload_id), offset)
 
@@ -157,6 +164,18 @@ def _write(handle: BinaryIO, batch: list[bytes], digest: hashlib._Hash | None) -
 
 def _cut(handle: BinaryIO, offset: int) -> None:
     handle.truncate(offset)
+
+
+def _join(target: Path, sources: list[Path]) -> None:
+    with open(target, "r+b") as out:
+        out.truncate(0)
+        for source in sources:
+            with open(source, "rb") as part:
+                size = os.fstat(part.fileno()).st_size
+                copied = 0
+                while copied < size:
+                    copied += os.copy_file_range(part.fileno(), out.fileno(), size - copied)
+        os.fsync(out.fileno())
 
 
 def _read_back(path: Path) -> Finished:

@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("length", sa.BigInteger, nullable=True),
         sa.Column("offset", sa.BigInteger, nullable=False),
         sa.Column("metadata_header", sa.String(4096), nullable=True),
+        sa.Column("concat", sa.String(4096), nullable=True),
         sa.Column("metadata", sa.JSON, nullable=True),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("file_id", sa.String(32), nullable=True),
