@@ -26,7 +26,7 @@ from uploads_api.db.tus_uploads import TusUploadRepository
 from uploads_api.db.variants import VariantRepository
 from uploads_api.storage import DirectTransfer, PendingUploads, Storage, thumbnail_prefix
 from uploads_api.storage.keys import file_id_of
-from uploads_api.storage.partials import LocalPartials
+from uploads_api.storage.partials import PartialStore
 from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
 
@@ -51,7 +51,7 @@ class CleanupTask:
         variants: VariantRepository,
         direct_uploads: DirectUploadRepository,
         tus_uploads: TusUploadRepository,
-        partials: LocalPartials,
+        partials: PartialStore,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -152,7 +152,7 @@ class CleanupTask:
         has its row: the file is its own)."""
         removed = 0
         for upload in await self.tus_uploads.expired():
-            await self.partials.delete(upload.id)
+            await self.partials.discard(upload.id)
             await self.tus_uploads.remove(upload.id)
             removed += 1
         metrics.RESUMABLE_EXPIRED.inc(removed)
