@@ -168,7 +168,7 @@ class TusService:
                 raise InvalidTusRequest(f"upload {part.id} is not a finished partial upload")
         length = sum(part.offset for part in parts)
         upload = await self.create(caller, length, metadata_header, concat=concat)
-        await self.partials.join(upload.id, [part.id for part in parts])
+        await self.partials.join(upload.id, [(part.id, part.offset) for part in parts])
         record = await self._complete(caller, upload)
         await self.uploads.remove(*part_ids)
         for part in parts:
@@ -351,10 +351,13 @@ class TusService:
     # Termination ---------------------------------------------------------------------------
 
     async def terminate(self, caller: Principal, upload_id: str) -> None:
+        """End an upload. One that became a file only loses its row: the file is its own
+        (``DELETE /v1/files/{id}`` removes it)."""
         upload = await self.get(caller, upload_id)
         if not await self.uploads.terminate(upload.id):
             raise UploadLocked(f"another request is writing upload {upload_id}")
-        await self.partials.discard(upload.id)
+        if upload.state != DONE:
+            await self.partials.discard(upload.id)
 
     async def terminate_now(self, upload_id: str) -> None:
         await self.uploads.remove(upload_id)

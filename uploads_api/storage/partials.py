@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from uploads_api.storage.base import Storage
-
 from uploads_api.storage.keys import validate_file_id
 
 # Bytes gathered before one write: few thread hops, bounded memory.
@@ -65,8 +64,9 @@ class PartialStore(Protocol):
     async def discard_chunk(self, upload_id: str, offset: int) -> None:
         """Forget what the last append stored past ``offset`` (its checksum failed)."""
 
-    async def join(self, upload_id: str, parts: list[str]) -> None:
-        """The upload's bytes: those of the complete uploads ``parts``, in order."""
+    async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
+        """The upload's bytes: those of the complete uploads ``parts`` (id, length), in
+        order."""
 
     async def finish(self, upload_id: str, length: int) -> Finished:
         """The complete bytes, read back once: their hash and head."""
@@ -145,11 +145,11 @@ class LocalPartials:
             await asyncio.to_thread(handle.close)
         return Appended(written, digest.digest() if digest else None, cut_short)
 
-    async def join(self, upload_id: str, parts: list[str]) -> None:
+    async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
         """The upload's bytes: those of ``parts``, one after the other, fsynced (the kernel
         copies them, never this process)."""
         target = self.path_of(upload_id)
-        sources = [self.path_of(part) for part in parts]
+        sources = [self.path_of(part) for part, _length in parts]
         await asyncio.to_thread(_join, target, sources)
 
     async def discard_chunk(self, upload_id: str, offset: int) -> None:
