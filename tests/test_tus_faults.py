@@ -4,6 +4,7 @@ and refuse a second writer with 423; an expired upload gives its quota back."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -58,11 +59,8 @@ def test_a_kill_mid_patch_leaves_a_true_prefix(server_factory: ServerFactory) ->
         url = create(http, server.url, len(data))
 
         def send() -> None:
-            with httpx.Client(timeout=60) as writer:
-                try:
-                    patch(writer, url, 0, body())  # type: ignore[arg-type]
-                except httpx.HTTPError:
-                    pass
+            with httpx.Client(timeout=60) as writer, contextlib.suppress(httpx.HTTPError):
+                patch(writer, url, 0, body())  # type: ignore[arg-type]
 
         thread = threading.Thread(target=send, daemon=True)
         thread.start()
