@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import ServerFactory
 from tests.helpers import cli_env, wait_done
-from uploads_api.client import AsyncClient
+from uploads_api.client import AsyncClient, Client
 from uploads_api.client.resumable import ResumeState
 
 pytestmark = pytest.mark.e2e
@@ -192,3 +192,21 @@ def test_parallel_pieces_are_joined_and_resumed(
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get(f"/v1/files/{file_id}/content").content == data
         assert wait_done(http, file_id)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_the_blocking_client_sends_large_files_resumably(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = server_factory()
+    data = os.urandom(3 * MiB + 1)
+    source = tmp_path / "b.bin"
+    source.write_bytes(data)
+    seen: list[int] = []
+    with Client(
+        server.url, resumable_threshold=MiB, chunk_size=MiB, resume_state=tmp_path / "s.json"
+    ) as client:
+        record = client.upload(source, progress=seen.append)
+    assert seen[-1] == len(data)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert wait_done(http, record.id)["sha256"] == hashlib.sha256(data).hexdigest()
+        assert [e["file_id"] for e in resumable_audit(http)] == [record.id]

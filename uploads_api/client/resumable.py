@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -326,3 +327,35 @@ class AsyncResumableUploads:
             return await attempts.send_once(self._api, "GET", file_path(file_id))
 
         return parse_record(await attempts.retrying(self._policy, get, on_retry=on_retry))
+
+
+class ResumableUploads:
+    """The same for the blocking ``Client``: each upload runs the async uploader on a loop
+    of its own, over a connection of its own (a few per file, next to megabytes of
+    chunks)."""
+
+    def __init__(
+        self, http_options: dict[str, Any], base_url: str, policy: RetryPolicy, **settings: Any
+    ) -> None:
+        self._options = http_options
+        self._base = base_url
+        self._policy = policy
+        self._settings = settings
+
+    def upload(
+        self,
+        upload: UploadSource,
+        sha256: str | None,
+        progress: Progress | None,
+        on_retry: OnRetry | None,
+    ) -> FileRecord | None:
+        path = upload.local_path
+        if path is None or path.stat().st_size < self._settings["threshold"]:
+            return None
+
+        async def run() -> FileRecord | None:
+            async with httpx.AsyncClient(**self._options) as http:
+                uploads = AsyncResumableUploads(http, self._base, self._policy, **self._settings)
+                return await uploads.upload(upload, sha256, progress, on_retry)
+
+        return asyncio.run(run())
