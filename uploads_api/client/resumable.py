@@ -90,6 +90,14 @@ class Piece:
     partial: bool
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A finished tus upload: its URL, and the file this server made of it (if it says)."""
+
+    url: str
+    file_id: str | None
+
+
 def _metadata(name: str, sha256: str | None) -> str:
     items = {"filename": name, **({"sha256": sha256.lower()} if sha256 else {})}
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items())
@@ -136,7 +144,12 @@ class AsyncResumableUploads:
             if ranges.size < self.threshold or not await self._offers_tus(on_retry):
                 return None
             key = await asyncio.to_thread(self._key_of, path, ranges.size)
-            return await self._send(ranges, file_name(upload.name), key, sha256, progress, on_retry)
+            sent = await self.transfer(
+                ranges, file_name(upload.name), key, sha256, progress, on_retry
+            )
+            if sent.file_id is None:
+                raise UploadsClientError(f"{sent.url}: all bytes sent, but no file was made")
+            return await self._record(sent.file_id, on_retry)
         finally:
             ranges.close()
 
@@ -155,7 +168,7 @@ class AsyncResumableUploads:
         mtime = resolved.stat().st_mtime_ns
         return f"{self._base}|{resolved}|{size}|{mtime}|{self.parallel}"
 
-    async def _send(
+    async def transfer(
         self,
         ranges: RangeReader,
         name: str,
@@ -163,7 +176,10 @@ class AsyncResumableUploads:
         sha256: str | None,
         progress: Progress | None,
         on_retry: OnRetry | None,
-    ) -> FileRecord:
+    ) -> Sent:
+        """The whole tus exchange with any tus server: resume or create, send every chunk,
+        join the pieces. What this server adds (the ``File-Id`` of the file made) is read
+        when it is there."""
         pieces = await self._resume(key, ranges.size, on_retry)
         if pieces is None:
             pieces = await self._create(ranges.size, name, sha256, on_retry)
@@ -183,18 +199,17 @@ class AsyncResumableUploads:
                 answer = await self._patch(piece, ranges, sent[index], on_retry)
                 sent[index] = int(answer.headers["upload-offset"])
                 file_id = answer.headers.get("file-id")
-                if file_id is not None:
-                    return str(file_id)
-                if not piece.partial and sent[index] >= piece.length:
-                    raise UploadsClientError(f"{piece.url}: all bytes sent, but no file was made")
+                if file_id is not None or sent[index] >= piece.length:
+                    return None if file_id is None else str(file_id)
 
         found = await asyncio.gather(*(drive(i, piece) for i, piece in enumerate(pieces)))
         report()
-        file_id = found[0] if len(pieces) == 1 else await self._join(pieces, name, sha256, on_retry)
-        if file_id is None:
-            raise UploadsClientError(f"{pieces[0].url}: the server made no file")
+        if len(pieces) == 1:
+            url, file_id = pieces[0].url, found[0]
+        else:
+            url, file_id = await self._join(pieces, name, sha256, on_retry)
         await asyncio.to_thread(self._state.forget, key)
-        return await self._record(file_id, on_retry)
+        return Sent(url, file_id)
 
     def _split(self, size: int) -> list[tuple[int, int]]:
         """``(start, length)`` of each piece: one, or ``parallel`` about equal ones."""
@@ -252,7 +267,7 @@ class AsyncResumableUploads:
 
     async def _join(
         self, pieces: list[Piece], name: str, sha256: str | None, on_retry: OnRetry | None
-    ) -> str | None:
+    ) -> tuple[str, str | None]:
         """The final upload of the finished pieces: the file, made at once."""
         headers = {
             **TUS,
@@ -265,7 +280,8 @@ class AsyncResumableUploads:
 
         answer = await attempts.retrying(self._policy, create, on_retry=on_retry)
         file_id = answer.headers.get("file-id")
-        return None if file_id is None else str(file_id)
+        url = str(httpx.URL(self._base).join(answer.headers["location"]))
+        return url, None if file_id is None else str(file_id)
 
     async def _post(self, headers: dict[str, str], on_retry: OnRetry | None) -> str:
         async def create() -> httpx.Response:
