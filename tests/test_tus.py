@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -18,8 +19,10 @@ import httpx
 import pytest
 from tusclient.client import TusClient
 
+from tests.cluster import AWS_ENV
 from tests.conftest import Server, ServerFactory
 from tests.helpers import assert_problem, bearer, cli_env, create_keys, wait_done
+from tests.service_fixtures import s3_client
 
 pytestmark = pytest.mark.e2e
 
@@ -51,9 +54,22 @@ def head(client: httpx.Client, url: str) -> httpx.Response:
     return client.head(url, headers=TUS)
 
 
-@pytest.fixture(scope="module")
-def tus_server(module_server_factory: ServerFactory) -> Server:
-    return module_server_factory(max_file_size=64 * 1024 * 1024)
+@pytest.fixture(scope="module", params=["local", "s3"])
+def tus_server(request: pytest.FixtureRequest, module_server_factory: ServerFactory) -> Server:
+    """The same protocol whether the bytes wait on local disk or as S3 parts."""
+    if request.param == "local":
+        return module_server_factory(max_file_size=64 * 1024 * 1024)
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"tus-{secrets.token_hex(6)}"
+    s3_client(endpoint).create_bucket(Bucket=bucket)
+    server = module_server_factory(
+        extra_env=AWS_ENV,
+        max_file_size=64 * 1024 * 1024,
+        storage_url=f"s3://{bucket}/tus",
+        s3_endpoint_url=endpoint,
+    )
+    server.bucket = bucket  # type: ignore[attr-defined]
+    return server
 
 
 @pytest.fixture
@@ -332,3 +348,54 @@ def test_two_writers_at_once_get_one_423(tus_server: Server) -> None:
     assert results == {"first": 204, "second": 423}
     with httpx.Client(timeout=60) as http:
         assert http.head(url, headers=TUS).headers["upload-offset"] == "200000"
+
+
+def test_on_s3_parts_and_tails_go_with_an_expired_upload(
+    server_factory: ServerFactory, s3_endpoint: str
+) -> None:
+    """More than a part (8 MiB) and a tail: the sweep aborts the parts, removes the tail."""
+    bucket = f"tus-{secrets.token_hex(6)}"
+    s3 = s3_client(s3_endpoint)
+    s3.create_bucket(Bucket=bucket)
+    settings = {
+        "UPLOADS_STORAGE_URL": f"s3://{bucket}/tus",
+        "UPLOADS_S3_ENDPOINT_URL": s3_endpoint,
+        "UPLOADS_TUS_EXPIRY": "1",
+    }
+    server = server_factory(extra_env={**AWS_ENV, **settings})
+    data = os.urandom(9 * 1024 * 1024)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        url = create(http, 20 * 1024 * 1024)
+        assert patch(http, url, 0, data).status_code == 204
+        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+        assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 1  # the tail
+        time.sleep(1.5)
+        swept = subprocess.run(
+            [sys.executable, "-m", "uploads_api.cli", "sweep", "--data-dir", str(server.data_dir)],
+            env={**cli_env(), **AWS_ENV, **settings},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert swept.returncode == 0, swept.stderr
+        assert head(http, url).status_code == 404
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_on_s3_an_upload_larger_than_a_part_is_assembled(tus_server: Server) -> None:
+    data = os.urandom(17 * 1024 * 1024 + 5)  # two whole parts and a tail
+    with httpx.Client(base_url=tus_server.url, timeout=120) as http:
+        url = create(http, len(data))
+        position = 0
+        for size in (3 * 1024 * 1024, 9 * 1024 * 1024, len(data)):
+            end = min(size + position, len(data))
+            answer = patch(http, url, position, data[position:end])
+            assert answer.status_code == 204, answer.text
+            position = end
+            if position == len(data):
+                break
+        file_id = answer.headers["file-id"]
+        record = wait_done(http, file_id)
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert http.get(f"/v1/files/{file_id}/content").content == data

@@ -40,8 +40,7 @@ from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
 from uploads_api.signing import KeyRing
 from uploads_api.storage import Storage
-from uploads_api.storage.factory import build_storage
-from uploads_api.storage.partials import LocalPartials
+from uploads_api.storage.factory import build_partials, build_storage
 from uploads_api.tasks.base import TaskDispatcher, TaskHandler
 from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.metadata import MetadataTask
@@ -116,7 +115,7 @@ class Runtime:
         variants = VariantRepository(engines)
         direct_uploads = DirectUploadRepository(engines)
         tus_uploads = TusUploadRepository(engines)
-        partials = LocalPartials(data_dir / "tus")
+        partials = build_partials(storage, data_dir)
         cleanup = CleanupTask(
             settings,
             storage,

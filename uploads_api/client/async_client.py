@@ -24,6 +24,12 @@ from uploads_api.client.errors import (
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import UploadResult
+from uploads_api.client.resumable import (
+    DEFAULT_CHUNK,
+    DEFAULT_THRESHOLD,
+    AsyncResumableUploads,
+    ResumeState,
+)
 from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
@@ -53,6 +59,11 @@ class AsyncClient:
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
         direct: bool = True,
+        resumable: bool = True,
+        resumable_threshold: int = DEFAULT_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK,
+        parallel: int = 1,
+        resume_state: Path | None = None,
     ) -> None:
         self.url = calls.resolve_url(url)
         self.retry_policy = retry or RetryPolicy()
@@ -69,6 +80,19 @@ class AsyncClient:
                 **storage_options(self._timeout, max_connections), transport=transport
             )
             self._direct = AsyncDirectUploads(self._http, storage, self.retry_policy)
+        # Files of ``resumable_threshold`` bytes or more go over tus in chunks, resumable
+        # by a later run (their upload URLs kept in ``resume_state``).
+        self._resumable: AsyncResumableUploads | None = None
+        if resumable:
+            self._resumable = AsyncResumableUploads(
+                self._http,
+                self.url,
+                self.retry_policy,
+                threshold=resumable_threshold,
+                chunk_size=chunk_size,
+                parallel=parallel,
+                state=ResumeState(resume_state) if resume_state else None,
+            )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -114,6 +138,10 @@ class AsyncClient:
         upload = UploadSource(source, filename)
         if self._direct is not None:
             record = await self._direct.upload(upload, sha256, progress, on_retry)
+            if record is not None:
+                return record
+        if self._resumable is not None:
+            record = await self._resumable.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
         request = calls.upload_request(upload.name, sha256)

@@ -141,6 +141,12 @@ class UploadSource:
                 self._start = source.tell()
 
     @property
+    def local_path(self) -> Path | None:
+        """The file on disk this source is, if it is one (not bytes, not a stream)."""
+        source = self._source
+        return Path(source) if isinstance(source, str | os.PathLike) else None
+
+    @property
     def retryable(self) -> bool:
         """Whether another attempt can send the same bytes again."""
         if isinstance(self._source, (str, os.PathLike, *_BYTES)):

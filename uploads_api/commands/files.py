@@ -53,6 +53,21 @@ def at_least(minimum: float, kind: type[int] | type[float] = int) -> Callable[[s
 
 positive_int = at_least(1)
 
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """An argparse ``type`` for sizes: bytes, or with K, M or G (KiB, MiB, GiB)."""
+    number = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = number[-1:] if number[-1:] in _UNITS else ""
+    try:
+        value = int(number.removesuffix(unit)) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 8M)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive size")
+    return value
+
 
 def error(message: str) -> None:
     print(f"uploads-api: {message}", file=sys.stderr, flush=True)

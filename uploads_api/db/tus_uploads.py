@@ -152,6 +152,12 @@ class TusUploadRepository:
             rows = await conn.execute(query.order_by(u.c.id).limit(limit))
         return [TusUpload(**row._mapping) for row in rows]
 
+    async def open_ids(self) -> set[str]:
+        """Every unfinished upload's id (its bytes are not to be swept)."""
+        async with self.engines.reader.connect() as conn:
+            rows = await conn.execute(select(u.c.id).where(u.c.state == OPEN))
+        return {row.id for row in rows}
+
     async def expired(self, limit: int = 500) -> list[TusUpload]:
         """Uploads past their expiry that nobody is writing, for the sweep."""
         now = utcnow()

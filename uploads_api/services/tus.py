@@ -47,7 +47,7 @@ from uploads_api.services.files import FileService
 from uploads_api.services.tus_metadata import parse_metadata
 from uploads_api.sniff import sniff_content_type
 from uploads_api.storage import Storage, original_key
-from uploads_api.storage.partials import LocalPartials, PastLimit
+from uploads_api.storage.partials import PartialStore, PastLimit
 
 # A writer's lease on an upload: renewed while its body streams, taken over once it lapses.
 LEASE_SECONDS = 10.0
@@ -75,7 +75,7 @@ class TusService:
         self,
         settings: Settings,
         uploads: TusUploadRepository,
-        partials: LocalPartials,
+        partials: PartialStore,
         storage: Storage,
         file_service: FileService,
     ) -> None:
@@ -133,7 +133,7 @@ class TusService:
         try:
             await self.uploads.create(upload)
         except BaseException:
-            await asyncio.shield(self.partials.delete(upload.id))
+            await asyncio.shield(self.partials.discard(upload.id))
             raise
         return upload
 
@@ -168,11 +168,11 @@ class TusService:
                 raise InvalidTusRequest(f"upload {part.id} is not a finished partial upload")
         length = sum(part.offset for part in parts)
         upload = await self.create(caller, length, metadata_header, concat=concat)
-        await self.partials.join(upload.id, [part.id for part in parts])
+        await self.partials.join(upload.id, [(part.id, part.offset) for part in parts])
         record = await self._complete(caller, upload)
         await self.uploads.remove(*part_ids)
         for part in parts:
-            await self.partials.delete(part.id)
+            await self.partials.discard(part.id)
         return Appended(upload, record)
 
     # Reading -------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class TusService:
             except PastLimit as exc:
                 raise PayloadTooLarge(str(exc), limit=upload.length) from exc
             if checksum is not None and appended.digest != checksum.digest:
-                await self.partials.truncate(upload.id, offset)
+                await self.partials.discard_chunk(upload.id, offset)
                 raise TusChecksumMismatch(
                     f"the chunk's {checksum.algorithm} does not match Upload-Checksum; it was"
                     " discarded and the offset is unchanged"
@@ -301,7 +301,7 @@ class TusService:
     async def _complete(self, caller: Principal, upload: TusUpload) -> FileRecord:
         """The complete bytes become a file: hashed, sniffed, checked, moved into storage and
         recorded with their tasks. Refused (type, whole-file checksum): the upload ends."""
-        finished = await self.partials.finish(upload.id)
+        finished = await self.partials.finish(upload.id, upload.offset)
         metadata = upload.metadata or {}
         expected = metadata.get("sha256")
         name = clean_filename(metadata.get("filename"))
@@ -319,9 +319,10 @@ class TusService:
         except BaseException:
             await self.terminate_now(upload.id)
             raise
-        file_id = new_file_id()
+        # The upload's id is its file's: on S3 the parts are assembled at the file's key.
+        file_id = upload.id
         key = original_key(file_id)
-        await self.storage.put_file(key, await self.partials.link_for_commit(upload.id))
+        await self.partials.commit(upload.id, self.storage, key)
         new_file = NewFile(
             id=file_id,
             filename=name,
@@ -337,7 +338,7 @@ class TusService:
             caller, [new_file], None, audit_detail={"resumable": True}
         )
         await self.uploads.finish(upload.id, record.id)
-        await self.partials.delete(upload.id)
+        await self.partials.release(upload.id)
         return record
 
     async def _file_of(self, caller: Principal, upload: TusUpload) -> FileRecord | None:
@@ -350,14 +351,17 @@ class TusService:
     # Termination ---------------------------------------------------------------------------
 
     async def terminate(self, caller: Principal, upload_id: str) -> None:
+        """End an upload. One that became a file only loses its row: the file is its own
+        (``DELETE /v1/files/{id}`` removes it)."""
         upload = await self.get(caller, upload_id)
         if not await self.uploads.terminate(upload.id):
             raise UploadLocked(f"another request is writing upload {upload_id}")
-        await self.partials.delete(upload.id)
+        if upload.state != DONE:
+            await self.partials.discard(upload.id)
 
     async def terminate_now(self, upload_id: str) -> None:
         await self.uploads.remove(upload_id)
-        await self.partials.delete(upload_id)
+        await self.partials.discard(upload_id)
 
 
 def is_final(concat: str | None) -> bool:

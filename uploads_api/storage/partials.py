@@ -14,8 +14,9 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
+from uploads_api.storage.base import Storage
 from uploads_api.storage.keys import validate_file_id
 
 # Bytes gathered before one write: few thread hops, bounded memory.
@@ -42,6 +43,43 @@ class Finished:
 
     sha256: str
     head: bytes
+
+
+class PartialStore(Protocol):
+    """Where an unfinished resumable upload's bytes wait: local files, or S3 parts."""
+
+    async def create(self, upload_id: str) -> None:
+        """Room for a new upload's bytes."""
+
+    async def append(
+        self,
+        upload_id: str,
+        offset: int,
+        body: AsyncIterator[bytes],
+        limit: int,
+        algorithm: str | None = None,
+    ) -> Appended:
+        """Store ``body`` from ``offset`` (at most ``limit`` bytes), durably."""
+
+    async def discard_chunk(self, upload_id: str, offset: int) -> None:
+        """Forget what the last append stored past ``offset`` (its checksum failed)."""
+
+    async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
+        """The upload's bytes: those of the complete uploads ``parts`` (id, length), in
+        order."""
+
+    async def finish(self, upload_id: str, length: int) -> Finished:
+        """The complete bytes, read back once: their hash and head."""
+
+    async def commit(self, upload_id: str, storage: Storage, key: str) -> None:
+        """Put the finished bytes at ``key`` in ``storage``; the upload keeps its own until
+        ``release``, so a failure to record the file loses nothing."""
+
+    async def release(self, upload_id: str) -> None:
+        """The upload became a file: drop what only the upload needed."""
+
+    async def discard(self, upload_id: str) -> None:
+        """The upload ends without a file: drop all of it."""
 
 
 class LocalPartials:
@@ -107,22 +145,21 @@ class LocalPartials:
             await asyncio.to_thread(handle.close)
         return Appended(written, digest.digest() if digest else None, cut_short)
 
-    async def join(self, upload_id: str, parts: list[str]) -> None:
+    async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
         """The upload's bytes: those of ``parts``, one after the other, fsynced (the kernel
         copies them, never this process)."""
         target = self.path_of(upload_id)
-        sources = [self.path_of(part) for part in parts]
+        sources = [self.path_of(part) for part, _length in parts]
         await asyncio.to_thread(_join, target, sources)
 
-    async def truncate(self, upload_id: str, offset: int) -> None:
+    async def discard_chunk(self, upload_id: str, offset: int) -> None:
         await asyncio.to_thread(os.truncate, self.path_of(upload_id), offset)
 
-    async def finish(self, upload_id: str) -> Finished:
+    async def finish(self, upload_id: str, length: int) -> Finished:
         return await asyncio.to_thread(_read_back, self.path_of(upload_id))
 
-    async def link_for_commit(self, upload_id: str) -> Path:
-        """A second name for the complete bytes, for storage to take (move or upload and
-        remove) while the upload keeps its own until the file is recorded."""
+    async def commit(self, upload_id: str, storage: Storage, key: str) -> None:
+        # A second name for the bytes, for storage to take (move, or upload and remove).
         path = self.path_of(upload_id)
         link = path.with_name(path.name + ".commit")
 
@@ -132,9 +169,12 @@ class LocalPartials:
             os.link(path, link)
 
         await asyncio.to_thread(make_link)
-        return link
+        await storage.put_file(key, link)
 
-    async def delete(self, upload_id: str) -> None:
+    async def release(self, upload_id: str) -> None:
+        await self.discard(upload_id)
+
+    async def discard(self, upload_id: str) -> None:
         path = self.path_of(upload_id)
 
         def remove() -> None:

@@ -22,11 +22,11 @@ from uploads_api.db.direct_uploads import DirectUploadRepository
 from uploads_api.db.files import FileRepository
 from uploads_api.db.models import Task
 from uploads_api.db.tables import utcnow
-from uploads_api.db.tus_uploads import TusUploadRepository
+from uploads_api.db.tus_uploads import DONE, TusUploadRepository
 from uploads_api.db.variants import VariantRepository
 from uploads_api.storage import DirectTransfer, PendingUploads, Storage, thumbnail_prefix
-from uploads_api.storage.keys import file_id_of
-from uploads_api.storage.partials import LocalPartials
+from uploads_api.storage.keys import file_id_of, original_key
+from uploads_api.storage.partials import PartialStore
 from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
 
@@ -51,7 +51,7 @@ class CleanupTask:
         variants: VariantRepository,
         direct_uploads: DirectUploadRepository,
         tus_uploads: TusUploadRepository,
-        partials: LocalPartials,
+        partials: PartialStore,
     ) -> None:
         self.settings = settings
         self.storage = storage
@@ -100,9 +100,10 @@ class CleanupTask:
         if isinstance(self.storage, PendingUploads):
             # Uploads a killed process began and never finished or aborted; not the direct
             # uploads clients are still sending.
-            open_ids = await self.direct_uploads.open_upload_ids()
-            removed_temp += await self.storage.abort_pending(cutoff, open_ids)
+            removed_temp += await self.storage.abort_pending(cutoff, await self._open_keys())
         referenced = await self.files.existing_file_ids(stale)
+        # An unfinished resumable upload's bytes may wait at its file's key (on S3).
+        referenced |= await self.tus_uploads.open_ids()
         removed_blobs = 0
         for file_id, keys in stale.items():
             if file_id in referenced:
@@ -135,6 +136,11 @@ class CleanupTask:
             )
         return removed
 
+    async def _open_keys(self) -> set[str]:
+        """The keys of uploads clients are still sending: direct ones, resumable ones."""
+        resumable = {original_key(upload_id) for upload_id in await self.tus_uploads.open_ids()}
+        return await self.direct_uploads.open_keys() | resumable
+
     async def abort_expired_direct_uploads(self) -> int:
         """Abort direct uploads past their expiry: their parts, then their row. One whose
         file was recorded just before a crash only loses its row (the object is the file's)."""
@@ -152,7 +158,8 @@ class CleanupTask:
         has its row: the file is its own)."""
         removed = 0
         for upload in await self.tus_uploads.expired():
-            await self.partials.delete(upload.id)
+            if upload.state != DONE:
+                await self.partials.discard(upload.id)
             await self.tus_uploads.remove(upload.id)
             removed += 1
         metrics.RESUMABLE_EXPIRED.inc(removed)
