@@ -24,7 +24,7 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 # The OpenAPI client generators tests/test_generated_clients.py runs, axe-core for
-# tests/test_page_a11y.py and tus-js-client for tests/test_tus_js.py, pinned in tests/clients/
+# tests/test_page_a11y.py and tus-js-client for tests/test_tus_js.py, @tus/server for tests/test_tus_interop.py, pinned in tests/clients/
 # and kept in .cache/. openapi-python-client has a venv of its own: it pins httpx below the
 # version the project uses. Without npm the npm tools are left out and the tests that need
 # them skip.

@@ -143,7 +143,7 @@ class AsyncResumableUploads:
         try:
             if ranges.size < self.threshold or not await self._offers_tus(on_retry):
                 return None
-            key = await asyncio.to_thread(self._key_of, path, ranges.size)
+            key = await asyncio.to_thread(self.resume_key, path, ranges.size)
             sent = await self.transfer(
                 ranges, file_name(upload.name), key, sha256, progress, on_retry
             )
@@ -163,7 +163,8 @@ class AsyncResumableUploads:
             self._offered = answer.status_code < 300 and "tus-version" in answer.headers
         return self._offered
 
-    def _key_of(self, path: Path, size: int) -> str:
+    def resume_key(self, path: Path, size: int) -> str:
+        """Where a file's upload is kept in the resume state: by server, file and size."""
         resolved = path.resolve()
         mtime = resolved.stat().st_mtime_ns
         return f"{self._base}|{resolved}|{size}|{mtime}|{self.parallel}"
