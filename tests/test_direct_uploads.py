@@ -382,3 +382,29 @@ def test_downloads_can_redirect_to_presigned_urls(
         assert through_link.status_code == 302
         expires = int(re.search(r"X-Amz-Expires=(\d+)", through_link.headers["location"]).group(1))  # type: ignore[union-attr]
         assert 1 <= expires <= 60
+
+
+def test_a_completion_storage_already_did_is_recorded(
+    client: httpx.Client, s3_server: Server, s3_endpoint: str
+) -> None:
+    """A retried CompleteMultipartUpload after a lost answer finds no upload: the object is
+    there, of the right size, so the file is recorded."""
+    data = os.urandom(PART + 7)
+    offer = start(client, data)
+    parts = put_parts(offer, data)
+    bucket = s3_server.bucket  # type: ignore[attr-defined]
+    s3 = s3_client(s3_endpoint)
+    (pending,) = [
+        u
+        for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        if offer["id"] in u["Key"]
+    ]
+    s3.complete_multipart_upload(
+        Bucket=bucket,
+        Key=pending["Key"],
+        UploadId=pending["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": p["number"], "ETag": p["etag"]} for p in parts]},
+    )
+    answer = complete(client, offer, parts)
+    assert answer.status_code == 201, answer.text
+    assert wait_done(client, offer["id"])["sha256"] == hashlib.sha256(data).hexdigest()

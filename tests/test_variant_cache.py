@@ -16,11 +16,13 @@ from uploads_api.db.direct_uploads import DirectUploadRepository
 from uploads_api.db.events import EventWriter
 from uploads_api.db.idempotency import IdempotencyRepository
 from uploads_api.db.tables import utcnow
+from uploads_api.db.tus_uploads import TusUploadRepository
 from uploads_api.db.variant_uses import VariantUses
 from uploads_api.db.variants import VariantRepository
 from uploads_api.file_json import render_file
 from uploads_api.storage import variant_key
 from uploads_api.storage.local import LocalStorage
+from uploads_api.storage.partials import LocalPartials
 from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.workspace import Workspace
 
@@ -42,6 +44,8 @@ def test_the_sweep_holds_each_owner_under_the_cap_least_recently_used_first(
                 DeliveryRepository(repo.engines, EventWriter(render_file)),
                 variants,
                 DirectUploadRepository(repo.engines),
+                TusUploadRepository(repo.engines),
+                LocalPartials(tmp_path / "tus"),
                 IdempotencyRepository(repo.engines),
             )
             files = {owner: new_file(owner=owner) for owner in ("alice", "bob", None)}

@@ -27,6 +27,8 @@ from uploads_api.api import (
     links,
     problem_pages,
     tasks,
+    tus,
+    tus_protocol,
     variants,
     webhooks,
 )
@@ -35,6 +37,7 @@ from uploads_api.api.bind_guard import LoopbackOnlyWhileOpen
 from uploads_api.api.contract import install_openapi
 from uploads_api.api.methods import MethodGate, route_table
 from uploads_api.api.problems import install_error_handlers
+from uploads_api.api.tus_protocol import TusProtocol
 from uploads_api.config import Settings
 from uploads_api.logs import configure_logging
 from uploads_api.middleware import AccessLogMiddleware
@@ -109,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         links.router,
         direct_uploads.router,
         capabilities.router,
+        tus.router,
         tasks.router,
         webhooks.router,
         events.router,
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.add_middleware(MethodGate)
+    app.add_middleware(TusProtocol, max_size=settings.max_file_size)
     # `uploads-api serve` refuses a public bind while no key exists; uvicorn run directly
     # does not, so the app itself refuses API requests arriving on a public address.
     app.add_middleware(LoopbackOnlyWhileOpen, is_open=runtime.authenticator.is_open)
@@ -127,15 +132,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
             # Last-Event-ID: what an EventSource sends when it reconnects to /v1/events.
-            allow_headers=["Authorization", "Content-Type", "Content-Digest", "Last-Event-ID"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Content-Digest",
+                "Last-Event-ID",
+                *tus_protocol.REQUEST_HEADERS,
+            ],
             expose_headers=[
                 "ETag",
                 "Retry-After",
                 "Content-Range",
                 "Content-Disposition",
                 "Content-Length",
+                *tus_protocol.RESPONSE_HEADERS,
             ],
         )
     app.add_middleware(AccessLogMiddleware)

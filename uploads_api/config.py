@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     direct_upload_part_size: int = Field(default=16 * MiB, ge=5 * MiB, le=5 * GiB)
     direct_upload_min_size: int = Field(default=8 * MiB, ge=1)
     direct_upload_expiry: int = Field(default=86400, ge=1, le=7 * 86400)
+    # Resumable uploads (tus, /v1/tus/): an unfinished upload expires this many seconds
+    # after its last PATCH; unfinished uploads per API key.
+    tus_expiry: int = Field(default=86400, ge=1)
+    tus_max_open: int = Field(default=100, ge=1)
     task_backend: Literal["inprocess", "celery"] = "inprocess"
     broker_url: str = "redis://127.0.0.1:6379/0"
     celery_queue: str = "uploads"

@@ -9,6 +9,9 @@ The tree::
     │   ├── MalformedMultipart        missing boundary, bad part headers, truncated body
     │   ├── TooManyParts              more files or fields than allowed
     │   ├── ChecksumMismatch          the bytes do not match the client's sha256
+    │   │   └── TusChecksumMismatch   the same, on a resumable upload (tus answers 460)
+    │   ├── ChecksumAlgorithmUnsupported  a tus Upload-Checksum algorithm not offered
+    │   ├── InvalidTusRequest         a tus header missing or malformed
     │   ├── InvalidVariantSpec        a variant spec that means nothing (the reason in detail)
     │   ├── VariantSpecNotCanonical   a valid variant spec, not in canonical form
     │   └── VariantTooLarge           a variant above UPLOADS_VARIANT_MAX_SIZE
@@ -23,6 +26,10 @@ The tree::
     ├── DirectUploadBusy              another request is completing this direct upload
     ├── IdempotencyKeyInProgress      another request with this Idempotency-Key is running
     ├── RequestTimeout                the body stalled for UPLOADS_BODY_TIMEOUT
+    ├── OffsetMismatch                a tus PATCH not at the upload's offset
+    ├── UploadLocked                  another request is writing this resumable upload
+    ├── UploadExpired                 a resumable upload past its expiry
+    ├── TusVersionUnsupported         a Tus-Resumable version other than 1.0.0
     ├── PayloadTooLarge               a file over the size limit
     │   ├── FieldTooLarge             a form field over its limit
     │   └── QuotaExceeded             the owner's byte or file quota
@@ -80,6 +87,19 @@ class InvalidVariantSpec(BadRequest):
     code, title = "invalid-variant-spec", "Invalid variant spec"
 
 
+class TusChecksumMismatch(ChecksumMismatch):
+    """A tus chunk or a whole resumable upload whose checksum does not match; tus answers
+    it with 460, under the same code."""
+
+
+class ChecksumAlgorithmUnsupported(BadRequest):
+    code, title = "checksum-algorithm-unsupported", "Checksum algorithm not supported"
+
+
+class InvalidTusRequest(BadRequest):
+    code, title = "invalid-tus-request", "Invalid tus request"
+
+
 class VariantSpecNotCanonical(BadRequest):
     """Extra member ``canonical``: how to write the spec."""
 
@@ -132,6 +152,24 @@ class IdempotencyKeyInProgress(UploadsError):
 
 class RequestTimeout(UploadsError):
     code, title = "body-timeout", "Request body timeout"
+
+
+class OffsetMismatch(UploadsError):
+    """Extra member ``offset``: where the upload stands."""
+
+    code, title = "offset-mismatch", "Upload offset mismatch"
+
+
+class UploadLocked(UploadsError):
+    code, title = "upload-locked", "Upload locked"
+
+
+class UploadExpired(UploadsError):
+    code, title = "upload-expired", "Upload expired"
+
+
+class TusVersionUnsupported(UploadsError):
+    code, title = "tus-version-unsupported", "tus version not supported"
 
 
 class PayloadTooLarge(UploadsError):

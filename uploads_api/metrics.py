@@ -9,6 +9,9 @@ UPLOAD_BYTES = Counter("uploads_bytes_total", "Bytes of files received and store
 # Direct uploads (S3): the bytes went straight to storage, never through this process.
 DIRECT_UPLOADS = Counter("uploads_direct_total", "Direct uploads completed")
 DIRECT_UPLOAD_BYTES = Counter("uploads_direct_bytes_total", "Bytes of direct uploads completed")
+RESUMABLE_EXPIRED = Counter(
+    "uploads_resumable_expired_total", "Unfinished resumable uploads removed at their expiry"
+)
 IDEMPOTENT_REPLAYS = Counter(
     "uploads_idempotent_replays_total",
     "Upload requests answered with an earlier request's answer (Idempotency-Key)",

@@ -20,6 +20,7 @@ from uploads_api.db.idempotency import IdempotencyRepository
 from uploads_api.db.keys import KeyRepository
 from uploads_api.db.queue import TaskQueue
 from uploads_api.db.schema import ensure_schema
+from uploads_api.db.tus_uploads import TusUploadRepository
 from uploads_api.db.usage import UsageRepository
 from uploads_api.db.variants import VariantRepository
 from uploads_api.db.webhooks import EndpointRepository
@@ -36,11 +37,12 @@ from uploads_api.services.health import HealthService
 from uploads_api.services.idempotency import IdempotencyKeys
 from uploads_api.services.links import LinkService
 from uploads_api.services.tasks import TaskService
+from uploads_api.services.tus import TusService
 from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
 from uploads_api.signing import KeyRing
 from uploads_api.storage import Storage
-from uploads_api.storage.factory import build_storage
+from uploads_api.storage.factory import build_partials, build_storage
 from uploads_api.tasks.base import TaskDispatcher, TaskHandler
 from uploads_api.tasks.cleanup import CleanupTask
 from uploads_api.tasks.metadata import MetadataTask
@@ -75,6 +77,7 @@ class Runtime:
     deliveries: DeliveryLoop
     link_service: LinkService
     direct_upload_service: DirectUploadService
+    tus_service: TusService
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -113,6 +116,8 @@ class Runtime:
         auditor = Auditor(audit_buffer, audit)
         variants = VariantRepository(engines)
         direct_uploads = DirectUploadRepository(engines)
+        tus_uploads = TusUploadRepository(engines)
+        partials = build_partials(storage, data_dir)
         idempotency_keys = IdempotencyRepository(engines)
         cleanup = CleanupTask(
             settings,
@@ -124,6 +129,8 @@ class Runtime:
             deliveries,
             variants,
             direct_uploads,
+            tus_uploads,
+            partials,
             idempotency_keys,
         )
         handlers: dict[str, TaskHandler] = {
@@ -161,6 +168,7 @@ class Runtime:
         )
         signing_keys = KeyRing.load(settings.signing_key, data_dir)
         direct_upload_service = DirectUploadService(settings, direct_uploads, storage, file_service)
+        tus_service = TusService(settings, tus_uploads, partials, storage, file_service)
         return cls(
             settings=settings,
             engines=engines,
@@ -187,6 +195,7 @@ class Runtime:
             ),
             deliveries=delivery_loop,
             direct_upload_service=direct_upload_service,
+            tus_service=tus_service,
             link_service=LinkService(
                 signing_keys, file_service, variant_service, max_age=settings.link_max_age
             ),

@@ -18,6 +18,7 @@ from uploads_api.services.files import FileService
 from uploads_api.services.health import HealthService
 from uploads_api.services.links import LinkGrant, LinkService
 from uploads_api.services.tasks import TaskService
+from uploads_api.services.tus import TusService
 from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
 
@@ -150,6 +151,10 @@ def get_direct_upload_service(runtime: RuntimeDep) -> DirectUploadService:
     return runtime.direct_upload_service
 
 
+def get_tus_service(runtime: RuntimeDep) -> TusService:
+    return runtime.tus_service
+
+
 def get_auditor(runtime: RuntimeDep) -> Auditor:
     return runtime.auditor
 
@@ -164,5 +169,6 @@ WebhooksDep = Annotated[WebhookService, Depends(get_webhook_service)]
 EventStreamDep = Annotated[EventStreamService, Depends(get_event_stream)]
 HealthDep = Annotated[HealthService, Depends(get_health_service)]
 DirectUploadsDep = Annotated[DirectUploadService, Depends(get_direct_upload_service)]
+TusDep = Annotated[TusService, Depends(get_tus_service)]
 AuditDep = Annotated[Auditor, Depends(get_auditor)]
 LinksDep = Annotated[LinkService, Depends(get_link_service)]

@@ -143,6 +143,37 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         " page, cover art).",
         "Ask for variants of images, or of files whose record lists thumbnails.",
     ),
+    "offset-mismatch": (
+        "A tus PATCH whose Upload-Offset is not where the upload stands (`offset`, also in"
+        " the Upload-Offset header).",
+        "HEAD the upload, and send from the offset it answers.",
+    ),
+    "upload-locked": (
+        "Another request is writing this resumable upload (one writer at a time). A writer"
+        " that went away loses its hold after about 10 seconds.",
+        "Wait a moment and try again; tus clients do this by themselves.",
+    ),
+    "upload-expired": (
+        "The resumable upload was not completed within UPLOADS_TUS_EXPIRY seconds of its last"
+        " PATCH; its bytes are removed by the next sweep.",
+        "Start the upload again.",
+    ),
+    "tus-version-unsupported": (
+        "A request under /v1/tus/ without `Tus-Resumable: 1.0.0`; the server speaks tus 1.0.0"
+        " (the Tus-Version header).",
+        "Send `Tus-Resumable: 1.0.0`; tus clients do.",
+    ),
+    "checksum-algorithm-unsupported": (
+        "An Upload-Checksum with an algorithm this server does not offer (the"
+        " Tus-Checksum-Algorithm header of OPTIONS lists them: sha1, sha256, md5).",
+        "Use one of those algorithms.",
+    ),
+    "invalid-tus-request": (
+        "A tus request with a header missing or malformed: no Upload-Length nor"
+        " Upload-Defer-Length, an Upload-Offset that is not a number, Upload-Metadata that"
+        " is not `key base64` pairs, an Upload-Length that changes.",
+        "Fix the header named in `detail`.",
+    ),
     "direct-uploads-unavailable": (
         "This server does not offer direct uploads: its storage is not S3, or the operator"
         " turned them off (UPLOADS_DIRECT_UPLOADS=false). `GET /v1/capabilities` says which.",

@@ -31,6 +31,11 @@ STATUS: dict[type[UploadsError], int] = {
     errors.NotFound: 404,
     errors.DirectUploadBusy: 409,
     errors.IdempotencyKeyInProgress: 409,
+    errors.OffsetMismatch: 409,
+    errors.UploadExpired: 410,
+    errors.TusVersionUnsupported: 412,
+    errors.UploadLocked: 423,
+    errors.TusChecksumMismatch: 460,
     errors.InvalidParts: 409,
     errors.RequestTimeout: 408,
     errors.PayloadTooLarge: 413,
@@ -107,9 +112,10 @@ def _error_classes(root: type[UploadsError] = UploadsError) -> list[type[Uploads
 
 
 # Every code a problem can carry: the service's errors, then the framework's own.
-PROBLEM_TYPES: dict[str, ProblemType] = {
-    cls.code: ProblemType(cls.code, _status_of(cls), cls.title) for cls in _error_classes()
-}
+PROBLEM_TYPES: dict[str, ProblemType] = {}
+for _cls in _error_classes():
+    # A subclass that only changes the status (tus's 460) keeps its parent's entry.
+    PROBLEM_TYPES.setdefault(_cls.code, ProblemType(_cls.code, _status_of(_cls), _cls.title))
 for _status, (_code, _title) in _HTTP_CODES.items():
     PROBLEM_TYPES.setdefault(_code, ProblemType(_code, _status, _title))
 PROBLEM_TYPES["http-error"] = ProblemType("http-error", None, "HTTP error")
@@ -121,6 +127,10 @@ def http_headers(error: UploadsError) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="uploads-api"'}
     if isinstance(error, errors.RangeNotSatisfiable):
         return {"Content-Range": f"bytes */{error.extra.get('size', '*')}"}
+    if isinstance(error, errors.TusVersionUnsupported):
+        return {"Tus-Version": "1.0.0"}
+    if isinstance(error, errors.OffsetMismatch):
+        return {"Upload-Offset": str(error.extra.get("offset", 0))}
     if isinstance(error, errors.TooManyUploads):
         return {"Retry-After": str(error.extra.get("retry_after", 1))}
     if isinstance(error, errors.IdempotencyKeyInProgress):

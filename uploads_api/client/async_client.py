@@ -7,7 +7,7 @@ import builtins
 import contextlib
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -33,9 +33,15 @@ from uploads_api.client.errors import (
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import UploadResult
+from uploads_api.client.resumable import (
+    DEFAULT_CHUNK,
+    DEFAULT_THRESHOLD,
+    AsyncResumableUploads,
+    ResumeState,
+)
 from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
-from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
+from uploads_api.client.sources import CHUNK_SIZE, Source, UploadSource, read_chunks
 
 T = TypeVar("T")
 R = TypeVar("R")  # an item of a listing
@@ -62,6 +68,11 @@ class AsyncClient:
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
         direct: bool = True,
+        resumable: bool = True,
+        resumable_threshold: int = DEFAULT_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK,
+        parallel: int = 1,
+        resume_state: Path | None = None,
     ) -> None:
         self.url = calls.resolve_url(url)
         self.retry_policy = retry or RetryPolicy()
@@ -79,6 +90,19 @@ class AsyncClient:
             )
             self._direct = AsyncDirectUploads(self._http, storage, self.retry_policy)
         self._batches = AsyncBatches(self._http, self.retry_policy)
+        # Files of ``resumable_threshold`` bytes or more go over tus in chunks, resumable
+        # by a later run (their upload URLs kept in ``resume_state``).
+        self._resumable: AsyncResumableUploads | None = None
+        if resumable:
+            self._resumable = AsyncResumableUploads(
+                self._http,
+                self.url,
+                self.retry_policy,
+                threshold=resumable_threshold,
+                chunk_size=chunk_size,
+                parallel=parallel,
+                state=ResumeState(resume_state) if resume_state else None,
+            )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -126,6 +150,10 @@ class AsyncClient:
             record = await self._direct.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
+        if self._resumable is not None:
+            record = await self._resumable.upload(upload, sha256, progress, on_retry)
+            if record is not None:
+                return record
         request = calls.upload_request(upload.name, sha256)
 
         async def attempt() -> FileRecord:
@@ -164,7 +192,7 @@ class AsyncClient:
             response = await self._http.request(
                 request.method,
                 request.path,
-                content=_framed(request, _chunks(reader, upload.blocking, progress)),
+                content=calls.framed_async(request, read_chunks(reader, upload.blocking, progress)),
                 headers=calls.upload_headers(request, reader.size, sha256),
             )
         finally:
@@ -190,13 +218,14 @@ class AsyncClient:
         digests = list(sha256s) if sha256s is not None else [None] * len(files)
         return await self._batches.upload(files, digests, progress, on_retry)
 
-    async def direct_min_size(self, on_retry: OnRetry | None = None) -> int | None:
-        """The size from which ``upload`` sends a file straight to storage; ``None`` when
-        everything goes through the API. The server is asked once per client."""
-        if self._direct is None:
-            return None
-        offer = await self._direct.offer(on_retry)
-        return None if offer is None else max(1, offer.min_size)
+    async def alone_from(self, on_retry: OnRetry | None = None) -> int | None:
+        """The size from which ``upload`` sends a file its own way, never in a batch: direct
+        to S3 (if the server offers it; asked once per client) or resumably; or ``None``."""
+        sizes = [] if self._resumable is None else [self._resumable.threshold]
+        if self._direct is not None:
+            offer = await self._direct.offer(on_retry)
+            sizes += [] if offer is None else [max(1, offer.min_size)]
+        return min(sizes, default=None)
 
     async def upload_many(
         self,
@@ -207,11 +236,9 @@ class AsyncClient:
         wait: bool = False,
         batch: BatchLimits | None = DEFAULT_BATCH,
     ) -> builtins.list[UploadResult]:
-        """Upload files ``concurrency`` requests at a time, small files packed into
-        batches (``batch``: at most so many files and bytes per request; ``None``: one
-        file per request); one ``UploadResult`` per path, in order. Failures are reported
-        in the results, not raised. ``BatchUploader`` does the work and can report
-        progress."""
+        """Upload files ``concurrency`` requests at a time, small ones ``batch``-ed (``None``:
+        one per request); one ``UploadResult`` per path, in order. Failures are reported in
+        the results, not raised. ``BatchUploader`` does the work and can report progress."""
         uploader = BatchUploader(
             self, concurrency=concurrency, skip_existing=skip_existing, wait=wait, batch=batch
         )
@@ -370,28 +397,3 @@ class AsyncClient:
         return await attempts.retrying(
             self.retry_policy, attempt, retryable=retryable, on_retry=on_retry, recover=recover
         )
-
-
-async def _framed(
-    request: calls.UploadRequest, chunks: AsyncIterator[bytes]
-) -> AsyncIterator[bytes]:
-    """``calls.framed`` for an async body."""
-    if request.head:
-        yield request.head
-    async for chunk in chunks:
-        yield chunk
-    if request.tail:
-        yield request.tail
-
-
-async def _chunks(
-    reader: Reader, blocking: bool, progress: Progress | None
-) -> AsyncIterator[bytes]:
-    """The body: chunks read in a thread when reading blocks. ``progress`` is told after
-    httpx asks for the next chunk, that is once the previous one went out."""
-    while not reader.finished:
-        chunk = await asyncio.to_thread(reader.read) if blocking else reader.read()
-        if chunk:
-            yield chunk
-        if progress is not None:
-            progress(reader.sent)

@@ -47,10 +47,8 @@ class BatchClient(Protocol):
         ``UploadsClientError`` for what fails the whole request, once retries are spent."""
         ...
 
-    async def direct_min_size(
-        self, on_retry: Callable[[Retrying], None] | None = None
-    ) -> int | None:
-        """The size from which ``upload`` sends a file straight to storage, if it does."""
+    async def alone_from(self, on_retry: Callable[[Retrying], None] | None = None) -> int | None:
+        """The size from which ``upload`` sends a file its own way (direct, resumable)."""
         ...
 
     async def check(self, sha256s: Iterable[str]) -> HashCheck:
@@ -90,11 +88,11 @@ class Sender:
                 self._retried(notice, [self.paths[index] for index, _ in items])
 
             try:
-                threshold = await self.client.direct_min_size(retrying)
+                threshold = await self.client.alone_from(retrying)
             except (UploadsClientError, OSError) as exc:
                 return self._failed(items, exc, time.monotonic(), tries)
             if threshold is not None:
-                # Files the client sends straight to storage go as it sends them.
+                # Files the client sends its own way (direct, resumable) go so, alone.
                 together = [item for item in items if self.sizes[item[0]] < threshold]
         done = [
             (index, await self._upload(self.paths[index], self.sizes[index], digest))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -119,6 +119,18 @@ def framed(request: UploadRequest, chunks: Iterable[bytes]) -> Iterator[bytes]:
     if request.head:
         yield request.head
     yield from chunks
+    if request.tail:
+        yield request.tail
+
+
+async def framed_async(
+    request: UploadRequest, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """``framed`` for an async body."""
+    if request.head:
+        yield request.head
+    async for chunk in chunks:
+        yield chunk
     if request.tail:
         yield request.tail
 

@@ -30,7 +30,7 @@ class ManyClient(Protocol):
         self, paths: Sequence[str | os.PathLike[str]], *, sha256s: Sequence[str | None]
     ) -> list[Outcome]: ...
 
-    def direct_min_size(self, on_retry: Callable[[Retrying], None] | None = None) -> int | None: ...
+    def alone_from(self, on_retry: Callable[[Retrying], None] | None = None) -> int | None: ...
 
     def check(self, sha256s: Iterable[str]) -> HashCheck: ...
 
@@ -106,7 +106,7 @@ def _send(
     together = group
     if len(group) > 1:
         try:
-            threshold = client.direct_min_size()
+            threshold = client.alone_from()
         except (UploadsClientError, OSError) as exc:
             return [(i, upload_failed(files[i], sizes[i], d, exc, started)) for i, d in group]
         if threshold is not None:

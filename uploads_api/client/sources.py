@@ -6,12 +6,13 @@ reader hashes what it hands out, so the client can check the server stored exact
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -143,6 +144,12 @@ class UploadSource:
                 self._start = source.tell()
 
     @property
+    def local_path(self) -> Path | None:
+        """The file on disk this source is, if it is one (not bytes, not a stream)."""
+        source = self._source
+        return Path(source) if isinstance(source, str | os.PathLike) else None
+
+    @property
     def retryable(self) -> bool:
         """Whether another attempt can send the same bytes again."""
         if isinstance(self._source, (str, os.PathLike, *_BYTES)):
@@ -206,6 +213,19 @@ def sha256_file(path: str | os.PathLike[str], stop: threading.Event | None = Non
                 raise InterruptedError(f"hashing {os.fspath(path)} was stopped")
             digest.update(chunk)
     return digest.hexdigest()
+
+
+async def read_chunks(
+    reader: Reader, blocking: bool, progress: Callable[[int], None] | None
+) -> AsyncIterator[bytes]:
+    """A body for an async client: chunks read in a thread when reading blocks.
+    ``progress`` is told after httpx asks for the next chunk, once the previous went out."""
+    while not reader.finished:
+        chunk = await asyncio.to_thread(reader.read) if blocking else reader.read()
+        if chunk:
+            yield chunk
+        if progress is not None:
+            progress(reader.sent)
 
 
 class Opened:

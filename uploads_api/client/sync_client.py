@@ -34,6 +34,12 @@ from uploads_api.client.errors import (
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import UploadResult
+from uploads_api.client.resumable import (
+    DEFAULT_CHUNK,
+    DEFAULT_THRESHOLD,
+    ResumableUploads,
+    ResumeState,
+)
 from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
@@ -64,6 +70,11 @@ class Client:
         max_connections: int = 20,
         transport: httpx.BaseTransport | None = None,
         direct: bool = True,
+        resumable: bool = True,
+        resumable_threshold: int = DEFAULT_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK,
+        parallel: int = 1,
+        resume_state: Path | None = None,
     ) -> None:
         self.url = calls.resolve_url(url)
         self.retry_policy = retry or RetryPolicy()
@@ -81,6 +92,19 @@ class Client:
             )
             self._direct = DirectUploads(self._http, storage, self.retry_policy)
         self._batches = Batches(self._http, self.retry_policy)
+        # Files of ``resumable_threshold`` bytes or more go over tus in chunks, resumable
+        # by a later run (see ``AsyncClient``); not over a test's own transport.
+        self._resumable: ResumableUploads | None = None
+        if resumable and transport is None:
+            self._resumable = ResumableUploads(
+                calls.http_options(self.url, api_key, self._timeout, 4),
+                self.url,
+                self.retry_policy,
+                threshold=resumable_threshold,
+                chunk_size=chunk_size,
+                parallel=parallel,
+                state=ResumeState(resume_state) if resume_state else None,
+            )
 
     def __enter__(self) -> Client:
         return self
@@ -115,6 +139,10 @@ class Client:
         upload = UploadSource(source, filename)
         if self._direct is not None:
             record = self._direct.upload(upload, sha256, progress, on_retry)
+            if record is not None:
+                return record
+        if self._resumable is not None:
+            record = self._resumable.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
         request = calls.upload_request(upload.name, sha256)
@@ -169,12 +197,13 @@ class Client:
         digests = list(sha256s) if sha256s is not None else [None] * len(files)
         return self._batches.upload(files, digests, progress, on_retry)
 
-    def direct_min_size(self, on_retry: OnRetry | None = None) -> int | None:
-        """See ``AsyncClient.direct_min_size``."""
-        if self._direct is None:
-            return None
-        offer = self._direct.offer(on_retry)
-        return None if offer is None else max(1, offer.min_size)
+    def alone_from(self, on_retry: OnRetry | None = None) -> int | None:
+        """See ``AsyncClient.alone_from``."""
+        sizes = [] if self._resumable is None else [self._resumable.threshold]
+        if self._direct is not None:
+            offer = self._direct.offer(on_retry)
+            sizes += [] if offer is None else [max(1, offer.min_size)]
+        return min(sizes, default=None)
 
     def upload_many(
         self,

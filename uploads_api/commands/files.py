@@ -7,7 +7,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,19 +36,6 @@ def connect(args: argparse.Namespace, **options: Any) -> AsyncClient:
     return AsyncClient(args.url, args.api_key, **options)
 
 
-_UNITS = {"": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
-
-
-def byte_count(text: str) -> int:
-    """An argparse ``type``: a positive number of bytes, with an optional binary unit
-    (``65536``, ``64KiB``, ``8M``)."""
-    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
-    unit = _UNITS.get(match.group(2).lower()) if match else None
-    if match is None or unit is None or int(match.group(1)) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size in bytes (8388608, 8MiB)")
-    return int(match.group(1)) * unit
-
-
 def at_least(minimum: float, kind: type[int] | type[float] = int) -> Callable[[str], Any]:
     """An argparse ``type`` refusing numbers below ``minimum`` (a usage error, status 2)."""
 
@@ -66,6 +52,21 @@ def at_least(minimum: float, kind: type[int] | type[float] = int) -> Callable[[s
 
 
 positive_int = at_least(1)
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def byte_size(text: str) -> int:
+    """An argparse ``type`` for sizes: bytes, or with K, M or G (KiB, MiB, GiB)."""
+    number = text.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = number[-1:] if number[-1:] in _UNITS else ""
+    try:
+        value = int(number.removesuffix(unit)) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 8M)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive size")
+    return value
 
 
 def error(message: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from uploads_api.client import AsyncClient, BatchUploader, RetryPolicy
 from uploads_api.client.batching import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_FILES, BatchLimits
 from uploads_api.client.errors import UploadsClientError
+from uploads_api.client.resumable import DEFAULT_CHUNK, DEFAULT_THRESHOLD
 from uploads_api.client.selection import select
 from uploads_api.commands.files import (
     EXIT_FAILED,
@@ -22,7 +23,7 @@ from uploads_api.commands.files import (
     EXIT_USAGE,
     add_connection_options,
     at_least,
-    byte_count,
+    byte_size,
     connect,
     error,
     positive_int,
@@ -78,10 +79,10 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--batch-bytes",
-        type=byte_count,
+        type=byte_size,
         default=DEFAULT_BATCH_BYTES,
         metavar="SIZE",
-        help="and up to SIZE bytes (8MiB); a larger file goes alone",
+        help="and up to SIZE bytes (8M); a larger file goes alone",
     )
     parser.add_argument(
         "--skip-existing",
@@ -107,6 +108,30 @@ def register(commands: Any) -> None:
         action="store_false",
         help="send every file through the API, even where the server offers direct uploads "
         "of large files to its S3 storage",
+    )
+    parser.add_argument(
+        "--resumable-threshold",
+        type=byte_size,
+        default=DEFAULT_THRESHOLD,
+        metavar="SIZE",
+        help="files this large or larger go up resumably, over tus in chunks (64M); run the "
+        "same command again after an interruption and each goes on where it stopped",
+    )
+    parser.add_argument(
+        "--chunk-size", type=byte_size, default=DEFAULT_CHUNK, metavar="SIZE", help="(8M)"
+    )
+    parser.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="send each resumable file as N pieces at once, joined by the server (1)",
+    )
+    parser.add_argument(
+        "--no-resumable",
+        dest="resumable",
+        action="store_false",
+        help="send large files in one request each, not resumably",
     )
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per file, then a summary"
@@ -153,7 +178,14 @@ async def _upload(args: argparse.Namespace, files: list[Path], reporter: Reporte
     policy = RetryPolicy(attempts=args.retries + 1)
     # Uploads and long polls for --wait each hold a connection; keep them all alive.
     async with connect(
-        args, retry=policy, max_connections=2 * args.concurrency + 2, direct=args.direct
+        args,
+        retry=policy,
+        max_connections=2 * args.concurrency + 2,
+        direct=args.direct,
+        resumable=args.resumable,
+        resumable_threshold=args.resumable_threshold,
+        chunk_size=args.chunk_size,
+        parallel=args.parallel,
     ) as client:
         try:
             await _preflight(client)

@@ -78,8 +78,8 @@ class DirectUploadRepository:
             rows = (await conn.execute(query)).all()
         return [DirectUpload(**row._mapping) for row in rows]
 
-    async def open_upload_ids(self) -> set[str]:
-        """The storage upload ids of every upload still in progress (not to be swept)."""
+    async def open_keys(self) -> set[str]:
+        """The storage keys of every upload still in progress (not to be swept)."""
         async with self.engines.reader.connect() as conn:
-            rows = await conn.execute(select(d.c.upload_id))
-        return {row.upload_id for row in rows}
+            rows = await conn.execute(select(d.c.storage_key))
+        return {row.storage_key for row in rows}

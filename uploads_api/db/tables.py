@@ -171,6 +171,32 @@ direct_uploads = Table(
     Column("expires_at", DateTime, nullable=False, index=True),
 )
 
+# Resumable (tus) uploads: the bytes so far live in the partial store; the row says how
+# many are durable (``offset``), who may write next (a short lease: one writer at a time
+# across processes), and, once complete, which file they became. ``state``: ``open`` or
+# ``done``.
+tus_uploads = Table(
+    "tus_uploads",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=True),
+    Column("key_id", Integer, nullable=True),
+    Column("length", BigInteger, nullable=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("metadata_header", String(4096), nullable=True),
+    # Upload-Concat as sent: ``partial`` (a piece a final upload joins; never a file
+    # itself), or ``final;<the partial uploads' URLs>``.
+    Column("concat", String(4096), nullable=True),
+    Column("metadata", JSON, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("file_id", String(32), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False, index=True),
+    Index("ix_tus_uploads_owner_state", "owner", "state"),
+)
+
 # Idempotency-Key of uploads, per owner ("" for an open server's callers). A request claims
 # its key (``running``, held by ``holder`` until ``locked_until``, renewed while it runs)
 # before it reads the body; its answer (zlib-compressed JSON) is written in the transaction

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from uploads_api.db import tables
 from uploads_api.db.engine import Engines
+from uploads_api.db.tus_uploads import reserved_bytes
 from uploads_api.errors import QuotaExceeded
 
 f = tables.files
@@ -48,12 +49,14 @@ class UsageRepository:
 
 
 async def usage_in(conn: AsyncConnection, owner: str | None) -> tuple[int, int]:
-    """``UsageRepository.usage`` inside the caller's transaction."""
+    """``UsageRepository.usage`` inside the caller's transaction: stored files, and the
+    bytes that unfinished resumable uploads have reserved."""
     query = select(func.coalesce(func.sum(f.c.size), 0), func.count()).where(
         f.c.owner.is_(None) if owner is None else f.c.owner == owner
     )
     used_bytes, used_files = (await conn.execute(query)).one()
-    return int(used_bytes), int(used_files)
+    reserved = (await conn.execute(reserved_bytes(owner))).scalar_one()
+    return int(used_bytes) + int(reserved), int(used_files)
 
 
 async def check_quota_in(

@@ -132,10 +132,13 @@ class DirectUploadService:
         try:
             await transfer.finish_upload(upload.storage_key, upload.upload_id, parts)
         except PartsRejected as exc:
-            await asyncio.shield(self.uploads.release(upload.id))
-            raise InvalidParts(
-                f"storage refused the parts: {exc}", parts=upload.part_count
-            ) from exc
+            if await self.storage.size(upload.storage_key) != upload.size:
+                await asyncio.shield(self.uploads.release(upload.id))
+                raise InvalidParts(
+                    f"storage refused the parts: {exc}", parts=upload.part_count
+                ) from exc
+            # "No such upload" after all, with the object there: an earlier attempt of this
+            # call (a retry after a lost answer) assembled it.
         except BaseException:
             await asyncio.shield(self.uploads.release(upload.id))
             raise

@@ -66,8 +66,9 @@ class PendingUploads(Protocol):
     process leaves behind, invisible to ``list``."""
 
     async def abort_pending(self, started_before: float, keep: Collection[str] = ()) -> int:
-        """Abort unfinished uploads begun before that Unix time, but for the upload ids in
-        ``keep`` (direct uploads still open); how many were aborted."""
+        """Abort unfinished uploads begun before that Unix time, but for those at the
+        storage keys in ``keep`` (direct and resumable uploads still open); how many were
+        aborted."""
 
 
 @runtime_checkable

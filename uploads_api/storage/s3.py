@@ -115,6 +115,15 @@ class S3Storage:
         # Signing is local arithmetic: a second client costs no connection.
         self._signer = _make_client(public_endpoint_url, region) if public_endpoint_url else client
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client, for the modules that work with this storage's objects."""
+        return self._client
+
+    def object_key(self, key: str) -> str:
+        """The S3 key of a storage key (under the prefix)."""
+        return self._object_key(key)
+
     def _object_key(self, key: str) -> str:
         validate_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -198,7 +207,7 @@ class S3Storage:
         while page := await asyncio.to_thread(next, pages, None):
             for upload in page.get("Uploads", []):
                 if upload["Initiated"].timestamp() < started_before and (
-                    upload["UploadId"] not in keep
+                    self._storage_key(upload["Key"]) not in keep
                 ):
                     await asyncio.to_thread(
                         self._client.abort_multipart_upload,

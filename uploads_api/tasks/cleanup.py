@@ -24,9 +24,11 @@ from uploads_api.db.files import FileRepository
 from uploads_api.db.idempotency import IdempotencyRepository
 from uploads_api.db.models import Task
 from uploads_api.db.tables import utcnow
+from uploads_api.db.tus_uploads import DONE, TusUploadRepository
 from uploads_api.db.variants import VariantRepository
 from uploads_api.storage import DirectTransfer, PendingUploads, Storage, thumbnail_prefix
-from uploads_api.storage.keys import file_id_of
+from uploads_api.storage.keys import file_id_of, original_key
+from uploads_api.storage.partials import PartialStore
 from uploads_api.storage.tempnames import writer_is_gone
 from uploads_api.tasks.workspace import Workspace
 
@@ -50,6 +52,8 @@ class CleanupTask:
         deliveries: DeliveryRepository,
         variants: VariantRepository,
         direct_uploads: DirectUploadRepository,
+        tus_uploads: TusUploadRepository,
+        partials: PartialStore,
         idempotency_keys: IdempotencyRepository,
     ) -> None:
         self.settings = settings
@@ -61,6 +65,8 @@ class CleanupTask:
         self.deliveries = deliveries
         self.variants = variants
         self.direct_uploads = direct_uploads
+        self.tus_uploads = tus_uploads
+        self.partials = partials
         self.idempotency_keys = idempotency_keys
 
     async def run(self, task: Task) -> None:
@@ -94,12 +100,14 @@ class CleanupTask:
                 if file_id and mtime < cutoff:
                     stale.setdefault(file_id, []).append(key)
         removed_direct = await self.abort_expired_direct_uploads()
+        removed_resumable = await self.remove_expired_resumable_uploads()
         if isinstance(self.storage, PendingUploads):
             # Uploads a killed process began and never finished or aborted; not the direct
             # uploads clients are still sending.
-            open_ids = await self.direct_uploads.open_upload_ids()
-            removed_temp += await self.storage.abort_pending(cutoff, open_ids)
+            removed_temp += await self.storage.abort_pending(cutoff, await self._open_keys())
         referenced = await self.files.existing_file_ids(stale)
+        # An unfinished resumable upload's bytes may wait at its file's key (on S3).
+        referenced |= await self.tus_uploads.open_ids()
         removed_blobs = 0
         for file_id, keys in stale.items():
             if file_id in referenced:
@@ -123,15 +131,22 @@ class CleanupTask:
             "audit": removed_audit,
             "variants": removed_variants,
             "direct_uploads": removed_direct,
+            "resumable_uploads": removed_resumable,
             "idempotency_keys": removed_keys,
         }
         if any(removed.values()):
             log.info(
                 "sweep removed %d temp entries, %d blobs, %d events, %d audit rows, %d variants,"
-                " %d expired direct uploads, %d expired idempotency keys",
+                " %d expired direct uploads, %d expired resumable uploads, %d expired"
+                " idempotency keys",
                 *removed.values(),
             )
         return removed
+
+    async def _open_keys(self) -> set[str]:
+        """The keys of uploads clients are still sending: direct ones, resumable ones."""
+        resumable = {original_key(upload_id) for upload_id in await self.tus_uploads.open_ids()}
+        return await self.direct_uploads.open_keys() | resumable
 
     async def abort_expired_direct_uploads(self) -> int:
         """Abort direct uploads past their expiry: their parts, then their row. One whose
@@ -144,6 +159,18 @@ class CleanupTask:
             await self.direct_uploads.remove(upload.id)
             aborted += 1
         return aborted
+
+    async def remove_expired_resumable_uploads(self) -> int:
+        """Resumable uploads past their expiry: the bytes, then the row (a finished one only
+        has its row: the file is its own)."""
+        removed = 0
+        for upload in await self.tus_uploads.expired():
+            if upload.state != DONE:
+                await self.partials.discard(upload.id)
+            await self.tus_uploads.remove(upload.id)
+            removed += 1
+        metrics.RESUMABLE_EXPIRED.inc(removed)
+        return removed
 
     async def cap_variants(self) -> int:
         """Hold every owner's stored variants to UPLOADS_VARIANT_CACHE_BYTES, removing the

@@ -1,0 +1,401 @@
+"""Resumable uploads over tus 1.0: tuspy (a client nobody here wrote) uploads in chunks with
+sha1 checksums and resumes an interrupted upload from its URL; raw requests check each
+header and each refusal as the protocol states it; a server killed right after a 204
+keeps every byte it acknowledged."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tusclient.client import TusClient
+
+from tests.cluster import AWS_ENV
+from tests.conftest import Server, ServerFactory
+from tests.helpers import assert_problem, bearer, cli_env, create_keys, wait_done
+from tests.service_fixtures import s3_client
+
+pytestmark = pytest.mark.e2e
+
+TUS = {"Tus-Resumable": "1.0.0"}
+CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
+
+
+def metadata(**items: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items())
+
+
+def create(client: httpx.Client, length: int | None, **more: str) -> str:
+    headers = {**TUS, **more}
+    if length is None:
+        headers["Upload-Defer-Length"] = "1"
+    else:
+        headers["Upload-Length"] = str(length)
+    answer = client.post("/v1/tus/", headers=headers)
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["tus-resumable"] == "1.0.0"
+    return str(answer.headers["location"])
+
+
+def patch(client: httpx.Client, url: str, offset: int, data: bytes, **more: str) -> httpx.Response:
+    return client.patch(url, content=data, headers={**CHUNK, "Upload-Offset": str(offset), **more})
+
+
+def head(client: httpx.Client, url: str) -> httpx.Response:
+    return client.head(url, headers=TUS)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def tus_server(request: pytest.FixtureRequest, module_server_factory: ServerFactory) -> Server:
+    """The same protocol whether the bytes wait on local disk or as S3 parts."""
+    if request.param == "local":
+        return module_server_factory(max_file_size=64 * 1024 * 1024)
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"tus-{secrets.token_hex(6)}"
+    s3_client(endpoint).create_bucket(Bucket=bucket)
+    server = module_server_factory(
+        extra_env=AWS_ENV,
+        max_file_size=64 * 1024 * 1024,
+        storage_url=f"s3://{bucket}/tus",
+        s3_endpoint_url=endpoint,
+    )
+    server.bucket = bucket  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture
+def client(tus_server: Server) -> Any:
+    with httpx.Client(base_url=tus_server.url, timeout=60) as http:
+        yield http
+
+
+def test_options_say_what_the_server_speaks(client: httpx.Client) -> None:
+    answer = client.options("/v1/tus/")
+    assert answer.status_code == 204
+    assert answer.headers["tus-version"] == "1.0.0"
+    assert set(answer.headers["tus-extension"].split(",")) >= {
+        "creation",
+        "creation-with-upload",
+        "creation-defer-length",
+        "expiration",
+        "checksum",
+        "termination",
+    }
+    assert answer.headers["tus-max-size"] == str(64 * 1024 * 1024)
+    assert set(answer.headers["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256", "md5"}
+
+
+def test_tuspy_uploads_in_checksummed_chunks(
+    client: httpx.Client, tus_server: Server, tmp_path: Path
+) -> None:
+    data = os.urandom(1_000_000)
+    source = tmp_path / "movie.bin"
+    source.write_bytes(data)
+    with source.open("rb") as stream:
+        uploader = TusClient(f"{tus_server.url}/v1/tus/").uploader(
+            file_stream=stream,
+            chunk_size=256 * 1024,
+            upload_checksum=True,
+            metadata={"filename": "movie.bin"},
+        )
+        uploader.upload()
+    assert uploader.url is not None
+    final = head(client, uploader.url)
+    assert final.headers["upload-offset"] == str(len(data))
+    file_id = final.headers["file-id"]
+    assert final.headers["link"] == f'</v1/files/{file_id}>; rel="file"'
+    record = wait_done(client, file_id)
+    assert record["filename"] == "movie.bin" and record["size"] == len(data)
+    assert record["sha256"] == hashlib.sha256(data).hexdigest()
+    assert client.get(f"/v1/files/{file_id}/content").content == data
+
+
+def test_tuspy_resumes_an_interrupted_upload_from_its_url(
+    client: httpx.Client, tus_server: Server, tmp_path: Path
+) -> None:
+    data = os.urandom(700_000)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    tus = TusClient(f"{tus_server.url}/v1/tus/")
+    with source.open("rb") as stream:
+        first = tus.uploader(
+            file_stream=stream, chunk_size=100_000, metadata={"filename": "big.bin"}
+        )
+        first.upload(stop_at=300_000)  # the connection "drops" here
+    assert first.url is not None
+    assert head(client, first.url).headers["upload-offset"] == "300000"
+    with source.open("rb") as stream:
+        resumed = tus.uploader(file_stream=stream, chunk_size=100_000, url=first.url)
+        assert resumed.offset == 300_000
+        resumed.upload()
+    file_id = head(client, first.url).headers["file-id"]
+    assert client.get(f"/v1/files/{file_id}/content").content == data
+
+
+def test_creation_with_upload_and_deferred_length(client: httpx.Client) -> None:
+    data = b"all of it at once\n" * 100
+    answer = client.post(
+        "/v1/tus/",
+        content=data,
+        headers={
+            **CHUNK,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": metadata(filename="a.txt"),
+        },
+    )
+    assert answer.status_code == 201 and answer.headers["upload-offset"] == str(len(data))
+    assert client.get(f"/v1/files/{answer.headers['file-id']}").json()["filename"] == "a.txt"
+
+    url = create(client, None)
+    assert head(client, url).headers["upload-defer-length"] == "1"
+    assert patch(client, url, 0, data[:1000]).status_code == 204
+    done = patch(client, url, 1000, data[1000:], **{"Upload-Length": str(len(data))})
+    assert done.status_code == 204 and "file-id" in done.headers
+    assert client.get(f"/v1/files/{done.headers['file-id']}/content").content == data
+
+
+def test_each_refusal_is_the_one_tus_names(client: httpx.Client) -> None:
+    assert_problem(
+        client.post("/v1/tus/", headers={"Upload-Length": "10"}), 412, "tus-version-unsupported"
+    )
+    refused = client.post("/v1/tus/", headers={"Tus-Resumable": "0.2.2", "Upload-Length": "1"})
+    assert refused.headers["tus-version"] == "1.0.0"
+    too_big = client.post("/v1/tus/", headers={**TUS, "Upload-Length": str(65 * 1024 * 1024)})
+    assert_problem(too_big, 413, "file-too-large")
+    url = create(client, 10)
+    assert_problem(patch(client, url, 3, b"abc"), 409, "offset-mismatch")
+    wrong_type = client.patch(url, content=b"abc", headers={**TUS, "Upload-Offset": "0"})
+    assert_problem(wrong_type, 415, "unsupported-media-type")
+    assert_problem(patch(client, url, 0, b"x" * 11), 413, "file-too-large")
+    assert head(client, url).headers["upload-offset"] == "0"
+    sha1 = base64.b64encode(hashlib.sha1(b"not these").digest()).decode()
+    mismatch = patch(client, url, 0, b"abcde", **{"Upload-Checksum": f"sha1 {sha1}"})
+    assert mismatch.status_code == 460 and mismatch.json()["code"] == "checksum-mismatch"
+    assert head(client, url).headers["upload-offset"] == "0"
+    unknown = patch(client, url, 0, b"abcde", **{"Upload-Checksum": "crc32 AAAA"})
+    assert_problem(unknown, 400, "checksum-algorithm-unsupported")
+    good = base64.b64encode(hashlib.sha256(b"abcde").digest()).decode()
+    assert (
+        patch(client, url, 0, b"abcde", **{"Upload-Checksum": f"sha256 {good}"}).status_code == 204
+    )
+    # Termination, through the method override that proxies allow.
+    gone = client.post(url, headers={**TUS, "X-HTTP-Method-Override": "DELETE"})
+    assert gone.status_code == 204
+    assert head(client, url).status_code == 404
+
+
+def test_a_whole_file_sha256_that_does_not_match_ends_the_upload(client: httpx.Client) -> None:
+    data = b"0123456789" * 10
+    url = create(
+        client, len(data), **{"Upload-Metadata": metadata(filename="x.txt", sha256="00" * 32)}
+    )
+    answer = patch(client, url, 0, data)
+    assert answer.status_code == 460 and answer.json()["code"] == "checksum-mismatch"
+    assert head(client, url).status_code == 404
+    right = hashlib.sha256(data).hexdigest()
+    url = create(client, len(data), **{"Upload-Metadata": metadata(sha256=right)})
+    done = patch(client, url, 0, data)
+    assert client.get(f"/v1/files/{done.headers['file-id']}").json()["checksum_verified"] is True
+
+
+def test_unfinished_uploads_are_listed_and_belong_to_their_key(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    keys = create_keys(server.data_dir, "alice", "bob")
+    with httpx.Client(base_url=server.url, headers=bearer(keys["alice"])) as alice:
+        url = create(alice, 100, **{"Upload-Metadata": metadata(filename="half.bin")})
+        patch(alice, url, 0, b"x" * 40)
+        listed = alice.get("/v1/tus/").json()["uploads"]
+        assert [(u["url"], u["offset"], u["length"]) for u in listed] == [(url, 40, 100)]
+        assert listed[0]["metadata"] == {"filename": "half.bin"}
+        with httpx.Client(base_url=server.url, headers=bearer(keys["bob"])) as bob:
+            assert head(bob, url).status_code == 404
+            assert_problem(patch(bob, url, 40, b"y"), 404, "not-found")
+            assert bob.delete(url, headers=TUS).status_code == 404
+            assert bob.get("/v1/tus/").json()["uploads"] == []
+
+
+def test_quota_is_reserved_at_creation(server_factory: ServerFactory) -> None:
+    server = server_factory(quota_bytes=1000)
+    with httpx.Client(base_url=server.url) as http:
+        create(http, 800)
+        over = http.post("/v1/tus/", headers={**TUS, "Upload-Length": "300"})
+        assert_problem(over, 413, "quota-exceeded")
+        # A plain upload counts the reservation too.
+        assert_problem(http.put("/v1/files/a.bin", content=b"z" * 300), 413, "quota-exceeded")
+
+
+def test_expired_uploads_answer_410_then_the_sweep_removes_them(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(tus_expiry=1)
+    with httpx.Client(base_url=server.url) as http:
+        url = create(http, 100)
+        patch(http, url, 0, b"p" * 50)
+        partials = list((server.data_dir / "tus").rglob("*"))
+        assert any(path.is_file() for path in partials)
+        time.sleep(1.5)
+        assert_problem(head_problem(http, url), 410, "upload-expired")
+        swept = subprocess.run(
+            [sys.executable, "-m", "uploads_api.cli", "sweep", "--data-dir", str(server.data_dir)],
+            env={**cli_env(), "UPLOADS_TUS_EXPIRY": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert swept.returncode == 0, swept.stderr
+        assert head(http, url).status_code == 404
+        assert not [p for p in (server.data_dir / "tus").rglob("*") if p.is_file()]
+
+
+def head_problem(client: httpx.Client, url: str) -> httpx.Response:
+    """HEAD has no body; the same request as GET-less PATCH shows the problem."""
+    return patch(client, url, 50, b"")
+
+
+def test_an_acknowledged_chunk_survives_a_kill(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    data = os.urandom(300_000)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        url = create(http, len(data))
+        assert patch(http, url, 0, data[:200_000]).status_code == 204
+    server.kill()
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert head(http, url).headers["upload-offset"] == "200000"
+        done = patch(http, url, 200_000, data[200_000:])
+        assert done.status_code == 204
+        record = wait_done(http, done.headers["file-id"])
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_partial_uploads_concatenate_into_one_file(client: httpx.Client) -> None:
+    pieces = [os.urandom(50_000), os.urandom(70_000), b"tail"]
+    urls = []
+    for piece in pieces:
+        answer = client.post(
+            "/v1/tus/",
+            headers={**TUS, "Upload-Length": str(len(piece)), "Upload-Concat": "partial"},
+        )
+        assert answer.status_code == 201
+        url = answer.headers["location"]
+        done = patch(client, url, 0, piece)
+        assert done.status_code == 204 and "file-id" not in done.headers  # never a file itself
+        assert head(client, url).headers["upload-concat"] == "partial"
+        urls.append(url)
+    unfinished = client.post(
+        "/v1/tus/", headers={**TUS, "Upload-Length": "10", "Upload-Concat": "partial"}
+    ).headers["location"]
+    refused = client.post(
+        "/v1/tus/", headers={**TUS, "Upload-Concat": f"final;{urls[0]} {unfinished}"}
+    )
+    assert_problem(refused, 400, "invalid-tus-request")
+    final = client.post(
+        "/v1/tus/",
+        headers={
+            **TUS,
+            "Upload-Concat": "final;" + " ".join(urls),
+            "Upload-Metadata": metadata(filename="joined.bin"),
+        },
+    )
+    assert final.status_code == 201, final.text
+    record = wait_done(client, final.headers["file-id"])
+    assert record["filename"] == "joined.bin"
+    assert client.get(f"/v1/files/{record['id']}/content").content == b"".join(pieces)
+    assert head(client, final.headers["location"]).headers["upload-concat"].startswith("final;")
+    assert_problem(patch(client, final.headers["location"], 0, b"x"), 403, "forbidden")
+    assert all(head(client, url).status_code == 404 for url in urls)
+
+
+def test_two_writers_at_once_get_one_423(tus_server: Server) -> None:
+    """While one PATCH streams its body, another on the same upload is refused with 423."""
+    import threading
+
+    with httpx.Client(base_url=tus_server.url, timeout=60) as http:
+        url = create(http, 2_000_000)
+    release = threading.Event()
+
+    def slow_body() -> Any:
+        yield b"a" * 100_000
+        release.wait(10)
+        yield b"b" * 100_000
+
+    results: dict[str, int] = {}
+
+    def first() -> None:
+        with httpx.Client(timeout=60) as http:
+            answer = http.patch(url, content=slow_body(), headers={**CHUNK, "Upload-Offset": "0"})
+            results["first"] = answer.status_code
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(0.5)
+    with httpx.Client(timeout=60) as http:
+        second = http.patch(url, content=b"c" * 10, headers={**CHUNK, "Upload-Offset": "0"})
+        results["second"] = second.status_code
+    release.set()
+    thread.join(20)
+    assert results == {"first": 204, "second": 423}
+    with httpx.Client(timeout=60) as http:
+        assert http.head(url, headers=TUS).headers["upload-offset"] == "200000"
+
+
+def test_on_s3_parts_and_tails_go_with_an_expired_upload(
+    server_factory: ServerFactory, s3_endpoint: str
+) -> None:
+    """More than a part (8 MiB) and a tail: the sweep aborts the parts, removes the tail."""
+    bucket = f"tus-{secrets.token_hex(6)}"
+    s3 = s3_client(s3_endpoint)
+    s3.create_bucket(Bucket=bucket)
+    settings = {
+        "UPLOADS_STORAGE_URL": f"s3://{bucket}/tus",
+        "UPLOADS_S3_ENDPOINT_URL": s3_endpoint,
+        "UPLOADS_TUS_EXPIRY": "1",
+    }
+    server = server_factory(extra_env={**AWS_ENV, **settings})
+    data = os.urandom(9 * 1024 * 1024)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        url = create(http, 20 * 1024 * 1024)
+        assert patch(http, url, 0, data).status_code == 204
+        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+        assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 1  # the tail
+        time.sleep(1.5)
+        swept = subprocess.run(
+            [sys.executable, "-m", "uploads_api.cli", "sweep", "--data-dir", str(server.data_dir)],
+            env={**cli_env(), **AWS_ENV, **settings},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert swept.returncode == 0, swept.stderr
+        assert head(http, url).status_code == 404
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_on_s3_an_upload_larger_than_a_part_is_assembled(tus_server: Server) -> None:
+    data = os.urandom(17 * 1024 * 1024 + 5)  # two whole parts and a tail
+    with httpx.Client(base_url=tus_server.url, timeout=120) as http:
+        url = create(http, len(data))
+        position = 0
+        for size in (3 * 1024 * 1024, 9 * 1024 * 1024, len(data)):
+            end = min(size + position, len(data))
+            answer = patch(http, url, position, data[position:end])
+            assert answer.status_code == 204, answer.text
+            position = end
+            if position == len(data):
+                break
+        file_id = answer.headers["file-id"]
+        record = wait_done(http, file_id)
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert http.get(f"/v1/files/{file_id}/content").content == data

@@ -1,0 +1,383 @@
+"""Resumable uploads for ``AsyncClient``: a large file goes up over tus 1.0 (``/v1/tus/``)
+in chunks, each acknowledged once it is on the server's disk, and the upload's URL is kept
+in a small resume file, so that the same upload run again after an interruption (Ctrl-C,
+a dropped link, a crash) goes on from the server's offset instead of from zero.
+
+Any tus server works: only the protocol's core, creation and checksum are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from uploads_api.client import attempts
+from uploads_api.client.attempts import OnRetry
+from uploads_api.client.calls import file_name, file_path, parse_record
+from uploads_api.client.errors import ApiError, UploadsClientError, transport_error
+from uploads_api.client.models import FileRecord
+from uploads_api.client.retry import Retrying, RetryPolicy, describe
+from uploads_api.client.sources import RangeReader, UploadSource
+
+TUS_ENDPOINT = "/v1/tus/"
+TUS = {"Tus-Resumable": "1.0.0"}
+DEFAULT_THRESHOLD = 64 * 1024 * 1024
+DEFAULT_CHUNK = 8 * 1024 * 1024
+# A chunk refused because the upload stands elsewhere or is being written: asked again
+# this often, this many times (a writer that vanished loses its hold within ~10 s).
+CONFLICT_PAUSE = 1.0
+MAX_CONFLICTS = 30
+Progress = Callable[[int], None]
+
+
+def default_state_file() -> Path:
+    """Where upload URLs are kept between runs: the user's cache directory."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(cache) / "uploads-api" / "resumable.json"
+
+
+class ResumeState:
+    """Upload URLs by file (its absolute path, size and modification time) and server: a
+    changed file starts afresh. Written whole, atomically; the last writer wins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _save(self, entries: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
+        os.replace(temporary, self.path)
+
+    def get(self, key: str) -> str | None:
+        return self._load().get(key)
+
+    def put(self, key: str, url: str) -> None:
+        self._save({**self._load(), key: url})
+
+    def forget(self, key: str) -> None:
+        entries = self._load()
+        if entries.pop(key, None) is not None:
+            self._save(entries)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One tus upload of a file's bytes ``[start, start + length)``, standing at ``offset``:
+    the whole file, or one of its ``parallel`` partial uploads."""
+
+    url: str
+    start: int
+    length: int
+    offset: int
+    partial: bool
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A finished tus upload: its URL, and the file this server made of it (if it says)."""
+
+    url: str
+    file_id: str | None
+
+
+def _metadata(name: str, sha256: str | None) -> str:
+    items = {"filename": name, **({"sha256": sha256.lower()} if sha256 else {})}
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items())
+
+
+class AsyncResumableUploads:
+    def __init__(
+        self,
+        api: httpx.AsyncClient,
+        base_url: str,
+        policy: RetryPolicy,
+        *,
+        threshold: int = DEFAULT_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK,
+        parallel: int = 1,
+        state: ResumeState | None = None,
+    ) -> None:
+        self._api = api
+        self._base = base_url
+        self._policy = policy
+        self.threshold = threshold
+        self.chunk_size = chunk_size
+        # Pieces sent at once, joined by the server (tus concatenation) into the file.
+        self.parallel = max(1, parallel)
+        self._state = state or ResumeState(default_state_file())
+        self._offered: bool | None = None
+
+    async def upload(
+        self,
+        upload: UploadSource,
+        sha256: str | None,
+        progress: Progress | None,
+        on_retry: OnRetry | None,
+    ) -> FileRecord | None:
+        """The file's record, or ``None`` when it is not for tus: not a file on disk, below
+        the threshold, or a server without ``/v1/tus/``."""
+        path = upload.local_path
+        if path is None:
+            return None
+        ranges = await asyncio.to_thread(upload.open_ranges)
+        if ranges is None:
+            return None
+        try:
+            if ranges.size < self.threshold or not await self._offers_tus(on_retry):
+                return None
+            key = await asyncio.to_thread(self.resume_key, path, ranges.size)
+            sent = await self.transfer(
+                ranges, file_name(upload.name), key, sha256, progress, on_retry
+            )
+            if sent.file_id is None:
+                raise UploadsClientError(f"{sent.url}: all bytes sent, but no file was made")
+            return await self._record(sent.file_id, on_retry)
+        finally:
+            ranges.close()
+
+    async def _offers_tus(self, on_retry: OnRetry | None) -> bool:
+        if self._offered is None:
+
+            async def ask() -> httpx.Response:
+                return await self._api.options(TUS_ENDPOINT)
+
+            answer = await attempts.retrying(self._policy, ask, on_retry=on_retry)
+            self._offered = answer.status_code < 300 and "tus-version" in answer.headers
+        return self._offered
+
+    def resume_key(self, path: Path, size: int) -> str:
+        """Where a file's upload is kept in the resume state: by server, file and size."""
+        resolved = path.resolve()
+        mtime = resolved.stat().st_mtime_ns
+        return f"{self._base}|{resolved}|{size}|{mtime}|{self.parallel}"
+
+    async def transfer(
+        self,
+        ranges: RangeReader,
+        name: str,
+        key: str,
+        sha256: str | None,
+        progress: Progress | None,
+        on_retry: OnRetry | None,
+    ) -> Sent:
+        """The whole tus exchange with any tus server: resume or create, send every chunk,
+        join the pieces. What this server adds (the ``File-Id`` of the file made) is read
+        when it is there."""
+        pieces = await self._resume(key, ranges.size, on_retry)
+        if pieces is None:
+            pieces = await self._create(ranges.size, name, sha256, on_retry)
+            await asyncio.to_thread(self._state.put, key, json.dumps([p.url for p in pieces]))
+        sent = [piece.offset for piece in pieces]
+
+        def report() -> None:
+            if progress is not None:
+                progress(sum(sent))
+
+        async def drive(index: int, piece: Piece) -> str | None:
+            """Send the piece's chunks; the file's id when this completes the file."""
+            while True:
+                if piece.partial and sent[index] >= piece.length:
+                    return None
+                report()
+                answer = await self._patch(piece, ranges, sent[index], on_retry)
+                sent[index] = int(answer.headers["upload-offset"])
+                file_id = answer.headers.get("file-id")
+                if file_id is not None or sent[index] >= piece.length:
+                    return None if file_id is None else str(file_id)
+
+        found = await asyncio.gather(*(drive(i, piece) for i, piece in enumerate(pieces)))
+        report()
+        if len(pieces) == 1:
+            url, file_id = pieces[0].url, found[0]
+        else:
+            url, file_id = await self._join(pieces, name, sha256, on_retry)
+        await asyncio.to_thread(self._state.forget, key)
+        return Sent(url, file_id)
+
+    def _split(self, size: int) -> list[tuple[int, int]]:
+        """``(start, length)`` of each piece: one, or ``parallel`` about equal ones."""
+        count = self.parallel if size >= self.parallel * self.chunk_size else 1
+        bounds = [size * i // count for i in range(count + 1)]
+        return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(count)]
+
+    async def _resume(self, key: str, size: int, on_retry: OnRetry | None) -> list[Piece] | None:
+        """The stored upload's pieces and their offsets, if the server still has them all."""
+        stored = await asyncio.to_thread(self._state.get, key)
+        if stored is None:
+            return None
+        try:
+            urls = [str(url) for url in json.loads(stored)]
+        except ValueError:
+            urls = [stored]
+        layout = self._split(size) if len(urls) > 1 else [(0, size)]
+        if len(layout) != len(urls):
+            return None
+        pieces = []
+        for url, (start, length) in zip(urls, layout, strict=True):
+
+            async def ask(url: str = url) -> httpx.Response:
+                return await attempts.send_once(self._api, "HEAD", url, headers=TUS)
+
+            try:
+                answer = await attempts.retrying(self._policy, ask, on_retry=on_retry)
+            except ApiError as exc:
+                if exc.status in (403, 404, 410):
+                    await asyncio.to_thread(self._state.forget, key)
+                    return None
+                raise
+            offset = int(answer.headers["upload-offset"])
+            pieces.append(Piece(url, start, length, offset, partial=len(urls) > 1))
+        return pieces
+
+    async def _create(
+        self, size: int, name: str, sha256: str | None, on_retry: OnRetry | None
+    ) -> list[Piece]:
+        layout = self._split(size)
+        if len(layout) == 1:
+            headers = {
+                **TUS,
+                "Upload-Length": str(size),
+                "Upload-Metadata": _metadata(name, sha256),
+            }
+            return [Piece(await self._post(headers, on_retry), 0, size, 0, partial=False)]
+        pieces = []
+        for start, length in layout:
+            headers = {**TUS, "Upload-Length": str(length), "Upload-Concat": "partial"}
+            pieces.append(
+                Piece(await self._post(headers, on_retry), start, length, 0, partial=True)
+            )
+        return pieces
+
+    async def _join(
+        self, pieces: list[Piece], name: str, sha256: str | None, on_retry: OnRetry | None
+    ) -> tuple[str, str | None]:
+        """The final upload of the finished pieces: the file, made at once."""
+        headers = {
+            **TUS,
+            "Upload-Concat": "final;" + " ".join(httpx.URL(p.url).path for p in pieces),
+            "Upload-Metadata": _metadata(name, sha256),
+        }
+
+        async def create() -> httpx.Response:
+            return await attempts.send_once(self._api, "POST", TUS_ENDPOINT, headers=headers)
+
+        answer = await attempts.retrying(self._policy, create, on_retry=on_retry)
+        file_id = answer.headers.get("file-id")
+        url = str(httpx.URL(self._base).join(answer.headers["location"]))
+        return url, None if file_id is None else str(file_id)
+
+    async def _post(self, headers: dict[str, str], on_retry: OnRetry | None) -> str:
+        async def create() -> httpx.Response:
+            return await attempts.send_once(self._api, "POST", TUS_ENDPOINT, headers=headers)
+
+        answer = await attempts.retrying(self._policy, create, on_retry=on_retry)
+        return str(httpx.URL(self._base).join(answer.headers["location"]))
+
+    async def _patch(
+        self, piece: Piece, ranges: RangeReader, offset: int, on_retry: OnRetry | None
+    ) -> httpx.Response:
+        """One chunk from ``offset``, with its checksum; after a failure the next try asks
+        the server where the upload stands, and sends from there."""
+        position = offset
+
+        async def attempt() -> httpx.Response:
+            length = min(self.chunk_size, piece.length - position)
+            chunk = await asyncio.to_thread(ranges.read_at, piece.start + position, length)
+            digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+            headers = {
+                **TUS,
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": str(position),
+                "Upload-Checksum": f"sha256 {digest}",
+            }
+            return await attempts.send_once(
+                self._api, "PATCH", piece.url, content=chunk, headers=headers
+            )
+
+        async def where() -> httpx.Response | None:
+            nonlocal position
+            with contextlib.suppress(httpx.TransportError, ApiError):
+                answer = await attempts.send_once(self._api, "HEAD", piece.url, headers=TUS)
+                position = int(answer.headers["upload-offset"])
+            return None
+
+        state = self._policy.start()
+        conflicts = 0
+        while True:
+            try:
+                return await attempt()
+            except (httpx.TransportError, ApiError) as exc:
+                # 409: the server stands elsewhere (an earlier try got through after all);
+                # 423: an earlier try is still being written. Both: ask, and go on.
+                conflict = isinstance(exc, ApiError) and exc.status in (409, 423)
+                conflicts += conflict
+                pause = CONFLICT_PAUSE if conflict else state.pause_for(exc)
+                if pause is None or conflicts > MAX_CONFLICTS:
+                    if isinstance(exc, ApiError):
+                        raise
+                    raise transport_error(exc) from exc
+                if on_retry is not None:
+                    on_retry(Retrying(state.failed_tries, pause, describe(exc)))
+                await asyncio.sleep(pause)
+                await where()
+
+    async def _record(self, file_id: str, on_retry: OnRetry | None) -> FileRecord:
+        async def get() -> httpx.Response:
+            return await attempts.send_once(self._api, "GET", file_path(file_id))
+
+        return parse_record(await attempts.retrying(self._policy, get, on_retry=on_retry))
+
+
+class ResumableUploads:
+    """The same for the blocking ``Client``: each upload runs the async uploader on a loop
+    of its own, over a connection of its own (a few per file, next to megabytes of
+    chunks)."""
+
+    def __init__(
+        self, http_options: dict[str, Any], base_url: str, policy: RetryPolicy, **settings: Any
+    ) -> None:
+        self._options = http_options
+        self._base = base_url
+        self._policy = policy
+        self._settings = settings
+
+    @property
+    def threshold(self) -> int:
+        """Files of this size or more go resumably."""
+        return int(self._settings["threshold"])
+
+    def upload(
+        self,
+        upload: UploadSource,
+        sha256: str | None,
+        progress: Progress | None,
+        on_retry: OnRetry | None,
+    ) -> FileRecord | None:
+        path = upload.local_path
+        if path is None or path.stat().st_size < self._settings["threshold"]:
+            return None
+
+        async def run() -> FileRecord | None:
+            async with httpx.AsyncClient(**self._options) as http:
+                uploads = AsyncResumableUploads(http, self._base, self._policy, **self._settings)
+                return await uploads.upload(upload, sha256, progress, on_retry)
+
+        return asyncio.run(run())

@@ -1,0 +1,182 @@
+"""Resumable (tus) uploads: one row each, from creation until it expires.
+
+``offset`` is what the partial store holds durably; it only moves forward, in the short
+transaction that ends a PATCH. One writer at a time, across processes: a PATCH takes a
+lease on the row (a few seconds, renewed while the body streams) instead of holding a
+transaction open through the body, which on SQLite would stall every other writer. A
+writer that vanished loses its lease when it lapses, and the next PATCH takes over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+
+from uploads_api.db.engine import Engines
+from uploads_api.db.tables import tus_uploads as u
+from uploads_api.db.tables import utcnow
+
+OPEN, DONE = "open", "done"
+PARTIAL, FINAL = "partial", "final"
+
+
+@dataclass(frozen=True)
+class TusUpload:
+    id: str
+    owner: str | None
+    key_id: int | None
+    length: int | None
+    offset: int
+    metadata_header: str | None
+    concat: str | None
+    metadata: dict[str, Any] | None
+    state: str
+    file_id: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    created_at: datetime
+    expires_at: datetime
+
+    def visible_to(self, key_id: int | None, admin: bool) -> bool:
+        """An upload belongs to the key that created it (an admin's key sees all)."""
+        return admin or self.key_id == key_id
+
+
+class TusUploadRepository:
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+
+    async def create(self, upload: TusUpload) -> None:
+        async with self.engines.write() as conn:
+            await conn.execute(insert(u).values(**upload.__dict__))
+
+    async def get(self, upload_id: str) -> TusUpload | None:
+        async with self.engines.reader.connect() as conn:
+            row = (await conn.execute(select(u).where(u.c.id == upload_id))).first()
+        return None if row is None else TusUpload(**row._mapping)
+
+    async def open_count(self, key_id: int | None) -> int:
+        query = select(func.count()).where(
+            u.c.state == OPEN, u.c.key_id.is_(None) if key_id is None else u.c.key_id == key_id
+        )
+        async with self.engines.reader.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def take_lease(self, upload_id: str, writer: str, seconds: float) -> bool:
+        """Become the upload's one writer, if it is open and nobody else holds a live lease."""
+        now = utcnow()
+        async with self.engines.write() as conn:
+            taken = await conn.execute(
+                update(u)
+                .where(
+                    u.c.id == upload_id,
+                    u.c.state == OPEN,
+                    or_(
+                        u.c.lease_until.is_(None), u.c.lease_until < now, u.c.lease_owner == writer
+                    ),
+                )
+                .values(lease_owner=writer, lease_until=now + timedelta(seconds=seconds))
+            )
+        return taken.rowcount == 1
+
+    async def renew_lease(self, upload_id: str, writer: str, seconds: float) -> bool:
+        async with self.engines.write() as conn:
+            renewed = await conn.execute(
+                update(u)
+                .where(u.c.id == upload_id, u.c.lease_owner == writer)
+                .values(lease_until=utcnow() + timedelta(seconds=seconds))
+            )
+        return renewed.rowcount == 1
+
+    async def advance(self, upload_id: str, writer: str, offset: int, expires_at: datetime) -> bool:
+        """Record the new durable offset and give the lease up. ``False``: the lease was
+        lost meanwhile (the writer stalled past it and another took over)."""
+        async with self.engines.write() as conn:
+            moved = await conn.execute(
+                update(u)
+                .where(u.c.id == upload_id, u.c.lease_owner == writer)
+                .values(offset=offset, expires_at=expires_at, lease_owner=None, lease_until=None)
+            )
+        return moved.rowcount == 1
+
+    async def release(self, upload_id: str, writer: str) -> None:
+        async with self.engines.write() as conn:
+            await conn.execute(
+                update(u)
+                .where(u.c.id == upload_id, u.c.lease_owner == writer)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def set_length(self, upload_id: str, length: int) -> None:
+        async with self.engines.write() as conn:
+            await conn.execute(
+                update(u).where(u.c.id == upload_id, u.c.length.is_(None)).values(length=length)
+            )
+
+    async def finish(self, upload_id: str, file_id: str) -> None:
+        """The upload became this file."""
+        async with self.engines.write() as conn:
+            await conn.execute(
+                update(u).where(u.c.id == upload_id).values(state=DONE, file_id=file_id)
+            )
+
+    async def remove(self, *upload_ids: str) -> None:
+        async with self.engines.write() as conn:
+            await conn.execute(delete(u).where(u.c.id.in_(upload_ids)))
+
+    async def terminate(self, upload_id: str) -> bool:
+        """Remove an open upload nobody is writing; ``False`` if a writer holds it."""
+        now = utcnow()
+        async with self.engines.write() as conn:
+            gone = await conn.execute(
+                delete(u).where(
+                    u.c.id == upload_id,
+                    or_(u.c.state == DONE, u.c.lease_until.is_(None), u.c.lease_until < now),
+                )
+            )
+        return gone.rowcount == 1
+
+    async def page(
+        self, key_id: int | None, admin: bool, limit: int, after: str | None
+    ) -> list[TusUpload]:
+        """Unfinished uploads the caller may see, by id."""
+        query = select(u).where(u.c.state == OPEN, u.c.expires_at > utcnow())
+        if not admin:
+            query = query.where(u.c.key_id.is_(None) if key_id is None else u.c.key_id == key_id)
+        if after is not None:
+            query = query.where(u.c.id > after)
+        async with self.engines.reader.connect() as conn:
+            rows = await conn.execute(query.order_by(u.c.id).limit(limit))
+        return [TusUpload(**row._mapping) for row in rows]
+
+    async def open_ids(self) -> set[str]:
+        """Every unfinished upload's id (its bytes are not to be swept)."""
+        async with self.engines.reader.connect() as conn:
+            rows = await conn.execute(select(u.c.id).where(u.c.state == OPEN))
+        return {row.id for row in rows}
+
+    async def expired(self, limit: int = 500) -> list[TusUpload]:
+        """Uploads past their expiry that nobody is writing, for the sweep."""
+        now = utcnow()
+        query = (
+            select(u)
+            .where(
+                u.c.expires_at <= now,
+                or_(u.c.lease_until.is_(None), u.c.lease_until < now),
+            )
+            .limit(limit)
+        )
+        async with self.engines.reader.connect() as conn:
+            rows = await conn.execute(query)
+        return [TusUpload(**row._mapping) for row in rows]
+
+
+def reserved_bytes(owner: str | None) -> Any:
+    """What open uploads of ``owner`` have reserved of the byte quota: their declared length,
+    or what they hold so far when it was deferred."""
+    return select(func.coalesce(func.sum(func.coalesce(u.c.length, u.c.offset)), 0)).where(
+        and_(u.c.state == OPEN, u.c.owner.is_(None) if owner is None else u.c.owner == owner)
+    )
