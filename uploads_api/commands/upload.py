@@ -68,7 +68,12 @@ def register(commands: Any) -> None:
         help="leave out files and folders matching (repeatable)",
     )
     parser.add_argument(
-        "-j", "--concurrency", type=positive_int, default=4, metavar="N", help="uploads at once (4)"
+        "-j",
+        "--concurrency",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="requests at once (4)",
     )
     parser.add_argument(
         "--batch-files",
