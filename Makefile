@@ -23,17 +23,18 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[bench]'
 	touch $@ $(VENV)/.installed
 
-# The OpenAPI client generators tests/test_generated_clients.py runs, and axe-core for
-# tests/test_page_a11y.py, pinned in tests/clients/ and kept in .cache/. openapi-python-client
-# has a venv of its own: it pins httpx below the version the project uses. Without npm the
-# npm tools are left out and the tests that need them skip.
+# The OpenAPI client generators tests/test_generated_clients.py runs, axe-core for
+# tests/test_page_a11y.py and tus-js-client for tests/test_tus_js.py, @tus/server for tests/test_tus_interop.py, pinned in tests/clients/
+# and kept in .cache/. openapi-python-client has a venv of its own: it pins httpx below the
+# version the project uses. Without npm the npm tools are left out and the tests that need
+# them skip.
 NODE_TOOLS := .cache/node/.installed
 PY_GENERATOR := .cache/openapi-python-client
 
 $(NODE_TOOLS): tests/clients/package.json tests/clients/package-lock.json
 	@if ! command -v npm >/dev/null; then \
-	  echo "test-tools: npm not found, so the TypeScript client and axe-core tests will skip;" \
-	    "install Node.js 20+ with npm to run them" >&2; \
+	  echo "test-tools: npm not found, so the TypeScript client, axe-core and tus-js-client" \
+	    "tests will skip; install Node.js 20+ with npm to run them" >&2; \
 	else \
 	  set -e; mkdir -p $(@D); \
 	  cp tests/clients/package.json tests/clients/package-lock.json $(@D)/; \

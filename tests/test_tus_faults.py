@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.cluster import AWS_ENV
+from tests.cluster import AWS_ENV, ClusterConfig, Worker
 from tests.conftest import ServerFactory
 from tests.helpers import assert_problem, cli_env, wait_done
 from tests.service_fixtures import s3_client
@@ -88,15 +89,25 @@ def test_a_kill_mid_patch_leaves_a_true_prefix(server_factory: ServerFactory) ->
 
 
 def test_two_api_processes_take_turns_on_one_upload(
-    server_factory: ServerFactory, s3_endpoint: str, postgres_url: str
+    request: pytest.FixtureRequest,
+    server_factory: ServerFactory,
+    s3_endpoint: str,
+    tmp_path: Path,
 ) -> None:
+    """The scale-out stack: PostgreSQL, S3, a Celery worker over Redis, two API processes
+    that share nothing else; chunks of one upload alternate between them."""
     bucket = f"tus-{secrets.token_hex(6)}"
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    shared = {
-        "database_url": postgres_url,
-        "storage_url": f"s3://{bucket}/tus",
-        "s3_endpoint_url": s3_endpoint,
-    }
+    config = ClusterConfig(
+        database_url=request.getfixturevalue("postgres_url"),
+        storage_url=f"s3://{bucket}/tus",
+        s3_endpoint=s3_endpoint,
+        broker_url=request.getfixturevalue("redis_url") + "/0",
+    )
+    worker = Worker(config, tmp_path / "worker", tmp_path / "worker.log", beat=False)
+    worker.start()
+    request.addfinalizer(worker.stop)
+    shared = config.settings()
     first = server_factory(extra_env=AWS_ENV, **shared)
     second = server_factory(extra_env=AWS_ENV, **shared)
     data = os.urandom(20 * MiB + 77)

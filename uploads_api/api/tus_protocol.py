@@ -5,7 +5,9 @@
   (for clients behind proxies that only pass GET and POST);
 - any other request must say ``Tus-Resumable: 1.0.0`` (412 otherwise; a ``GET`` of the
   listing, which is ours and not tus's, need not);
-- every response carries ``Tus-Resumable: 1.0.0``.
+- every response carries ``Tus-Resumable: 1.0.0``;
+- and, though tus does not ask it, an answer given before the request's body was read to
+  its end closes the connection (``_Body`` says why).
 """
 
 from __future__ import annotations
@@ -76,9 +78,11 @@ class TusProtocol:
             error = TusVersionUnsupported(
                 f"this server speaks tus {VERSION}; send Tus-Resumable: {VERSION}"
             )
-            await error_response(error, scope["path"])(scope, receive, _stamped(send))
+            body = _Body(receive, headers)
+            await error_response(error, scope["path"])(scope, body.receive, body.stamped(send))
             return
-        await self.app(scope, receive, _stamped(send))
+        body = _Body(receive, headers)
+        await self.app(scope, body.receive, body.stamped(send))
 
     async def _options(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = Response(
@@ -95,11 +99,34 @@ class TusProtocol:
         await response(scope, receive, send)
 
 
-def _stamped(send: Send) -> Send:
-    async def send_stamped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = [(k, v) for k, v in message.get("headers", []) if k != b"tus-resumable"]
-            message["headers"] = [*headers, (b"tus-resumable", VERSION.encode())]
-        await send(message)
+class _Body:
+    """Whether the request's body was read to its end before the answer began.
 
-    return send_stamped
+    A refusal (409, 423, 429...) often comes before the body is read. The connection is
+    then closed after the answer: kept open, it would wait for the rest of a body that
+    some clients stop sending once they have their answer (Node's http, and so
+    tus-js-client, does), and neither side would ever let go of it.
+    """
+
+    def __init__(self, receive: Receive, headers: Headers) -> None:
+        self._receive = receive
+        length = headers.get("content-length")
+        self.unread = "transfer-encoding" in headers or (length is not None and length != "0")
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.unread = False
+        return message
+
+    def stamped(self, send: Send) -> Send:
+        async def send_stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"tus-resumable"]
+                headers.append((b"tus-resumable", VERSION.encode()))
+                if self.unread:
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
+            await send(message)
+
+        return send_stamped

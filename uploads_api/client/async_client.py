@@ -62,6 +62,7 @@ class AsyncClient:
         resumable: bool = True,
         resumable_threshold: int = DEFAULT_THRESHOLD,
         chunk_size: int = DEFAULT_CHUNK,
+        parallel: int = 1,
         resume_state: Path | None = None,
     ) -> None:
         self.url = calls.resolve_url(url)
@@ -89,6 +90,7 @@ class AsyncClient:
                 self.retry_policy,
                 threshold=resumable_threshold,
                 chunk_size=chunk_size,
+                parallel=parallel,
                 state=ResumeState(resume_state) if resume_state else None,
             )
 

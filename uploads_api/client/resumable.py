@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -76,6 +78,31 @@ class ResumeState:
             self._save(entries)
 
 
+@dataclass(frozen=True)
+class Piece:
+    """One tus upload of a file's bytes ``[start, start + length)``, standing at ``offset``:
+    the whole file, or one of its ``parallel`` partial uploads."""
+
+    url: str
+    start: int
+    length: int
+    offset: int
+    partial: bool
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A finished tus upload: its URL, and the file this server made of it (if it says)."""
+
+    url: str
+    file_id: str | None
+
+
+def _metadata(name: str, sha256: str | None) -> str:
+    items = {"filename": name, **({"sha256": sha256.lower()} if sha256 else {})}
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items())
+
+
 class AsyncResumableUploads:
     def __init__(
         self,
@@ -85,6 +112,7 @@ class AsyncResumableUploads:
         *,
         threshold: int = DEFAULT_THRESHOLD,
         chunk_size: int = DEFAULT_CHUNK,
+        parallel: int = 1,
         state: ResumeState | None = None,
     ) -> None:
         self._api = api
@@ -92,6 +120,8 @@ class AsyncResumableUploads:
         self._policy = policy
         self.threshold = threshold
         self.chunk_size = chunk_size
+        # Pieces sent at once, joined by the server (tus concatenation) into the file.
+        self.parallel = max(1, parallel)
         self._state = state or ResumeState(default_state_file())
         self._offered: bool | None = None
 
@@ -113,8 +143,13 @@ class AsyncResumableUploads:
         try:
             if ranges.size < self.threshold or not await self._offers_tus(on_retry):
                 return None
-            key = await asyncio.to_thread(self._key_of, path, ranges.size)
-            return await self._send(ranges, file_name(upload.name), key, sha256, progress, on_retry)
+            key = await asyncio.to_thread(self.resume_key, path, ranges.size)
+            sent = await self.transfer(
+                ranges, file_name(upload.name), key, sha256, progress, on_retry
+            )
+            if sent.file_id is None:
+                raise UploadsClientError(f"{sent.url}: all bytes sent, but no file was made")
+            return await self._record(sent.file_id, on_retry)
         finally:
             ranges.close()
 
@@ -128,11 +163,13 @@ class AsyncResumableUploads:
             self._offered = answer.status_code < 300 and "tus-version" in answer.headers
         return self._offered
 
-    def _key_of(self, path: Path, size: int) -> str:
+    def resume_key(self, path: Path, size: int) -> str:
+        """Where a file's upload is kept in the resume state: by server, file and size."""
         resolved = path.resolve()
-        return f"{self._base}|{resolved}|{size}|{resolved.stat().st_mtime_ns}"
+        mtime = resolved.stat().st_mtime_ns
+        return f"{self._base}|{resolved}|{size}|{mtime}|{self.parallel}"
 
-    async def _send(
+    async def transfer(
         self,
         ranges: RangeReader,
         name: str,
@@ -140,54 +177,114 @@ class AsyncResumableUploads:
         sha256: str | None,
         progress: Progress | None,
         on_retry: OnRetry | None,
-    ) -> FileRecord:
-        url, offset = await self._resume(key, on_retry)
-        if url is None:
-            url = await self._create(ranges.size, name, sha256, on_retry)
-            offset = 0
-            await asyncio.to_thread(self._state.put, key, url)
-        while True:
+    ) -> Sent:
+        """The whole tus exchange with any tus server: resume or create, send every chunk,
+        join the pieces. What this server adds (the ``File-Id`` of the file made) is read
+        when it is there."""
+        pieces = await self._resume(key, ranges.size, on_retry)
+        if pieces is None:
+            pieces = await self._create(ranges.size, name, sha256, on_retry)
+            await asyncio.to_thread(self._state.put, key, json.dumps([p.url for p in pieces]))
+        sent = [piece.offset for piece in pieces]
+
+        def report() -> None:
             if progress is not None:
-                progress(offset)
-            answer = await self._patch(url, ranges, offset, on_retry)
-            offset = int(answer.headers["upload-offset"])
-            file_id = answer.headers.get("file-id")
-            if file_id is not None:
-                if progress is not None:
-                    progress(offset)
-                await asyncio.to_thread(self._state.forget, key)
-                return await self._record(file_id, on_retry)
-            if offset >= ranges.size:
-                raise UploadsClientError(f"{url}: all bytes sent, but the server made no file")
+                progress(sum(sent))
 
-    async def _resume(self, key: str, on_retry: OnRetry | None) -> tuple[str | None, int]:
-        """A stored upload's URL and offset, if the server still has it; a finished one is
-        answered by its file."""
-        url = await asyncio.to_thread(self._state.get, key)
-        if url is None:
-            return None, 0
+        async def drive(index: int, piece: Piece) -> str | None:
+            """Send the piece's chunks; the file's id when this completes the file."""
+            while True:
+                if piece.partial and sent[index] >= piece.length:
+                    return None
+                report()
+                answer = await self._patch(piece, ranges, sent[index], on_retry)
+                sent[index] = int(answer.headers["upload-offset"])
+                file_id = answer.headers.get("file-id")
+                if file_id is not None or sent[index] >= piece.length:
+                    return None if file_id is None else str(file_id)
 
-        async def ask() -> httpx.Response:
-            return await attempts.send_once(self._api, "HEAD", url, headers=TUS)
+        found = await asyncio.gather(*(drive(i, piece) for i, piece in enumerate(pieces)))
+        report()
+        if len(pieces) == 1:
+            url, file_id = pieces[0].url, found[0]
+        else:
+            url, file_id = await self._join(pieces, name, sha256, on_retry)
+        await asyncio.to_thread(self._state.forget, key)
+        return Sent(url, file_id)
 
+    def _split(self, size: int) -> list[tuple[int, int]]:
+        """``(start, length)`` of each piece: one, or ``parallel`` about equal ones."""
+        count = self.parallel if size >= self.parallel * self.chunk_size else 1
+        bounds = [size * i // count for i in range(count + 1)]
+        return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(count)]
+
+    async def _resume(self, key: str, size: int, on_retry: OnRetry | None) -> list[Piece] | None:
+        """The stored upload's pieces and their offsets, if the server still has them all."""
+        stored = await asyncio.to_thread(self._state.get, key)
+        if stored is None:
+            return None
         try:
-            answer = await attempts.retrying(self._policy, ask, on_retry=on_retry)
-        except ApiError as exc:
-            if exc.status in (403, 404, 410):
-                await asyncio.to_thread(self._state.forget, key)
-                return None, 0
-            raise
-        return url, int(answer.headers["upload-offset"])
+            urls = [str(url) for url in json.loads(stored)]
+        except ValueError:
+            urls = [stored]
+        layout = self._split(size) if len(urls) > 1 else [(0, size)]
+        if len(layout) != len(urls):
+            return None
+        pieces = []
+        for url, (start, length) in zip(urls, layout, strict=True):
+
+            async def ask(url: str = url) -> httpx.Response:
+                return await attempts.send_once(self._api, "HEAD", url, headers=TUS)
+
+            try:
+                answer = await attempts.retrying(self._policy, ask, on_retry=on_retry)
+            except ApiError as exc:
+                if exc.status in (403, 404, 410):
+                    await asyncio.to_thread(self._state.forget, key)
+                    return None
+                raise
+            offset = int(answer.headers["upload-offset"])
+            pieces.append(Piece(url, start, length, offset, partial=len(urls) > 1))
+        return pieces
 
     async def _create(
         self, size: int, name: str, sha256: str | None, on_retry: OnRetry | None
-    ) -> str:
-        items = {"filename": name, **({"sha256": sha256.lower()} if sha256 else {})}
-        metadata = ",".join(
-            f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items()
-        )
-        headers = {**TUS, "Upload-Length": str(size), "Upload-Metadata": metadata}
+    ) -> list[Piece]:
+        layout = self._split(size)
+        if len(layout) == 1:
+            headers = {
+                **TUS,
+                "Upload-Length": str(size),
+                "Upload-Metadata": _metadata(name, sha256),
+            }
+            return [Piece(await self._post(headers, on_retry), 0, size, 0, partial=False)]
+        pieces = []
+        for start, length in layout:
+            headers = {**TUS, "Upload-Length": str(length), "Upload-Concat": "partial"}
+            pieces.append(
+                Piece(await self._post(headers, on_retry), start, length, 0, partial=True)
+            )
+        return pieces
 
+    async def _join(
+        self, pieces: list[Piece], name: str, sha256: str | None, on_retry: OnRetry | None
+    ) -> tuple[str, str | None]:
+        """The final upload of the finished pieces: the file, made at once."""
+        headers = {
+            **TUS,
+            "Upload-Concat": "final;" + " ".join(httpx.URL(p.url).path for p in pieces),
+            "Upload-Metadata": _metadata(name, sha256),
+        }
+
+        async def create() -> httpx.Response:
+            return await attempts.send_once(self._api, "POST", TUS_ENDPOINT, headers=headers)
+
+        answer = await attempts.retrying(self._policy, create, on_retry=on_retry)
+        file_id = answer.headers.get("file-id")
+        url = str(httpx.URL(self._base).join(answer.headers["location"]))
+        return url, None if file_id is None else str(file_id)
+
+    async def _post(self, headers: dict[str, str], on_retry: OnRetry | None) -> str:
         async def create() -> httpx.Response:
             return await attempts.send_once(self._api, "POST", TUS_ENDPOINT, headers=headers)
 
@@ -195,15 +292,15 @@ class AsyncResumableUploads:
         return str(httpx.URL(self._base).join(answer.headers["location"]))
 
     async def _patch(
-        self, url: str, ranges: RangeReader, offset: int, on_retry: OnRetry | None
+        self, piece: Piece, ranges: RangeReader, offset: int, on_retry: OnRetry | None
     ) -> httpx.Response:
         """One chunk from ``offset``, with its checksum; after a failure the next try asks
         the server where the upload stands, and sends from there."""
         position = offset
 
         async def attempt() -> httpx.Response:
-            length = min(self.chunk_size, ranges.size - position)
-            chunk = await asyncio.to_thread(ranges.read_at, position, length)
+            length = min(self.chunk_size, piece.length - position)
+            chunk = await asyncio.to_thread(ranges.read_at, piece.start + position, length)
             digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
             headers = {
                 **TUS,
@@ -211,12 +308,14 @@ class AsyncResumableUploads:
                 "Upload-Offset": str(position),
                 "Upload-Checksum": f"sha256 {digest}",
             }
-            return await attempts.send_once(self._api, "PATCH", url, content=chunk, headers=headers)
+            return await attempts.send_once(
+                self._api, "PATCH", piece.url, content=chunk, headers=headers
+            )
 
         async def where() -> httpx.Response | None:
             nonlocal position
             with contextlib.suppress(httpx.TransportError, ApiError):
-                answer = await attempts.send_once(self._api, "HEAD", url, headers=TUS)
+                answer = await attempts.send_once(self._api, "HEAD", piece.url, headers=TUS)
                 position = int(answer.headers["upload-offset"])
             return None
 
@@ -245,3 +344,35 @@ class AsyncResumableUploads:
             return await attempts.send_once(self._api, "GET", file_path(file_id))
 
         return parse_record(await attempts.retrying(self._policy, get, on_retry=on_retry))
+
+
+class ResumableUploads:
+    """The same for the blocking ``Client``: each upload runs the async uploader on a loop
+    of its own, over a connection of its own (a few per file, next to megabytes of
+    chunks)."""
+
+    def __init__(
+        self, http_options: dict[str, Any], base_url: str, policy: RetryPolicy, **settings: Any
+    ) -> None:
+        self._options = http_options
+        self._base = base_url
+        self._policy = policy
+        self._settings = settings
+
+    def upload(
+        self,
+        upload: UploadSource,
+        sha256: str | None,
+        progress: Progress | None,
+        on_retry: OnRetry | None,
+    ) -> FileRecord | None:
+        path = upload.local_path
+        if path is None or path.stat().st_size < self._settings["threshold"]:
+            return None
+
+        async def run() -> FileRecord | None:
+            async with httpx.AsyncClient(**self._options) as http:
+                uploads = AsyncResumableUploads(http, self._base, self._policy, **self._settings)
+                return await uploads.upload(upload, sha256, progress, on_retry)
+
+        return asyncio.run(run())

@@ -27,6 +27,12 @@ from uploads_api.client.errors import (
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
+from uploads_api.client.resumable import (
+    DEFAULT_CHUNK,
+    DEFAULT_THRESHOLD,
+    ResumableUploads,
+    ResumeState,
+)
 from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource, sha256_file
@@ -57,6 +63,11 @@ class Client:
         max_connections: int = 20,
         transport: httpx.BaseTransport | None = None,
         direct: bool = True,
+        resumable: bool = True,
+        resumable_threshold: int = DEFAULT_THRESHOLD,
+        chunk_size: int = DEFAULT_CHUNK,
+        parallel: int = 1,
+        resume_state: Path | None = None,
     ) -> None:
         self.url = calls.resolve_url(url)
         self.retry_policy = retry or RetryPolicy()
@@ -73,6 +84,19 @@ class Client:
                 **storage_options(self._timeout, max_connections), transport=transport
             )
             self._direct = DirectUploads(self._http, storage, self.retry_policy)
+        # Files of ``resumable_threshold`` bytes or more go over tus in chunks, resumable
+        # by a later run (see ``AsyncClient``); not over a test's own transport.
+        self._resumable: ResumableUploads | None = None
+        if resumable and transport is None:
+            self._resumable = ResumableUploads(
+                calls.http_options(self.url, api_key, self._timeout, 4),
+                self.url,
+                self.retry_policy,
+                threshold=resumable_threshold,
+                chunk_size=chunk_size,
+                parallel=parallel,
+                state=ResumeState(resume_state) if resume_state else None,
+            )
 
     def __enter__(self) -> Client:
         return self
@@ -107,6 +131,10 @@ class Client:
         upload = UploadSource(source, filename)
         if self._direct is not None:
             record = self._direct.upload(upload, sha256, progress, on_retry)
+            if record is not None:
+                return record
+        if self._resumable is not None:
+            record = self._resumable.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
         request = calls.upload_request(upload.name, sha256)

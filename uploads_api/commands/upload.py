@@ -106,6 +106,13 @@ def register(commands: Any) -> None:
         "--chunk-size", type=byte_size, default=DEFAULT_CHUNK, metavar="SIZE", help="(8M)"
     )
     parser.add_argument(
+        "--parallel",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="send each resumable file as N pieces at once, joined by the server (1)",
+    )
+    parser.add_argument(
         "--no-resumable",
         dest="resumable",
         action="store_false",
@@ -163,6 +170,7 @@ async def _upload(args: argparse.Namespace, files: list[Path], reporter: Reporte
         resumable=args.resumable,
         resumable_threshold=args.resumable_threshold,
         chunk_size=args.chunk_size,
+        parallel=args.parallel,
     ) as client:
         try:
             await _preflight(client)
