@@ -306,6 +306,28 @@ def test_pause_and_resume_on_the_same_page(server: Server, page: Page, tmp_path:
     errors.assert_none()
 
 
+@pytest.mark.slow
+def test_uploads_past_the_concurrency_limit_wait_their_turn(
+    server_factory: ServerFactory, page: Page, tmp_path: Path
+) -> None:
+    """With one upload in flight allowed per key, two large files chosen together both
+    finish: a PATCH refused with 429 is tried again later, as 423 and 409 are."""
+    server = server_factory(max_concurrent_uploads=1)
+    errors = PageErrors(page, allowed=("status of 429", "ERR_CONNECTION"))
+    traffic = TusTraffic(page)
+    open_page(page, server)
+    throttle_uploads(page, 8_000_000)
+    files = [random_file(tmp_path / f"part-{n}.bin", 10 * MiB) for n in (1, 2)]
+    page.set_input_files("#file-input", [str(p) for p in files])
+    rows = wait_uploads_finished(page, 2)
+    assert all(r["state"] in ("uploaded", "done") for r in rows), rows
+    for path in files:
+        assert content(server, stored(server, path.name)["id"]) == path.read_bytes()
+    assert traffic.methods().count("POST") == 2, "each file went up in one upload"
+    assert " 429 " in server.logs(), "the limit was reached"
+    errors.assert_none()
+
+
 def test_a_refused_upload_shows_the_servers_words(
     server_factory: ServerFactory, page: Page, tmp_path: Path
 ) -> None:

@@ -45,6 +45,16 @@ function loadLibrary() {
   return library;
 }
 
+/**
+ * tus-js-client's rule (network errors, 5xx, 409 and 423 are retried) and 429: more
+ * uploads in flight for the key than the server allows, which a later try may find free.
+ */
+function shouldRetry(error) {
+  const status = error.originalResponse ? error.originalResponse.getStatus() : 0;
+  const worthIt = status < 400 || status >= 500 || [409, 423, 429].includes(status);
+  return worthIt && navigator.onLine !== false;
+}
+
 const stopped = () => new DOMException("The upload was stopped.", "AbortError");
 
 /** The file a completed upload became: `File-Id`, else the `Link` to it. */
@@ -118,6 +128,7 @@ export class ResumableUpload {
       endpoint: new URL("/v1/tus/", window.location.href).href,
       chunkSize: CHUNK_SIZE,
       retryDelays: RETRY_DELAYS,
+      onShouldRetry: shouldRetry,
       metadata,
       // A finished upload is a file: the same file chosen again is a new upload.
       removeFingerprintOnSuccess: true,
