@@ -194,6 +194,17 @@ def record_json(data: bytes, name: str = "a.bin", file_id: str = "ab" * 16) -> d
     }
 
 
+def resumable_audit(client: httpx.Client) -> list[dict[str, Any]]:
+    """The uploads the audit log records as resumable (its rows are written within 0.5 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        entries = client.get("/v1/audit", params={"action": "file.uploaded"}).json()["items"]
+        found = [e for e in entries if (e.get("detail") or {}).get("resumable")]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def wait_for(
     check: Callable[[], bool], timeout: float = 5, what: str = "condition", interval: float = 0.05
 ) -> None:

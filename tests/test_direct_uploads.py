@@ -112,6 +112,8 @@ def test_capabilities_advertise_direct_uploads_on_s3_only(
         "expires_in": 86400,
     }
     assert offered["presigned_downloads"] is False
+    assert offered["resumable_uploads"]["endpoint"] == "/v1/tus/"
+    assert "concatenation" in offered["resumable_uploads"]["extensions"]
     assert offered["keys_required"] is False
     local = httpx.get(f"{server.url}/v1/capabilities").json()
     assert local["direct_uploads"] is None

@@ -588,7 +588,7 @@ def test_page_assets_are_served_with_the_page(server: Server) -> None:
         assert "<style" not in page.text and not re.search(r"<script(?![^>]*\ssrc=)", page.text)
         modules = [
             *("api.js", "dom.js", "format.js", "uploads.js", "gallery.js", "details.js"),
-            "live.js",
+            *("live.js", "resumable.js"),
         ]
         for asset in [*assets, *(f"/static/{m}" for m in modules), "/static/thumbhash.js"]:
             answer = http.get(asset)

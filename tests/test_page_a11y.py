@@ -4,8 +4,9 @@ Each view is checked in the light and the dark colour scheme (their contrasts di
 empty page; uploads under way (uploading, queued); the queue once done (done, refused,
 processing failed) beside the gallery (images with thumbnails, PDF, text and binary files
 as tiles, a failed file); the details dialog of an image, a text file and a failed file;
-the delete confirmation; a phone's layout; the API key prompt and its banner. axe-core is
-read from ``.cache/node`` (``make test-tools``), never fetched.
+the delete confirmation; a phone's layout; the API key prompt and its banner; a file sent
+resumably, under way and paused. axe-core is read from ``.cache/node`` (``make
+test-tools``), never fetched.
 """
 
 from __future__ import annotations
@@ -193,5 +194,30 @@ def test_the_api_key_prompt_passes_axe(server: Server, context: BrowserContext) 
     page.keyboard.press("Escape")
     page.locator("#banner", has_text="needs an API key").wait_for()
     audit.check("the banner asking for a key")
+    errors.assert_none()
+    audit.assert_clean()
+
+
+def test_a_resumable_upload_passes_axe(
+    server: Server, context: BrowserContext, tmp_path: Path
+) -> None:
+    """A file large enough to go over tus: its row under way (Pause, Cancel) and paused
+    (Resume, Cancel)."""
+    page = context.new_page()
+    errors = PageErrors(page)
+    audit = Audit(page)
+    open_page(page, server)
+    large = tmp_path / "large.bin"
+    large.write_bytes(os.urandom(9 * 1024 * 1024))
+    throttle_uploads(page, 1_000_000)
+    page.set_input_files("#file-input", str(large))
+    pause = page.get_by_role("button", name=f"Pause upload of {large.name}")
+    pause.wait_for()
+    audit.check("a resumable upload under way")
+    pause.click()
+    page.get_by_role("button", name=f"Resume upload of {large.name}").wait_for()
+    audit.check("a resumable upload, paused")
+    page.get_by_role("button", name=f"Cancel upload of {large.name}").click()
+    page.locator(".upload[data-state=cancelled]").wait_for()
     errors.assert_none()
     audit.assert_clean()

@@ -13,13 +13,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import ServerFactory
-from tests.helpers import cli_env, wait_done
+from tests.helpers import cli_env, resumable_audit, wait_done
 from uploads_api.client import AsyncClient, Client
 from uploads_api.client.resumable import ResumeState
 
@@ -45,17 +44,6 @@ def cli_command(url: str, path: Path, *more: str) -> list[str]:
         "1M",
         *more,
     ]
-
-
-def resumable_audit(client: httpx.Client) -> list[dict[str, Any]]:
-    """The uploads the audit log records as resumable (its rows are written within 0.5 s)."""
-    deadline = time.monotonic() + 10
-    while True:
-        entries = client.get("/v1/audit", params={"action": "file.uploaded"}).json()["items"]
-        found = [e for e in entries if (e.get("detail") or {}).get("resumable")]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
 
 
 def test_the_cli_sends_a_large_file_resumably(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from uploads_api.api import tus_protocol
 from uploads_api.api.contract import problem_responses
 from uploads_api.api.deps import RuntimeDep, get_principal
 from uploads_api.services.direct_uploads import MAX_PARTS
@@ -20,6 +21,14 @@ class DirectUploadLimits(BaseModel):
     expires_in: int = Field(description="Seconds a started direct upload stays open")
 
 
+class ResumableUploads(BaseModel):
+    endpoint: str = Field(description="The tus 1.0 endpoint (docs/resumable.md)")
+    extensions: list[str]
+    checksum_algorithms: list[str]
+    expires_in: int = Field(description="Seconds an unfinished upload lives after its last PATCH")
+    max_open: int = Field(description="Unfinished uploads per API key")
+
+
 class Capabilities(BaseModel):
     keys_required: bool = Field(description="Whether requests need an API key")
     max_file_size: int = Field(description="Bytes, per file")
@@ -28,6 +37,7 @@ class Capabilities(BaseModel):
     direct_uploads: DirectUploadLimits | None = Field(
         description="`POST /v1/direct-uploads` is offered (S3 storage); null: it is not"
     )
+    resumable_uploads: ResumableUploads = Field(description="Resumable uploads over tus")
     presigned_downloads: bool = Field(description="Downloads answer 302 to a presigned storage URL")
     link_max_age: int = Field(description="The longest life of a signed link, in seconds")
     variant_max_size: int = Field(description="The largest width or height of a variant")
@@ -57,6 +67,13 @@ async def capabilities(runtime: RuntimeDep) -> Capabilities:
         )
         if direct
         else None,
+        resumable_uploads=ResumableUploads(
+            endpoint="/v1/tus/",
+            extensions=tus_protocol.EXTENSIONS.split(","),
+            checksum_algorithms=tus_protocol.CHECKSUM_ALGORITHMS.split(","),
+            expires_in=settings.tus_expiry,
+            max_open=settings.tus_max_open,
+        ),
         presigned_downloads=runtime.file_service.presigns_downloads,
         link_max_age=settings.link_max_age,
         variant_max_size=settings.variant_max_size,

@@ -6,7 +6,7 @@
 // kept in sessionStorage: for this tab only, gone when it closes.
 
 const KEY_STORAGE = "uploads-api.key";
-const MAX_KEY_ATTEMPTS = 5;
+export const MAX_KEY_ATTEMPTS = 5;
 
 export class ApiError extends Error {
   constructor(message, { status = 0, code = "" } = {}) {
@@ -17,7 +17,7 @@ export class ApiError extends Error {
   }
 }
 
-const NETWORK_ERROR = "Could not reach the server. Check the connection and try again.";
+export const NETWORK_ERROR = "Could not reach the server. Check the connection and try again.";
 const KEY_NEEDED = "This server needs an API key.";
 
 let promptForKey = async () => null;
@@ -84,6 +84,14 @@ async function keyAfter401(reason, sentKey) {
   return entered;
 }
 
+/**
+ * The key to send again with after a 401 (its body in `bodyText`) to a request that went
+ * with `sentKey`; rejects with an ApiError when the person declines to give one.
+ */
+export function keyAfterRefusal(bodyText, sentKey) {
+  return keyAfter401(problemMessage(401, "", bodyText), sentKey);
+}
+
 function withKey(headers, key) {
   const merged = new Headers(headers);
   if (key) merged.set("Authorization", `Bearer ${key}`);
@@ -118,12 +126,17 @@ function codeOf(bodyText) {
   }
 }
 
+/** An ApiError for a failed answer: the problem's words and code when it has them. */
+export function errorOf(status, statusText, bodyText) {
+  return new ApiError(problemMessage(status, statusText, bodyText), {
+    status,
+    code: codeOf(bodyText),
+  });
+}
+
 export async function errorFrom(response) {
   const text = await response.text().catch(() => "");
-  return new ApiError(problemMessage(response.status, response.statusText, text), {
-    status: response.status,
-    code: codeOf(text),
-  });
+  return errorOf(response.status, response.statusText, text);
 }
 
 /** `fetch` with the key, asking for one on a 401. Resolves to the final Response. */
@@ -142,8 +155,7 @@ export async function apiFetch(path, init = {}) {
       throw new ApiError(NETWORK_ERROR);
     }
     if (response.status !== 401 || attempt >= MAX_KEY_ATTEMPTS) return response;
-    const reason = problemMessage(401, "", await response.text().catch(() => ""));
-    await keyAfter401(reason, key);
+    await keyAfterRefusal(await response.text().catch(() => ""), key);
   }
 }
 
@@ -198,17 +210,13 @@ export function uploadFile(file, onProgress) {
       const key = currentKey();
       const answer = await sendOnce(key);
       if (answer.status === 401 && attempt < MAX_KEY_ATTEMPTS) {
-        const reason = problemMessage(401, "", answer.text);
-        await keyAfter401(reason, key);
+        await keyAfterRefusal(answer.text, key);
         if (aborted) throw new DOMException("The upload was cancelled.", "AbortError");
         onProgress(0, file.size);
         continue;
       }
       if (answer.status < 200 || answer.status >= 300) {
-        throw new ApiError(problemMessage(answer.status, answer.statusText, answer.text), {
-          status: answer.status,
-          code: codeOf(answer.text),
-        });
+        throw errorOf(answer.status, answer.statusText, answer.text);
       }
       const body = JSON.parse(answer.text);
       return asForm ? body.files[0] : body;

@@ -1,8 +1,10 @@
-// The upload queue: one row per file, one request per file, three requests at a time.
+// The upload queue: one row per file, three files at a time. A file goes up in one request,
+// or, past RESUMABLE_ABOVE, resumably over tus, in chunks, with Pause and Resume.
 
 import { uploadFile } from "./api.js";
 import { announce, h, setText } from "./dom.js";
 import { extensionLabel, formatBytes, formatPercent } from "./format.js";
+import { RESUMABLE_ABOVE, ResumableUpload } from "./resumable.js";
 
 export const CONCURRENCY = 3;
 // Local previews decode the original in the page; past this size they cost too much.
@@ -10,9 +12,13 @@ const PREVIEW_MAX_BYTES = 25_000_000;
 
 let nextId = 1;
 
+// Rows still to finish: "Clear finished" leaves them.
+const UNFINISHED = ["queued", "uploading", "paused"];
+
 /**
  * States: queued → uploading → uploaded (→ processed or failed via `follow`), or failed,
- * or cancelled. A failed or cancelled row can be sent again.
+ * or cancelled. A failed or cancelled row can be sent again. A resumable upload can also
+ * be paused (it leaves its slot) and resumed (queued again; it goes on from its offset).
  */
 export class UploadQueue {
   constructor({ list, section, summary, clearButton, onUploaded, onActivity }) {
@@ -61,13 +67,9 @@ export class UploadQueue {
 
   async start(item) {
     item.state = "uploading";
-    item.loaded = 0;
     item.error = "";
-    const transfer = uploadFile(item.file, (loaded) => {
-      item.loaded = loaded;
-      this.updateRow(item);
-      this.updateSummary();
-    });
+    item.pausing = false;
+    const transfer = this.transfer(item);
     item.abort = () => transfer.abort();
     this.updateRow(item);
     this.onActivity();
@@ -78,7 +80,7 @@ export class UploadQueue {
       this.onUploaded(item.record);
     } catch (error) {
       if (error && error.name === "AbortError") {
-        item.state = "cancelled";
+        item.state = item.pausing ? "paused" : "cancelled";
       } else {
         item.state = "failed";
         item.error = (error && error.message) || "The upload failed.";
@@ -91,8 +93,41 @@ export class UploadQueue {
     }
   }
 
+  /** One request, or a resumable upload that goes on where it stopped when started again. */
+  transfer(item) {
+    const onProgress = (loaded) => {
+      item.loaded = loaded;
+      this.updateRow(item);
+      this.updateSummary();
+    };
+    if (item.file.size <= RESUMABLE_ABOVE) {
+      item.loaded = 0;
+      return uploadFile(item.file, onProgress);
+    }
+    item.resumable ??= new ResumableUpload(item.file, onProgress);
+    return { done: item.resumable.send(), abort: () => item.resumable.cancel() };
+  }
+
+  pause(item) {
+    if (item.state !== "uploading" || !item.resumable) return;
+    item.pausing = true;
+    item.resumable.pause();
+    announce(`Paused ${item.file.name}`);
+  }
+
+  resume(item) {
+    if (item.state !== "paused") return;
+    item.state = "queued";
+    this.updateRow(item);
+    this.pump();
+    this.onActivity();
+    announce(`Resuming ${item.file.name}`);
+  }
+
   cancel(item) {
-    if (item.state === "queued") {
+    if (item.state === "queued" || item.state === "paused") {
+      // Ends the upload on the server too, if it was started.
+      if (item.resumable) item.resumable.cancel();
       item.state = "cancelled";
       this.updateRow(item);
       this.update();
@@ -103,8 +138,10 @@ export class UploadQueue {
   }
 
   retry(item) {
+    // A failed resumable upload goes on from its offset; a cancelled one was ended.
+    if (item.state === "cancelled") item.resumable = null;
+    if (!item.resumable) item.loaded = 0;
     item.state = "queued";
-    item.loaded = 0;
     item.error = "";
     this.updateRow(item);
     this.pump();
@@ -112,7 +149,7 @@ export class UploadQueue {
   }
 
   remove(item) {
-    if (item.state === "uploading" || item.state === "queued") this.cancel(item);
+    if (UNFINISHED.includes(item.state)) this.cancel(item);
     const index = this.items.indexOf(item);
     const next = this.items[index + 1] || this.items[index - 1];
     this.items.splice(index, 1);
@@ -124,7 +161,7 @@ export class UploadQueue {
 
   clearFinished() {
     for (const item of [...this.items]) {
-      if (!["queued", "uploading"].includes(item.state)) this.remove(item);
+      if (!UNFINISHED.includes(item.state)) this.remove(item);
     }
     if (!this.items.length) this.section.hidden = true;
   }
@@ -192,6 +229,7 @@ export class UploadQueue {
     const status = {
       queued: "Waiting to upload",
       uploading: `${formatPercent(fraction)} · ${formatBytes(item.loaded)} of ${formatBytes(total)}`,
+      paused: `Paused · ${formatPercent(fraction)} · ${formatBytes(item.loaded)} of ${formatBytes(total)}`,
       uploaded: "100 % · processing…",
       done: "100 % · ready",
       "processing-failed": "100 % · uploaded, but processing failed",
@@ -205,11 +243,11 @@ export class UploadQueue {
   }
 
   renderActions(item, state) {
-    const kind = ["queued", "uploading"].includes(state)
-      ? "cancel"
-      : ["failed", "cancelled"].includes(state)
-        ? "retry"
-        : "done";
+    let kind = "done";
+    if (state === "uploading" && item.resumable) kind = "pause";
+    else if (state === "paused") kind = "resume";
+    else if (["queued", "uploading"].includes(state)) kind = "cancel";
+    else if (["failed", "cancelled"].includes(state)) kind = "retry";
     if (item.shownActions === kind) return;
     const hadFocus = item.actions.contains(document.activeElement);
     item.shownActions = kind;
@@ -218,8 +256,12 @@ export class UploadQueue {
       h("button", { type: "button", class: style, text, "aria-label": label, onclick });
     const remove = () =>
       button("Remove", `Remove ${name} from the list`, () => this.remove(item), "button small subtle");
+    const cancel = () => button("Cancel", `Cancel upload of ${name}`, () => this.cancel(item));
+    // Pause and Resume come first: the one clicked is replaced by the other, which takes focus.
     const buttons = {
-      cancel: [button("Cancel", `Cancel upload of ${name}`, () => this.cancel(item))],
+      pause: [button("Pause", `Pause upload of ${name}`, () => this.pause(item)), cancel()],
+      resume: [button("Resume", `Resume upload of ${name}`, () => this.resume(item)), cancel()],
+      cancel: [cancel()],
       retry: [button("Retry", `Retry upload of ${name}`, () => this.retry(item)), remove()],
       done: [remove()],
     }[kind];
@@ -229,7 +271,7 @@ export class UploadQueue {
 
   update() {
     this.updateSummary();
-    const finished = this.items.some((item) => !["queued", "uploading"].includes(item.state));
+    const finished = this.items.some((item) => !UNFINISHED.includes(item.state));
     this.clearButton.hidden = !finished;
   }
 
@@ -241,6 +283,7 @@ export class UploadQueue {
     }
     const sending = items.filter((item) => item.state === "uploading" || item.state === "queued");
     const failed = items.filter((item) => item.state === "failed").length;
+    const paused = items.filter((item) => item.state === "paused").length;
     const sent = items.filter((item) => item.state === "uploaded").length;
     let text;
     if (sending.length) {
@@ -254,9 +297,11 @@ export class UploadQueue {
       const percent = total ? Math.floor((loaded / total) * 10) * 10 : 0;
       const left = sending.length === 1 ? "1 file left" : `${sending.length} files left`;
       text = `Uploading · ${left} · ${percent} % done`;
+      if (paused) text += ` · ${paused} paused`;
     } else {
       text = `${sent} uploaded`;
       if (failed) text += ` · ${failed} failed`;
+      if (paused) text += ` · ${paused} paused`;
       const cancelled = items.filter((item) => item.state === "cancelled").length;
       if (cancelled) text += ` · ${cancelled} cancelled`;
     }
