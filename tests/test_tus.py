@@ -427,7 +427,9 @@ def test_cors_lets_a_page_elsewhere_speak_tus(server_factory: ServerFactory) -> 
             headers={
                 "Origin": origin,
                 "Access-Control-Request-Method": "PATCH",
-                "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type,upload-checksum",
+                "Access-Control-Request-Headers": (
+                    "tus-resumable,upload-offset,content-type,upload-checksum"
+                ),
             },
         )
         assert preflight.status_code == 200
