@@ -43,7 +43,9 @@ def create(client: httpx.Client, length: int | None, **more: str) -> str:
     answer = client.post("/v1/tus/", headers=headers)
     assert answer.status_code == 201, answer.text
     assert answer.headers["tus-resumable"] == "1.0.0"
-    return str(answer.headers["location"])
+    # A path: the client resolves it against the address it used.
+    assert answer.headers["location"].startswith("/v1/tus/")
+    return str(client.base_url.join(answer.headers["location"]))
 
 
 def patch(client: httpx.Client, url: str, offset: int, data: bytes, **more: str) -> httpx.Response:
@@ -216,7 +218,9 @@ def test_unfinished_uploads_are_listed_and_belong_to_their_key(
         url = create(alice, 100, **{"Upload-Metadata": metadata(filename="half.bin")})
         patch(alice, url, 0, b"x" * 40)
         listed = alice.get("/v1/tus/").json()["uploads"]
-        assert [(u["url"], u["offset"], u["length"]) for u in listed] == [(url, 40, 100)]
+        assert [(alice.base_url.join(u["url"]), u["offset"], u["length"]) for u in listed] == [
+            (httpx.URL(url), 40, 100)
+        ]
         assert listed[0]["metadata"] == {"filename": "half.bin"}
         with httpx.Client(base_url=server.url, headers=bearer(keys["bob"])) as bob:
             assert head(bob, url).status_code == 404
@@ -399,3 +403,41 @@ def test_on_s3_an_upload_larger_than_a_part_is_assembled(tus_server: Server) -> 
         record = wait_done(http, file_id)
         assert record["sha256"] == hashlib.sha256(data).hexdigest()
         assert http.get(f"/v1/files/{file_id}/content").content == data
+
+
+def test_open_uploads_per_key_are_capped(server_factory: ServerFactory) -> None:
+    server = server_factory(tus_max_open=2)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        first = create(http, 10)
+        create(http, 10)
+        assert_problem(
+            http.post("/v1/tus/", headers={**TUS, "Upload-Length": "10"}), 429, "too-many-uploads"
+        )
+        # A finished upload no longer counts.
+        assert patch(http, first, 0, b"0123456789").status_code == 204
+        create(http, 10)
+
+
+def test_cors_lets_a_page_elsewhere_speak_tus(server_factory: ServerFactory) -> None:
+    origin = "https://app.example"
+    server = server_factory(cors_origins=origin)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        preflight = http.options(
+            "/v1/tus/0123456789abcdef0123456789abcdef",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "PATCH",
+                "Access-Control-Request-Headers": (
+                    "tus-resumable,upload-offset,content-type,upload-checksum"
+                ),
+            },
+        )
+        assert preflight.status_code == 200
+        assert "PATCH" in preflight.headers["access-control-allow-methods"]
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert {"tus-resumable", "upload-offset", "upload-checksum"} <= set(
+            allowed.replace(" ", "").split(",")
+        )
+        created = http.post("/v1/tus/", headers={**TUS, "Upload-Length": "5", "Origin": origin})
+        exposed = created.headers["access-control-expose-headers"].lower()
+        assert "location" in exposed and "upload-offset" in exposed and "file-id" in exposed

@@ -33,7 +33,7 @@ MiB = 1024 * 1024
 def create(http: httpx.Client, base: str, length: int) -> str:
     answer = http.post(f"{base}/v1/tus/", headers={**TUS, "Upload-Length": str(length)})
     assert answer.status_code == 201, answer.text
-    return str(answer.headers["location"])
+    return str(httpx.URL(base).join(answer.headers["location"]))
 
 
 def patch(http: httpx.Client, url: str, offset: int, data: bytes) -> httpx.Response:

@@ -190,7 +190,9 @@ def _dispatch(background: BackgroundTasks, files: FilesDep, done: Appended) -> N
 
 
 def _url(request: Request, upload_id: str) -> str:
-    base = request.app.state.runtime.settings.public_url or str(request.base_url)
+    """The upload's URL: absolute under UPLOADS_PUBLIC_URL when set; else a path, which
+    clients resolve against the address they used (a page keeps to its own origin)."""
+    base = request.app.state.runtime.settings.public_url or request.scope.get("root_path", "")
     return f"{base.rstrip('/')}/v1/tus/{upload_id}"
 
 

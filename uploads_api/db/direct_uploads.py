@@ -43,6 +43,12 @@ class DirectUploadRepository:
         async with self.engines.write() as conn:
             await conn.execute(insert(d).values(**upload.__dict__))
 
+    async def set_upload_id(self, upload_id: str, storage_upload_id: str) -> None:
+        async with self.engines.write() as conn:
+            await conn.execute(
+                update(d).where(d.c.id == upload_id).values(upload_id=storage_upload_id)
+            )
+
     async def get(self, upload_id: str, scope: str | None) -> DirectUpload | None:
         """The open upload, if ``scope`` (an owner; ``None`` for all) may see it and it has
         not expired."""

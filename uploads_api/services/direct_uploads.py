@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from uploads_api import metrics
@@ -93,7 +93,6 @@ class DirectUploadService:
         expiry = self.settings.direct_upload_expiry
         file_id = uuid.uuid4().hex
         key = original_key(file_id)
-        upload_id = await transfer.start_upload(key)
         now = utcnow()
         upload = DirectUpload(
             id=file_id,
@@ -102,19 +101,27 @@ class DirectUploadService:
             size=size,
             sha256=sha256.lower() if sha256 else None,
             storage_key=key,
-            upload_id=upload_id,
+            upload_id="",
             part_size=part_size_for(size, self.settings.direct_upload_part_size),
             state=OPEN,
             created_at=now,
             expires_at=now + timedelta(seconds=expiry),
         )
+        # The row first: the sweep spares the multipart uploads that rows name.
+        await self.uploads.add(upload)
         try:
-            await self.uploads.add(upload)
+            upload = replace(upload, upload_id=await transfer.start_upload(key))
+            await self.uploads.set_upload_id(upload.id, upload.upload_id)
         except BaseException:
-            await asyncio.shield(transfer.abort_upload(key, upload_id))
+            await asyncio.shield(self._drop(upload))
             raise
-        urls = await transfer.part_urls(key, upload_id, upload.part_count, expiry)
+        urls = await transfer.part_urls(key, upload.upload_id, upload.part_count, expiry)
         return Offer(upload, list(urls))
+
+    async def _drop(self, upload: DirectUpload) -> None:
+        if upload.upload_id:
+            await self._transfer().abort_upload(upload.storage_key, upload.upload_id)
+        await self.uploads.remove(upload.id)
 
     async def complete(
         self, caller: Principal, upload_id: str, parts: list[tuple[int, str]]

@@ -129,11 +129,12 @@ class TusService:
             created_at=now,
             expires_at=now + timedelta(seconds=self.settings.tus_expiry),
         )
-        await self.partials.create(upload.id)
+        # The row first: the sweep spares the bytes of the uploads that rows name.
+        await self.uploads.create(upload)
         try:
-            await self.uploads.create(upload)
+            await self.partials.create(upload.id)
         except BaseException:
-            await asyncio.shield(self.partials.discard(upload.id))
+            await asyncio.shield(self.terminate_now(upload.id))
             raise
         return upload
 
@@ -284,6 +285,10 @@ class TusService:
             expires = utcnow() + timedelta(seconds=self.settings.tus_expiry)
             if not await self.uploads.advance(upload.id, writer, new_offset, expires):
                 raise UploadLocked(f"upload {upload.id} was taken over by another request")
+            if appended.cut_by is not None:
+                # What arrived is kept (HEAD says where to go on from); the request itself
+                # failed, and its answer says so.
+                raise appended.cut_by
             return replace(upload, offset=new_offset, expires_at=expires)
         finally:
             renewing.cancel()

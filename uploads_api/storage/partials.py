@@ -33,8 +33,9 @@ class Appended:
     written: int
     # The digest of what was written, when an algorithm was asked for.
     digest: bytes | None
-    # The body ended early (the client went away): ``written`` bytes are kept anyway.
-    cut_short: bool = False
+    # Why the body ended early (the client went away, a stall): ``written`` bytes are kept
+    # anyway, and the error is the request's answer once they are committed.
+    cut_by: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class LocalPartials:
         written = 0
         batch: list[bytes] = []
         batched = 0
-        cut_short = False
+        cut_by: Exception | None = None
         try:
             try:
                 async for chunk in body:
@@ -130,10 +131,10 @@ class LocalPartials:
                         batch, batched = [], 0
             except PastLimit:
                 raise
-            except Exception:
+            except Exception as exc:
                 if digest is not None:
                     raise  # a chunk with a checksum is whole or nothing
-                cut_short = True
+                cut_by = exc
             if batch:
                 await asyncio.to_thread(_write, handle, batch, digest)
                 written += batched
@@ -143,7 +144,7 @@ class LocalPartials:
             raise
         finally:
             await asyncio.to_thread(handle.close)
-        return Appended(written, digest.digest() if digest else None, cut_short)
+        return Appended(written, digest.digest() if digest else None, cut_by)
 
     async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
         """The upload's bytes: those of ``parts``, one after the other, fsynced (the kernel

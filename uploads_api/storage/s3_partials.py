@@ -78,7 +78,7 @@ class S3Partials:
         buffer = bytearray(await self._tail(upload_id, offset))
         base = offset - len(buffer)
         received = 0
-        cut_short = False
+        cut_by: Exception | None = None
         try:
             async for chunk in body:
                 if received + len(chunk) > limit:
@@ -95,14 +95,14 @@ class S3Partials:
                     base += PART_SIZE
         except PastLimit:
             raise
-        except Exception:
+        except Exception as exc:
             if digest is not None:
                 raise  # a chunk with a checksum is whole or nothing
-            cut_short = True
+            cut_by = exc
         end = base + len(buffer)
         if buffer and end != offset:
             await self._call("put_object", Key=self._tail_key(upload_id, end), Body=bytes(buffer))
-        return Appended(end - offset, digest.digest() if digest else None, cut_short)
+        return Appended(end - offset, digest.digest() if digest else None, cut_by)
 
     async def _tail(self, upload_id: str, offset: int) -> bytes:
         if offset % PART_SIZE == 0:

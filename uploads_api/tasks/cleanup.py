@@ -155,7 +155,8 @@ class CleanupTask:
             return 0
         aborted = 0
         for upload in await self.direct_uploads.expired():
-            await self.storage.abort_upload(upload.storage_key, upload.upload_id)
+            if upload.upload_id:  # empty: a start that failed before S3 answered
+                await self.storage.abort_upload(upload.storage_key, upload.upload_id)
             await self.direct_uploads.remove(upload.id)
             aborted += 1
         return aborted
