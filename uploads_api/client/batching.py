@@ -38,7 +38,7 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 PART_REFUSALS = frozenset({"file-too-large", "unsupported-media-type", "checksum-mismatch"})
 # Between a part's bytes and the next part's delimiter.
 PART_END = b"\r\n"
-# Files up to this size are read whole, several per thread hop, when a try starts: a batch
+# Files up to this size are read whole in the thread hop that opens a try's files: a batch
 # of small files then costs the event loop one hop, not one per file.
 READ_AHEAD = 256 * 1024
 
