@@ -136,7 +136,7 @@ def test_an_admin_may_link_and_another_owner_gets_404(live: Live) -> None:
     [
         ({"target": "content", "expires_in": 604801}, 422, "validation-error"),
         ({"target": "content", "expires_in": 0}, 422, "validation-error"),
-        ({"target": "thumbnail", "size": 99, "expires_in": 60}, 404, "not-found"),
+        ({"target": "thumbnail", "size": 99, "expires_in": 60}, 409, "thumbnail-not-ready"),
         ({"target": "variant", "variant": "w=0", "expires_in": 60}, 400, "invalid-variant-spec"),
         ({"target": "variant", "expires_in": 60}, 422, "validation-error"),
         ({"target": "content", "size": 256, "expires_in": 60}, 422, "validation-error"),

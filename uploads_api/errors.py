@@ -24,6 +24,7 @@ The tree::
     ├── NotFound                      unknown file or thumbnail (also another owner's)
     │   └── DirectUploadsUnavailable  direct uploads off, or storage that is not S3
     ├── DirectUploadBusy              another request is completing this direct upload
+    ├── ThumbnailNotReady             a link to a thumbnail size the file does not have (yet)
     ├── IdempotencyKeyInProgress      another request with this Idempotency-Key is running
     ├── RequestTimeout                the body stalled for UPLOADS_BODY_TIMEOUT
     ├── OffsetMismatch                a tus PATCH not at the upload's offset
@@ -148,6 +149,10 @@ class DirectUploadBusy(UploadsError):
 
 class IdempotencyKeyInProgress(UploadsError):
     code, title = "idempotency-key-in-progress", "Idempotency key in use"
+
+
+class ThumbnailNotReady(UploadsError):
+    code, title = "thumbnail-not-ready", "Thumbnail not ready"
 
 
 class RequestTimeout(UploadsError):

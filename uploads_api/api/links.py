@@ -72,6 +72,7 @@ class SignedLink(BaseModel):
     operation_id="createLink",
     responses=problem_responses(
         "not-found",
+        "thumbnail-not-ready",
         "invalid-variant-spec",
         "variant-spec-not-canonical",
         "variant-too-large",

@@ -143,6 +143,12 @@ EXPLANATIONS: dict[str, tuple[str, str]] = {
         " page, cover art).",
         "Ask for variants of images, or of files whose record lists thumbnails.",
     ),
+    "thumbnail-not-ready": (
+        "A link asked for a thumbnail size the file does not have: not one of the configured"
+        " sizes, a file without a preview, or one still being processed.",
+        "Ask for one of the sizes in the file's `thumbnails` (`GET /v1/files/{id}?wait=30`"
+        " waits for processing).",
+    ),
     "offset-mismatch": (
         "A tus PATCH whose Upload-Offset is not where the upload stands (`offset`, also in"
         " the Upload-Offset header).",

@@ -30,6 +30,7 @@ STATUS: dict[type[UploadsError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.DirectUploadBusy: 409,
+    errors.ThumbnailNotReady: 409,
     errors.IdempotencyKeyInProgress: 409,
     errors.OffsetMismatch: 409,
     errors.UploadExpired: 410,

@@ -25,7 +25,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from uploads_api.auth import Principal
-from uploads_api.errors import InvalidLink, LinkExpired, NotFound
+from uploads_api.errors import InvalidLink, LinkExpired, ThumbnailNotReady
 from uploads_api.services.files import FileService
 from uploads_api.services.variants import VariantService
 from uploads_api.signing import KeyRing
@@ -92,7 +92,7 @@ class LinkService:
             path = f"/v1/files/{record.id}/content"
         elif target == "thumbnail":
             if size is None or all(thumb.size != size for thumb in record.thumbnails):
-                raise NotFound(f"no {size}px thumbnail for file {file_id} (yet)")
+                raise ThumbnailNotReady(f"no {size}px thumbnail for file {file_id} (yet)")
             path = f"/v1/files/{record.id}/thumbnails/{size}"
         else:
             path = f"/v1/files/{record.id}/variants/{variant}"
