@@ -103,7 +103,8 @@ def unfinished(server: Server, headers: dict[str, str] | None = None) -> list[di
     answer = httpx.get(f"{server.url}/v1/tus/", headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text
     uploads: list[dict[str, Any]] = answer.json()["uploads"]
-    return uploads
+    # Each URL is a path, which a client resolves against the server's address.
+    return [{**upload, "url": str(httpx.URL(server.url).join(upload["url"]))} for upload in uploads]
 
 
 def wait_acknowledged(server: Server, at_least: int) -> dict[str, Any]:

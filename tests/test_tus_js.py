@@ -189,7 +189,8 @@ def test_an_abandoned_upload_is_finished_by_a_second_run(keyed: Keyed, tmp_path:
     with keyed.client("resume") as http:
         assert offset_of(http, first["url"]) == 3 * MiB
         (unfinished,) = http.get("/v1/tus/").json()["uploads"]
-        assert (unfinished["url"], unfinished["offset"]) == (first["url"], 3 * MiB)
+        listed = str(http.base_url.join(unfinished["url"]))  # a path, resolved as clients do
+        assert (listed, unfinished["offset"]) == (first["url"], 3 * MiB)
         assert unfinished["metadata"] == {"filename": "backup.tar"}
 
         second = run_tus_js(keyed.endpoint, source, resume=True, **options)
@@ -284,7 +285,7 @@ def held_upload(keyed: Keyed, tmp_path: Path) -> Iterator[tuple[str, Path, str, 
     with keyed.client("locked") as http:
         created = http.post("/v1/tus/", headers={**TUS, "Upload-Length": str(10 * MiB)})
         assert created.status_code == 201
-        url = created.headers["location"]
+        url = str(http.base_url.join(created.headers["location"]))
     release = threading.Event()
     answered: list[int] = []
 
@@ -352,6 +353,9 @@ def test_a_refusal_before_the_body_is_read_closes_the_connection(
     )
     assert result["error"] is None
     assert result["retries"] and all(waited(retry) for retry in result["retries"])
-    assert result["bytesAccepted"] == 10 * MiB - 200_000
+    # What it counts as sent in this run starts from the offset of its first HEAD: 200,000
+    # once the other writer is done, 0 when it asked while that writer still held the
+    # upload (under load the retries can start that early). The bytes are checked below.
+    assert result["bytesAccepted"] in (10 * MiB - 200_000, 10 * MiB)
     with keyed.client("locked") as http:
         assert_file(http, url, 10 * MiB, digest)
