@@ -266,6 +266,9 @@ class TusService:
         if not await self.uploads.take_lease(upload.id, writer, LEASE_SECONDS):
             raise UploadLocked(f"another request is writing upload {upload.id}; try again shortly")
         renewing = asyncio.create_task(self._renew(upload.id, writer))
+        # ``advance`` gives the lease up with the offset; only a PATCH that ends before it
+        # must give the lease up apart (a write transaction fewer per chunk).
+        advanced = False
         try:
             limit = (
                 upload.length if upload.length is not None else self.settings.max_file_size
@@ -283,7 +286,8 @@ class TusService:
                 )
             new_offset = offset + appended.written
             expires = utcnow() + timedelta(seconds=self.settings.tus_expiry)
-            if not await self.uploads.advance(upload.id, writer, new_offset, expires):
+            advanced = await self.uploads.advance(upload.id, writer, new_offset, expires)
+            if not advanced:
                 raise UploadLocked(f"upload {upload.id} was taken over by another request")
             if appended.cut_by is not None:
                 # What arrived is kept (HEAD says where to go on from); the request itself
@@ -294,7 +298,8 @@ class TusService:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            await asyncio.shield(self.uploads.release(upload.id, writer))
+            if not advanced:
+                await asyncio.shield(self.uploads.release(upload.id, writer))
 
     async def _renew(self, upload_id: str, writer: str) -> None:
         while True:
