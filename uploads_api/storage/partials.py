@@ -38,6 +38,37 @@ class Appended:
     cut_by: Exception | None = None
 
 
+class BodyReader:
+    """One append's body, at most ``limit`` bytes (past them: ``PastLimit``). A body that
+    fails part-way (the client went away, a stall) just ends, its error kept in ``cut_by``,
+    unless the chunk must be whole (a checksum was asked for): then the error is raised.
+    Errors of the store itself, raised while the chunks are written, are never taken for
+    the body's: only the body's own reads are caught here."""
+
+    def __init__(self, body: AsyncIterator[bytes], limit: int, *, whole: bool) -> None:
+        self._body = body
+        self._limit = limit
+        self._whole = whole
+        self.cut_by: Exception | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        received = 0
+        while True:
+            try:
+                chunk = await anext(self._body)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                if self._whole:
+                    raise
+                self.cut_by = exc
+                return
+            received += len(chunk)
+            if received > self._limit:
+                raise PastLimit(f"the body goes past the {self._limit} bytes still expected")
+            yield chunk
+
+
 @dataclass(frozen=True)
 class Finished:
     """A complete upload's bytes, read back once: their hash and their head, for sniffing."""
@@ -114,27 +145,18 @@ class LocalPartials:
         path = self.path_of(upload_id)
         digest = hashlib.new(algorithm) if algorithm else None
         handle = await asyncio.to_thread(_open_at, path, offset)
+        reader = BodyReader(body, limit, whole=digest is not None)
         written = 0
         batch: list[bytes] = []
         batched = 0
-        cut_by: Exception | None = None
         try:
-            try:
-                async for chunk in body:
-                    if written + batched + len(chunk) > limit:
-                        raise PastLimit(f"the body goes past the {limit} bytes still expected")
-                    batch.append(chunk)
-                    batched += len(chunk)
-                    if batched >= WRITE_BATCH:
-                        await asyncio.to_thread(_write, handle, batch, digest)
-                        written += batched
-                        batch, batched = [], 0
-            except PastLimit:
-                raise
-            except Exception as exc:
-                if digest is not None:
-                    raise  # a chunk with a checksum is whole or nothing
-                cut_by = exc
+            async for chunk in reader.chunks():
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= WRITE_BATCH:
+                    await asyncio.to_thread(_write, handle, batch, digest)
+                    written += batched
+                    batch, batched = [], 0
             if batch:
                 await asyncio.to_thread(_write, handle, batch, digest)
                 written += batched
@@ -144,7 +166,7 @@ class LocalPartials:
             raise
         finally:
             await asyncio.to_thread(handle.close)
-        return Appended(written, digest.digest() if digest else None, cut_by)
+        return Appended(written, digest.digest() if digest else None, reader.cut_by)
 
     async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
         """The upload's bytes: those of ``parts``, one after the other, fsynced (the kernel

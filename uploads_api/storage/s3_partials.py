@@ -21,7 +21,7 @@ from typing import Any
 
 from uploads_api.storage.base import Storage
 from uploads_api.storage.keys import original_key, validate_file_id
-from uploads_api.storage.partials import Appended, Finished, PastLimit
+from uploads_api.storage.partials import Appended, BodyReader, Finished
 from uploads_api.storage.s3 import S3Storage
 
 PART_SIZE = 8 * 1024 * 1024
@@ -77,32 +77,21 @@ class S3Partials:
         digest = hashlib.new(algorithm) if algorithm else None
         buffer = bytearray(await self._tail(upload_id, offset))
         base = offset - len(buffer)
-        received = 0
-        cut_by: Exception | None = None
-        try:
-            async for chunk in body:
-                if received + len(chunk) > limit:
-                    raise PastLimit(f"the body goes past the {limit} bytes still expected")
-                received += len(chunk)
-                if digest is not None:
-                    digest.update(chunk)
-                buffer += chunk
-                while len(buffer) >= PART_SIZE:
-                    await self._send_part(
-                        upload_id, multipart, base // PART_SIZE + 1, buffer[:PART_SIZE]
-                    )
-                    del buffer[:PART_SIZE]
-                    base += PART_SIZE
-        except PastLimit:
-            raise
-        except Exception as exc:
+        reader = BodyReader(body, limit, whole=digest is not None)
+        async for chunk in reader.chunks():
             if digest is not None:
-                raise  # a chunk with a checksum is whole or nothing
-            cut_by = exc
+                digest.update(chunk)
+            buffer += chunk
+            while len(buffer) >= PART_SIZE:
+                await self._send_part(
+                    upload_id, multipart, base // PART_SIZE + 1, buffer[:PART_SIZE]
+                )
+                del buffer[:PART_SIZE]
+                base += PART_SIZE
         end = base + len(buffer)
         if buffer and end != offset:
             await self._call("put_object", Key=self._tail_key(upload_id, end), Body=bytes(buffer))
-        return Appended(end - offset, digest.digest() if digest else None, cut_by)
+        return Appended(end - offset, digest.digest() if digest else None, reader.cut_by)
 
     async def _tail(self, upload_id: str, offset: int) -> bytes:
         if offset % PART_SIZE == 0:
