@@ -81,8 +81,12 @@ def _sqlite_engine(url: str, *, writer: bool, busy_timeout: float) -> AsyncEngin
     if writer:
         # One writer connection per process: SQLite admits one writer at a time anyway, and
         # waiting for the pool is a fair queue, where SQLite's busy handler sleeps with
-        # backoff and left the slowest of 16 concurrent commits waiting for seconds.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=busy_timeout)
+        # backoff and left the slowest of 16 concurrent commits waiting for seconds. Every use
+        # of it is a transaction ended by its own commit or rollback (``write``): the pool's
+        # rollback on return would be one more trip to the driver's thread.
+        engine = create_async_engine(
+            url, pool_size=1, max_overflow=0, pool_timeout=busy_timeout, pool_reset_on_return=None
+        )
     else:
         engine = create_async_engine(url, pool_size=8, max_overflow=8)
 

@@ -44,6 +44,7 @@ from uploads_api.errors import (
 from uploads_api.ingest.names import clean_filename
 from uploads_api.ingest.sink import new_file_id
 from uploads_api.services.files import FileService
+from uploads_api.services.tus_hashes import RunningHashes
 from uploads_api.services.tus_metadata import parse_metadata
 from uploads_api.sniff import sniff_content_type
 from uploads_api.storage import Storage, original_key
@@ -84,6 +85,7 @@ class TusService:
         self.partials = partials
         self.storage = storage
         self.file_service = file_service
+        self.hashes = RunningHashes()
 
     # Creation ------------------------------------------------------------------------------
 
@@ -169,7 +171,11 @@ class TusService:
                 raise InvalidTusRequest(f"upload {part.id} is not a finished partial upload")
         length = sum(part.offset for part in parts)
         upload = await self.create(caller, length, metadata_header, concat=concat)
-        await self.partials.join(upload.id, [(part.id, part.offset) for part in parts])
+        first = self.hashes.resume(parts[0].id, parts[0].offset)
+        joined = await self.partials.join(
+            upload.id, [(part.id, part.offset) for part in parts], first
+        )
+        self.hashes.keep(upload.id, length, joined)
         record = await self._complete(caller, upload)
         await self.uploads.remove(*part_ids)
         for part in parts:
@@ -274,8 +280,11 @@ class TusService:
                 upload.length if upload.length is not None else self.settings.max_file_size
             ) - offset
             algorithm = CHECKSUMS[checksum.algorithm] if checksum else None
+            running = self.hashes.resume(upload.id, offset)
             try:
-                appended = await self.partials.append(upload.id, offset, body, limit, algorithm)
+                appended = await self.partials.append(
+                    upload.id, offset, body, limit, algorithm, running
+                )
             except PastLimit as exc:
                 raise PayloadTooLarge(str(exc), limit=upload.length) from exc
             if checksum is not None and appended.digest != checksum.digest:
@@ -289,6 +298,7 @@ class TusService:
             advanced = await self.uploads.advance(upload.id, writer, new_offset, expires)
             if not advanced:
                 raise UploadLocked(f"upload {upload.id} was taken over by another request")
+            self.hashes.keep(upload.id, new_offset, running)
             if appended.cut_by is not None:
                 # What arrived is kept (HEAD says where to go on from); the request itself
                 # failed, and its answer says so.
@@ -311,7 +321,8 @@ class TusService:
     async def _complete(self, caller: Principal, upload: TusUpload) -> FileRecord:
         """The complete bytes become a file: hashed, sniffed, checked, moved into storage and
         recorded with their tasks. Refused (type, whole-file checksum): the upload ends."""
-        finished = await self.partials.finish(upload.id, upload.offset)
+        known = self.hashes.take(upload.id, upload.offset)
+        finished = await self.partials.finish(upload.id, upload.offset, known)
         metadata = upload.metadata or {}
         expected = metadata.get("sha256")
         name = clean_filename(metadata.get("filename"))
@@ -366,10 +377,12 @@ class TusService:
         upload = await self.get(caller, upload_id)
         if not await self.uploads.terminate(upload.id):
             raise UploadLocked(f"another request is writing upload {upload_id}")
+        self.hashes.forget(upload.id)
         if upload.state != DONE:
             await self.partials.discard(upload.id)
 
     async def terminate_now(self, upload_id: str) -> None:
+        self.hashes.forget(upload_id)
         await self.uploads.remove(upload_id)
         await self.partials.discard(upload_id)
 

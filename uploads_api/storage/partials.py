@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from uploads_api.storage.base import Storage
 from uploads_api.storage.keys import validate_file_id
+from uploads_api.storage.writeback import start_writeback
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 # Bytes gathered before one write: few thread hops, bounded memory.
 WRITE_BATCH = 1024 * 1024
@@ -71,7 +75,8 @@ class BodyReader:
 
 @dataclass(frozen=True)
 class Finished:
-    """A complete upload's bytes, read back once: their hash and their head, for sniffing."""
+    """A complete upload's bytes: their hash (read back once, unless known) and their head,
+    for sniffing."""
 
     sha256: str
     head: bytes
@@ -90,18 +95,22 @@ class PartialStore(Protocol):
         body: AsyncIterator[bytes],
         limit: int,
         algorithm: str | None = None,
+        running: Hash | None = None,
     ) -> Appended:
-        """Store ``body`` from ``offset`` (at most ``limit`` bytes), durably."""
+        """Store ``body`` from ``offset`` (at most ``limit`` bytes), durably; ``running``,
+        the hash of the bytes before ``offset``, goes on over those written."""
 
     async def discard_chunk(self, upload_id: str, offset: int) -> None:
         """Forget what the last append stored past ``offset`` (its checksum failed)."""
 
-    async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
+    async def join(
+        self, upload_id: str, parts: list[tuple[str, int]], first: Hash | None = None
+    ) -> Hash:
         """The upload's bytes: those of the complete uploads ``parts`` (id, length), in
-        order."""
+        order; answers their sha256, going on from ``first`` (the first part's, if known)."""
 
-    async def finish(self, upload_id: str, length: int) -> Finished:
-        """The complete bytes, read back once: their hash and head."""
+    async def finish(self, upload_id: str, length: int, sha256: str | None = None) -> Finished:
+        """The complete bytes' hash (read back once unless ``sha256`` is known) and head."""
 
     async def commit(self, upload_id: str, storage: Storage, key: str) -> None:
         """Put the finished bytes at ``key`` in ``storage``; the upload keeps its own until
@@ -138,12 +147,14 @@ class LocalPartials:
         body: AsyncIterator[bytes],
         limit: int,
         algorithm: str | None = None,
+        running: Hash | None = None,
     ) -> Appended:
         """Write ``body`` at ``offset``, at most ``limit`` bytes, and fsync. Past the limit:
         ``PastLimit``, the file cut back to ``offset``. A body that fails part-way (the
         client went away, a stall) keeps what arrived when no checksum was asked for."""
         path = self.path_of(upload_id)
         digest = hashlib.new(algorithm) if algorithm else None
+        digests = [h for h in (digest, running) if h is not None]
         handle = await asyncio.to_thread(_open_at, path, offset)
         reader = BodyReader(body, limit, whole=digest is not None)
         written = 0
@@ -154,11 +165,11 @@ class LocalPartials:
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= WRITE_BATCH:
-                    await asyncio.to_thread(_write, handle, batch, digest)
+                    await asyncio.to_thread(_write, handle, batch, digests)
                     written += batched
                     batch, batched = [], 0
             if batch:
-                await asyncio.to_thread(_write, handle, batch, digest)
+                await asyncio.to_thread(_write, handle, batch, digests)
                 written += batched
             await asyncio.to_thread(os.fsync, handle.fileno())
         except BaseException:
@@ -168,18 +179,30 @@ class LocalPartials:
             await asyncio.to_thread(handle.close)
         return Appended(written, digest.digest() if digest else None, reader.cut_by)
 
-    async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
-        """The upload's bytes: those of ``parts``, one after the other, fsynced (the kernel
-        copies them, never this process)."""
+    async def join(
+        self, upload_id: str, parts: list[tuple[str, int]], first: Hash | None = None
+    ) -> Hash:
+        """The upload's bytes: those of ``parts``, one after the other, fsynced. The kernel
+        copies them; meanwhile another thread hashes them from the page cache (all but the
+        first part when its hash is known)."""
         target = self.path_of(upload_id)
-        sources = [self.path_of(part) for part, _length in parts]
-        await asyncio.to_thread(_join, target, sources)
+        sources = [(self.path_of(part), length) for part, length in parts]
+        running = first if first is not None else hashlib.sha256()
+        to_hash = sources[1:] if first is not None else sources
+        await asyncio.gather(
+            asyncio.to_thread(_join, target, sources),
+            asyncio.to_thread(_hash_files, running, to_hash),
+        )
+        return running
 
     async def discard_chunk(self, upload_id: str, offset: int) -> None:
         await asyncio.to_thread(os.truncate, self.path_of(upload_id), offset)
 
-    async def finish(self, upload_id: str, length: int) -> Finished:
-        return await asyncio.to_thread(_read_back, self.path_of(upload_id))
+    async def finish(self, upload_id: str, length: int, sha256: str | None = None) -> Finished:
+        path = self.path_of(upload_id)
+        if sha256 is not None:
+            return Finished(sha256, await asyncio.to_thread(_head, path))
+        return await asyncio.to_thread(_read_back, path)
 
     async def commit(self, upload_id: str, storage: Storage, key: str) -> None:
         # A second name for the bytes, for storage to take (move, or upload and remove).
@@ -211,34 +234,56 @@ class LocalPartials:
 def _open_at(path: Path, offset: int) -> BinaryIO:
     # Unbuffered: every write is in the file before the fsync, with nothing left behind.
     handle = open(path, "r+b", buffering=0)  # noqa: SIM115 - closed by the caller
-    handle.truncate(offset)
+    if os.fstat(handle.fileno()).st_size > offset:
+        handle.truncate(offset)
     handle.seek(offset)
     return handle
 
 
-def _write(handle: BinaryIO, batch: list[bytes], digest: hashlib._Hash | None) -> None:
+def _write(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
+    start = handle.tell()
     for chunk in batch:
-        if digest is not None:
+        for digest in digests:
             digest.update(chunk)
         view = memoryview(chunk)
         while view:
             view = view[handle.write(view) or 0 :]
+    start_writeback(handle.fileno(), start, handle.tell() - start)
 
 
 def _cut(handle: BinaryIO, offset: int) -> None:
     handle.truncate(offset)
 
 
-def _join(target: Path, sources: list[Path]) -> None:
+def _join(target: Path, sources: Sequence[tuple[Path, int]]) -> None:
     with open(target, "r+b") as out:
         out.truncate(0)
-        for source in sources:
+        for source, length in sources:
             with open(source, "rb") as part:
-                size = os.fstat(part.fileno()).st_size
                 copied = 0
-                while copied < size:
-                    copied += os.copy_file_range(part.fileno(), out.fileno(), size - copied)
+                while copied < length:
+                    step = os.copy_file_range(part.fileno(), out.fileno(), length - copied)
+                    if step == 0:
+                        raise OSError(f"{source} holds fewer than its {length} bytes")
+                    copied += step
         os.fsync(out.fileno())
+
+
+def _hash_files(running: Hash, sources: Sequence[tuple[Path, int]]) -> None:
+    for source, length in sources:
+        with open(source, "rb", buffering=0) as part:
+            left = length
+            while left > 0:
+                chunk = part.read(min(HASH_CHUNK, left))
+                if not chunk:
+                    raise OSError(f"{source} holds fewer than its {length} bytes")
+                running.update(chunk)
+                left -= len(chunk)
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(4096)
 
 
 def _read_back(path: Path) -> Finished:

@@ -9,7 +9,7 @@ covers is ever overwritten, so a PATCH whose offset never got committed (a crash
 refused checksum) leaves nothing to undo; its parts are sent again, with the same numbers,
 by the PATCH that takes its place. Completion assembles the object in S3, with the last
 tail as the last part: the bytes never come back through the API whole, but once, read,
-for the hash.
+for the hash, when the process completing the upload did not hash every chunk itself.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uploads_api.storage.base import Storage
 from uploads_api.storage.keys import original_key, validate_file_id
 from uploads_api.storage.partials import Appended, BodyReader, Finished
 from uploads_api.storage.s3 import S3Storage
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 PART_SIZE = 8 * 1024 * 1024
 TAILS = "tus-tails"
@@ -70,17 +73,19 @@ class S3Partials:
         body: AsyncIterator[bytes],
         limit: int,
         algorithm: str | None = None,
+        running: Hash | None = None,
     ) -> Appended:
         multipart = await self._multipart_id(upload_id)
         if multipart is None:
             raise FileNotFoundError(f"no S3 multipart upload for {upload_id}")
         digest = hashlib.new(algorithm) if algorithm else None
+        digests = [h for h in (digest, running) if h is not None]
         buffer = bytearray(await self._tail(upload_id, offset))
         base = offset - len(buffer)
         reader = BodyReader(body, limit, whole=digest is not None)
         async for chunk in reader.chunks():
-            if digest is not None:
-                digest.update(chunk)
+            for each in digests:
+                each.update(chunk)
             buffer += chunk
             while len(buffer) >= PART_SIZE:
                 await self._send_part(
@@ -117,18 +122,22 @@ class S3Partials:
     async def discard_chunk(self, upload_id: str, offset: int) -> None:
         """Nothing to undo: the committed offset's parts and tail were not touched."""
 
-    async def join(self, upload_id: str, parts: list[tuple[str, int]]) -> None:
+    async def join(
+        self, upload_id: str, parts: list[tuple[str, int]], first: Hash | None = None
+    ) -> Hash:
         """Each part upload is assembled in S3, then its bytes pass through here once, a
         part at a time, into this upload's parts (S3 copies only parts of 5 MiB and more,
-        which pieces of a small file are not)."""
+        which pieces of a small file are not), hashed on the way."""
         multipart = await self._multipart_id(upload_id)
         if multipart is None:
             raise FileNotFoundError(f"no S3 multipart upload for {upload_id}")
+        running = hashlib.sha256()
         buffer = bytearray()
         number = 1
         for part, length in parts:
             await self._assemble(part, length)
             async for chunk in self.storage.read(original_key(part)):
+                await asyncio.to_thread(running.update, chunk)
                 buffer += chunk
                 while len(buffer) >= PART_SIZE:
                     await self._send_part(upload_id, multipart, number, buffer[:PART_SIZE])
@@ -137,6 +146,7 @@ class S3Partials:
         if buffer:
             total = sum(length for _part, length in parts)
             await self._call("put_object", Key=self._tail_key(upload_id, total), Body=bytes(buffer))
+        return running
 
     async def _assemble(self, upload_id: str, length: int) -> None:
         """The parts, and the last tail as the last part, made one object at the upload's
@@ -181,8 +191,11 @@ class S3Partials:
                 return etags
             marker = int(listed["NextPartNumberMarker"])
 
-    async def finish(self, upload_id: str, length: int) -> Finished:
+    async def finish(self, upload_id: str, length: int, sha256: str | None = None) -> Finished:
         await self._assemble(upload_id, length)
+        if sha256 is not None:
+            head = b"".join([c async for c in self.storage.read(original_key(upload_id), 0, 4096)])
+            return Finished(sha256, head)
         sha = hashlib.sha256()
         head = b""
         async for chunk in self.storage.read(original_key(upload_id)):
