@@ -27,7 +27,8 @@ from uploads_api.db.tus_uploads import TusUpload
 from uploads_api.errors import ClientDisconnected, InvalidTusRequest, UnsupportedMediaType
 from uploads_api.ingest.stream import with_timeout
 from uploads_api.services.files import waiting_ids
-from uploads_api.services.tus import Appended, Checksum
+from uploads_api.services.tus import Appended
+from uploads_api.services.tus_writer import Checksum
 
 router = APIRouter(
     prefix="/v1/tus",

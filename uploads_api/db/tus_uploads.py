@@ -65,22 +65,34 @@ class TusUploadRepository:
         async with self.engines.reader.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
-    async def take_lease(self, upload_id: str, writer: str, seconds: float) -> bool:
-        """Become the upload's one writer, if it is open and nobody else holds a live lease."""
+    async def claim(
+        self,
+        upload_id: str,
+        writer: str,
+        seconds: float,
+        offset: int,
+        key_id: int | None,
+        admin: bool,
+    ) -> TusUpload | None:
+        """Become the upload's one writer, in one statement, if it is open, unexpired, the
+        key's (any, for an admin), at ``offset``, and nobody else holds a live lease: the
+        upload as it stands; ``None`` if any of that is not so."""
         now = utcnow()
+        query = update(u).where(
+            u.c.id == upload_id,
+            u.c.state == OPEN,
+            u.c.offset == offset,
+            u.c.expires_at > now,
+            or_(u.c.lease_until.is_(None), u.c.lease_until < now, u.c.lease_owner == writer),
+        )
+        if not admin:
+            query = query.where(u.c.key_id.is_(None) if key_id is None else u.c.key_id == key_id)
+        query = query.values(
+            lease_owner=writer, lease_until=now + timedelta(seconds=seconds)
+        ).returning(*u.c)
         async with self.engines.write() as conn:
-            taken = await conn.execute(
-                update(u)
-                .where(
-                    u.c.id == upload_id,
-                    u.c.state == OPEN,
-                    or_(
-                        u.c.lease_until.is_(None), u.c.lease_until < now, u.c.lease_owner == writer
-                    ),
-                )
-                .values(lease_owner=writer, lease_until=now + timedelta(seconds=seconds))
-            )
-        return taken.rowcount == 1
+            row = (await conn.execute(query)).first()
+        return None if row is None else TusUpload(**row._mapping)
 
     async def renew_lease(self, upload_id: str, writer: str, seconds: float) -> bool:
         async with self.engines.write() as conn:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -46,21 +45,10 @@ from uploads_api.ingest.sink import new_file_id
 from uploads_api.services.files import FileService
 from uploads_api.services.tus_hashes import RunningHashes
 from uploads_api.services.tus_metadata import parse_metadata
+from uploads_api.services.tus_writer import CHECKSUMS, Checksum, ChunkWriter
 from uploads_api.sniff import sniff_content_type
 from uploads_api.storage import Storage, original_key
-from uploads_api.storage.partials import PartialStore, PastLimit
-
-# A writer's lease on an upload: renewed while its body streams, taken over once it lapses.
-LEASE_SECONDS = 10.0
-RENEW_EVERY = 3.0
-# tus checksum names -> hashlib's.
-CHECKSUMS = {"sha1": "sha1", "sha256": "sha256", "md5": "md5"}
-
-
-@dataclass(frozen=True)
-class Checksum:
-    algorithm: str  # as tus names it
-    digest: bytes
+from uploads_api.storage.partials import PartialStore
 
 
 @dataclass(frozen=True)
@@ -86,6 +74,7 @@ class TusService:
         self.storage = storage
         self.file_service = file_service
         self.hashes = RunningHashes()
+        self.writer = ChunkWriter(settings, uploads, partials, self.hashes)
 
     # Creation ------------------------------------------------------------------------------
 
@@ -218,13 +207,31 @@ class TusService:
     ) -> Appended:
         """Write the body at ``offset``: 409 if the upload stands elsewhere, 423 while another
         request writes it. The body's bytes are durable when this returns."""
+        lease = await self.writer.claim(caller, upload_id, offset)
+        if lease is None:
+            return await self._not_claimed(caller, upload_id, offset, checksum)
+        slot = contextlib.ExitStack()
+        try:
+            upload = lease.upload
+            _check_request(upload, checksum)
+            upload = await self._set_length(caller, upload, length)
+            slot.enter_context(self.file_service.upload_slots.hold(caller.key_id))
+        except BaseException:
+            await self.writer.release(lease)
+            raise
+        with slot:
+            upload = await self.writer.write(lease, upload, body, checksum)
+        if upload.concat != PARTIAL and upload.offset == upload.length:
+            return Appended(upload, await self._complete(caller, upload))
+        return Appended(upload)
+
+    async def _not_claimed(
+        self, caller: Principal, upload_id: str, offset: int, checksum: Checksum | None
+    ) -> Appended:
+        """Why a PATCH found no upload to write at ``offset``, as its answer; or, for the
+        PATCH that completed it sent again, the file it became."""
         upload = await self.get(caller, upload_id)
-        if checksum is not None and checksum.algorithm not in CHECKSUMS:
-            raise ChecksumAlgorithmUnsupported(
-                f"checksum algorithm {checksum.algorithm!r} is not one of {', '.join(CHECKSUMS)}"
-            )
-        if is_final(upload.concat):
-            raise Forbidden("a final upload is complete when created: it takes no PATCH")
+        _check_request(upload, checksum)
         if upload.state == DONE:
             if offset != upload.offset:
                 raise OffsetMismatch(
@@ -235,12 +242,7 @@ class TusService:
             raise OffsetMismatch(
                 f"the upload stands at offset {upload.offset}, not {offset}", offset=upload.offset
             )
-        upload = await self._set_length(caller, upload, length)
-        with self.file_service.upload_slots.hold(caller.key_id):
-            upload = await self._write(upload, offset, body, checksum)
-        if upload.concat != PARTIAL and upload.offset == upload.length:
-            return Appended(upload, await self._complete(caller, upload))
-        return Appended(upload)
+        raise UploadLocked(f"another request is writing upload {upload.id}; try again shortly")
 
     async def _set_length(
         self, caller: Principal, upload: TusUpload, length: int | None
@@ -264,57 +266,6 @@ class TusService:
         policy.take_bytes(length - upload.offset, length, clean_filename(None))
         await self.uploads.set_length(upload.id, length)
         return replace(upload, length=length)
-
-    async def _write(
-        self, upload: TusUpload, offset: int, body: AsyncIterator[bytes], checksum: Checksum | None
-    ) -> TusUpload:
-        writer = secrets.token_hex(8)
-        if not await self.uploads.take_lease(upload.id, writer, LEASE_SECONDS):
-            raise UploadLocked(f"another request is writing upload {upload.id}; try again shortly")
-        renewing = asyncio.create_task(self._renew(upload.id, writer))
-        # ``advance`` gives the lease up with the offset; only a PATCH that ends before it
-        # must give the lease up apart (a write transaction fewer per chunk).
-        advanced = False
-        try:
-            limit = (
-                upload.length if upload.length is not None else self.settings.max_file_size
-            ) - offset
-            algorithm = CHECKSUMS[checksum.algorithm] if checksum else None
-            running = self.hashes.resume(upload.id, offset)
-            try:
-                appended = await self.partials.append(
-                    upload.id, offset, body, limit, algorithm, running
-                )
-            except PastLimit as exc:
-                raise PayloadTooLarge(str(exc), limit=upload.length) from exc
-            if checksum is not None and appended.digest != checksum.digest:
-                await self.partials.discard_chunk(upload.id, offset)
-                raise TusChecksumMismatch(
-                    f"the chunk's {checksum.algorithm} does not match Upload-Checksum; it was"
-                    " discarded and the offset is unchanged"
-                )
-            new_offset = offset + appended.written
-            expires = utcnow() + timedelta(seconds=self.settings.tus_expiry)
-            advanced = await self.uploads.advance(upload.id, writer, new_offset, expires)
-            if not advanced:
-                raise UploadLocked(f"upload {upload.id} was taken over by another request")
-            self.hashes.keep(upload.id, new_offset, running)
-            if appended.cut_by is not None:
-                # What arrived is kept (HEAD says where to go on from); the request itself
-                # failed, and its answer says so.
-                raise appended.cut_by
-            return replace(upload, offset=new_offset, expires_at=expires)
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-            if not advanced:
-                await asyncio.shield(self.uploads.release(upload.id, writer))
-
-    async def _renew(self, upload_id: str, writer: str) -> None:
-        while True:
-            await asyncio.sleep(RENEW_EVERY)
-            await self.uploads.renew_lease(upload_id, writer, LEASE_SECONDS)
 
     # Completion ----------------------------------------------------------------------------
 
@@ -385,6 +336,15 @@ class TusService:
         self.hashes.forget(upload_id)
         await self.uploads.remove(upload_id)
         await self.partials.discard(upload_id)
+
+
+def _check_request(upload: TusUpload, checksum: Checksum | None) -> None:
+    if checksum is not None and checksum.algorithm not in CHECKSUMS:
+        raise ChecksumAlgorithmUnsupported(
+            f"checksum algorithm {checksum.algorithm!r} is not one of {', '.join(CHECKSUMS)}"
+        )
+    if is_final(upload.concat):
+        raise Forbidden("a final upload is complete when created: it takes no PATCH")
 
 
 def is_final(concat: str | None) -> bool:
