@@ -84,12 +84,13 @@ bench-deps:
 	  fi; \
 	fi
 
-# Every system on loopback, alternated run by run; writes bench/results/latest.md.
-bench: $(VENV)/.installed-bench bench-deps
+# Every system on loopback, alternated run by run; writes bench/results/latest.md. The node
+# tools are @tus/server's (S9's baseline); without npm that baseline reads n/a.
+bench: $(VENV)/.installed-bench bench-deps $(NODE_TOOLS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # Seconds, tiny inputs: checks the suite still runs (CI runs it via tests/test_bench_smoke.py).
-bench-smoke: $(VENV)/.installed-bench bench-deps
+bench-smoke: $(VENV)/.installed-bench bench-deps $(NODE_TOOLS)
 	$(BIN)/python -m bench.run --smoke --out bench/results/raw/smoke $(BENCH_ARGS)
 
 clean:

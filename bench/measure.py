@@ -79,6 +79,8 @@ class MemorySampler:
         self.pss_every = pss_every
         self.peak = Memory()
         self.first = Memory()
+        # Each process's own peak RSS in MiB, by pid: a worker's, apart from its siblings'.
+        self.process_peaks: dict[int, float] = {}
         self._procs: list[psutil.Process] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -92,6 +94,8 @@ class MemorySampler:
                 continue
             if proc.pid == self.pid:
                 seen.main_rss = info.rss / MiB
+            peaks = self.process_peaks
+            peaks[proc.pid] = max(peaks.get(proc.pid, 0.0), info.rss / MiB)
             seen.tree_rss += info.rss / MiB
             seen.tree_pss += getattr(info, "pss", 0) / MiB
             seen.processes += 1

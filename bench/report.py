@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from bench.measure import median
@@ -29,6 +29,8 @@ class Row:
     op: str = ">="  # ">=", "<=" or "<"
     bound: float | None = None  # None: context only, no goal
     on_ratio: bool = True  # the goal bounds ours/baseline, else ours alone
+    # The goal bounds ours - baseline, run by run (shown as +N in the Ratio column).
+    on_difference: bool = False
 
 
 def rows(config: Config) -> list[Row]:
@@ -187,6 +189,52 @@ def rows(config: Config) -> list[Row]:
         Row("S8", "S6 with `--workers 2`", "S6.ours-w2", "images/s", ">= 1.6x (client room)",
             "S6.ours", "S6, 1 worker", ">=", 1.6),
     ]  # fmt: skip
+    return out + tus_rows(config)
+
+
+def tus_rows(config: Config) -> list[Row]:
+    """S9-S11 (``bench/tus.py``): resumable uploads."""
+    size = f"{config.big_size // (1024 * 1024)} MiB"
+    small = f"{config.tus_small_size // (1024 * 1024)} MiB"
+    s9 = f"{size} through tus, {config.tus_chunk // (1024 * 1024)} MiB `PATCH`es, one stream"
+    rate = "MiB/s"
+    out = [
+        Row("S9", s9, "S9.ours", rate, ">= 0.9x our PUT", "S9.put",
+            "uploads-api raw `PUT`, one request", ">=", 0.9),
+        Row("S9", s9, "S9.ours", rate, ">= 1.5x tuspyserver", "S9.tuspyserver",
+            "tuspyserver (uvicorn)", ">=", 1.5),
+        Row("S9", s9, "S9.ours", rate, ">= 1.0x @tus/server", "S9.tus-node",
+            "@tus/server + file store (Node)", ">=", 1.0),
+    ]  # fmt: skip
+    for name, label in (
+        ("put", "uploads-api raw `PUT`"),
+        ("tuspyserver", "tuspyserver"),
+        ("tus-node", "@tus/server"),
+    ):
+        out.append(
+            Row("S9", "server CPU s per GiB (user + system, process tree)",
+                "S9.ours.cpu_per_gib", "s", "(context)", f"S9.{name}.cpu_per_gib", label,
+                "<=", None)
+        )  # fmt: skip
+    streams = config.tus_streams
+    out += [
+        Row("S10", f"{size} as {streams} parallel partial uploads + final, `--workers 2`",
+            "S10.ours-w2", rate, ">= 1.3x S9", "S9.ours", "S9 (uploads-api tus), same run",
+            ">=", 1.3),
+        Row("S10", "server CPU s per GiB (user + system, process tree)",
+            "S10.ours-w2.cpu_per_gib", "s", "(context)", "S9.ours.cpu_per_gib", "S9", "<=",
+            None),
+        Row("S11", f"peak RSS of the server process during S9 ({size})",
+            "S11.ours.big.process_rss", "MiB", "<= S3 + 10 MiB", "S11.reference",
+            "S3: raw PUT's peak, same run", "<=", 10.0, on_difference=True),
+        Row("S11", f"peak RSS of either worker process during S10 ({size})",
+            "S11.ours-w2.big.process_rss", "MiB", "<= S3 + 10 MiB", "S11.reference",
+            "S3: raw PUT's peak, same run", "<=", 10.0, on_difference=True),
+        Row("S11", f"peak RSS growth, S9 {small} -> {size}", "S11.S9.growth", "MiB",
+            "flat: <= 16 MiB", op="<=", bound=16.0),
+        Row("S11", f"peak RSS growth, S10 {small} -> {size}", "S11.S10.growth", "MiB",
+            "flat: <= 16 MiB", op="<=", bound=16.0),
+    ]  # fmt: skip
     return out
 
 
@@ -211,9 +259,19 @@ def spread(values: Sequence[float]) -> str:
     return f"{_num(median(values))} ({_num(min(values))}-{_num(max(values))})"
 
 
+def _signed(values: Sequence[float]) -> str:
+    text = spread(values)
+    return text if text.startswith("-") else "+" + text
+
+
 def ratios(ours: Sequence[float], base: Sequence[float]) -> list[float]:
     """Per-run ratios: run i of ours against run i of the baseline, measured side by side."""
     return [a / b for a, b in zip(ours, base, strict=False) if b]
+
+
+def differences(ours: Sequence[float], base: Sequence[float]) -> list[float]:
+    """Per-run differences: run i of ours less run i of the baseline."""
+    return [a - b for a, b in zip(ours, base, strict=False)]
 
 
 def _met(value: float, op: str, bound: float) -> bool:
@@ -223,20 +281,40 @@ def _met(value: float, op: str, bound: float) -> bool:
 
 
 def derive(results: Results) -> None:
-    """Figures computed from others: RSS growth from 1 MiB to the large upload."""
+    """Figures computed from others: RSS growth from 1 MiB to the large upload; S11's
+    reference (S3's peak during the raw PUT of the same run, when the large group ran,
+    else the peak during S9's own raw PUT) and growth from the small file to the big."""
+    values = results.values
     for scenario in ("S1", "S2"):
-        big = results.values.get(f"S3.{scenario}.ours.big.tree_rss", [])
-        small = results.values.get(f"S3.{scenario}.ours.small.tree_rss", [])
-        results.values[f"S3.{scenario}.growth"] = [b - s for b, s in zip(big, small, strict=False)]
+        big = values.get(f"S3.{scenario}.ours.big.tree_rss", [])
+        small = values.get(f"S3.{scenario}.ours.small.tree_rss", [])
+        values[f"S3.{scenario}.growth"] = differences(big, small)
+    if not values.get("S11.ours.big.process_rss"):
+        return
+    reference = "S3.S2.ours.big.tree_rss"
+    if not values.get(reference):
+        reference = "S11.put.big.tree_rss"
+    values["S11.reference"] = list(values.get(reference, []))
+    results.details["S11.reference"] = reference
+    for scenario, name in (("S9", "ours"), ("S10", "ours-w2")):
+        big = values.get(f"S11.{name}.big.process_rss", [])
+        small = values.get(f"S11.{name}.small.process_rss", [])
+        values[f"S11.{scenario}.growth"] = differences(big, small)
 
 
-def goal_table(config: Config, results: Results) -> tuple[list[str], int, int]:
+def goal_table(
+    config: Config, results: Results, only: Collection[str] | None = None
+) -> tuple[list[str], int, int]:
+    """The goal rows (of the scenarios ``only``, or all), how many goals are met, of how
+    many."""
     lines = [
         "| # | Measure | uploads-api | Baseline (same runs) | Baseline | Ratio | Goal | Met |",
         "|---|---|---|---|---|---|---|---|",
     ]
     met = total = 0
     for row in rows(config):
+        if only is not None and row.scenario not in only:
+            continue
         ours = results.values.get(row.ours, [])
         cells = [row.scenario, row.what, f"{spread(ours)} {row.unit}"]
         value = median(ours)
@@ -244,11 +322,16 @@ def goal_table(config: Config, results: Results) -> tuple[list[str], int, int]:
             cells += ["-", "-", "-"]
         else:
             base = results.values.get(row.base, [])
-            per_run = ratios(ours, base)
             cells += [row.base_label, f"{spread(base)} {row.unit}" if base else "n/a"]
-            cells.append(f"{spread(per_run)}x" if per_run else "n/a")
-            if row.on_ratio:
+            if row.on_difference:
+                per_run = differences(ours, base)
+                cells.append(f"{_signed(per_run)} {row.unit}" if per_run else "n/a")
                 value = median(per_run)
+            else:
+                per_run = ratios(ours, base)
+                cells.append(f"{spread(per_run)}x" if per_run else "n/a")
+                if row.on_ratio:
+                    value = median(per_run)
         cells.append(row.goal)
         if row.bound is None:
             cells.append("")

@@ -1,6 +1,7 @@
-"""The scenarios S1-S8. Each starts what it needs, alternates the systems run by run
-(A B A B ...) and records every run's figure in ``Results``; ``report.py`` turns them into
-the table. Nothing here asserts a speed: the table says whether a goal was met."""
+"""The scenarios S1-S8 (S9-S11, resumable uploads, are in ``tus.py``). Each starts what it
+needs, alternates the systems run by run (A B A B ...) and records every run's figure in
+``Results``; ``report.py`` turns them into the table. Nothing here asserts a speed: the
+table says whether a goal was met."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ class Config:
     asgi: bool
     small_size: int = 1 * MiB
     s4_size: int = 10 * 1024
+    # S9-S11 (bench/tus.py): the chunk of every PATCH, the file that shows memory is flat
+    # beside the big one, and the parallel partial uploads of S10.
+    tus_chunk: int = 8 * MiB
+    tus_small_size: int = 64 * MiB
+    tus_streams: int = 4
 
 
 FULL = Config(
@@ -67,6 +73,8 @@ SMOKE = Config(
     s6_photos=4,
     s6_size=(640, 480),
     asgi=False,
+    tus_chunk=1 * MiB,
+    tus_small_size=2 * MiB,
 )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.baselines import nginx
+from bench.baselines import nginx, tus_node
 from tests.conftest import ROOT, Server, free_port
 
 # The service's own defaults, undoing the fast-retry settings the tests use. Only the
@@ -93,6 +93,24 @@ def tutorial(root: Path, name: str = "tutorial") -> Process:
     return process
 
 
+def tuspyserver(root: Path, name: str = "tuspyserver") -> Process:
+    """tuspyserver's router in a FastAPI app under uvicorn's defaults (S9's baseline)."""
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bench.baselines.tuspyserver_app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    env = {"TUSPY_UPLOAD_DIR": str(root / f"{name}-files")}
+    process = Process(command, env, root / f"{name}.log", port)
+    process.start()
+    return process
+
+
+def start_tus_node(root: Path) -> tus_node.TusNode:
+    server = tus_node.TusNode(root)
+    server.start()
+    return server
+
+
 def ours_on(server: str, root: Path, name: str) -> Process:
     """The same app under another ASGI server (granian or hypercorn), for comparison."""
     root.mkdir(parents=True, exist_ok=True)
@@ -139,6 +157,11 @@ def missing() -> dict[str, str]:
     for tool in ("granian", "hypercorn"):
         if not (Path(sys.executable).parent / tool).exists():
             found[tool] = f"{tool} is not installed (pip install -e '.[bench]')"
+    if importlib.util.find_spec("tuspyserver") is None:
+        found["tuspyserver"] = "tuspyserver is not installed (pip install -e '.[bench]')"
+    reason = tus_node.available()
+    if reason:
+        found["tus-node"] = reason
     if shutil.which("curl") is None:
         found["curl"] = "curl is not installed (apt-get install curl)"
     return found
