@@ -13,8 +13,10 @@ async def with_timeout(stream: AsyncIterator[bytes], seconds: float) -> AsyncIte
     (a slowloris client holding a connection and a temp file open)."""
     iterator = aiter(stream)
     while True:
+        # A deadline per read, not wait_for: that wraps every read in a task of its own.
         try:
-            chunk = await asyncio.wait_for(anext(iterator), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                chunk = await anext(iterator)
         except StopAsyncIteration:
             return
         except TimeoutError as exc:

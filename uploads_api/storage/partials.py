@@ -160,19 +160,28 @@ class LocalPartials:
         written = 0
         batch: list[bytes] = []
         batched = 0
+        # One batch is written (and hashed, in another thread) while the next one arrives.
+        pending: asyncio.Future[None] | None = None
         try:
             async for chunk in reader.chunks():
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= WRITE_BATCH:
-                    await asyncio.to_thread(_write, handle, batch, digests)
+                    if pending is not None:
+                        await asyncio.shield(pending)
+                    pending = asyncio.ensure_future(_store(handle, batch, digests))
                     written += batched
                     batch, batched = [], 0
+            if pending is not None:
+                await asyncio.shield(pending)
             if batch:
-                await asyncio.to_thread(_write, handle, batch, digests)
+                await _store(handle, batch, digests)
                 written += batched
             await asyncio.to_thread(os.fsync, handle.fileno())
         except BaseException:
+            if pending is not None:
+                # Its thread must be done with the file before it is cut back and closed.
+                await asyncio.wait([pending])
             await asyncio.to_thread(_cut, handle, offset)
             raise
         finally:
@@ -240,15 +249,29 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
     return handle
 
 
-def _write(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
+async def _store(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
+    """Write a batch and hash it, at once, in two threads (both let the GIL go)."""
+    if not digests:
+        await asyncio.to_thread(_write, handle, batch)
+        return
+    await asyncio.gather(
+        asyncio.to_thread(_write, handle, batch), asyncio.to_thread(_hash_all, digests, batch)
+    )
+
+
+def _write(handle: BinaryIO, batch: list[bytes]) -> None:
     start = handle.tell()
     for chunk in batch:
-        for digest in digests:
-            digest.update(chunk)
         view = memoryview(chunk)
         while view:
             view = view[handle.write(view) or 0 :]
     start_writeback(handle.fileno(), start, handle.tell() - start)
+
+
+def _hash_all(digests: list[Hash], batch: list[bytes]) -> None:
+    for chunk in batch:
+        for digest in digests:
+            digest.update(chunk)
 
 
 def _cut(handle: BinaryIO, offset: int) -> None:
