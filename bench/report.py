@@ -13,6 +13,7 @@ import sys
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from bench import batch
 from bench.measure import median
 from bench.scenarios import Config, Results
 
@@ -189,7 +190,7 @@ def rows(config: Config) -> list[Row]:
         Row("S8", "S6 with `--workers 2`", "S6.ours-w2", "images/s", ">= 1.6x (client room)",
             "S6.ours", "S6, 1 worker", ">=", 1.6),
     ]  # fmt: skip
-    return out + tus_rows(config)
+    return out + tus_rows(config) + batch_rows(config)
 
 
 def tus_rows(config: Config) -> list[Row]:
@@ -236,6 +237,29 @@ def tus_rows(config: Config) -> list[Row]:
             "flat: <= 16 MiB", op="<=", bound=16.0),
     ]  # fmt: skip
     return out
+
+
+def batch_rows(config: Config) -> list[Row]:
+    """S12-S14, with the copy ceiling and the CPU of both ends beside them."""
+    sizes = batch.SMOKE if config.smoke else batch.FULL
+    ceiling = "`cp -r` + `sync`, same tree"
+    cli = "CLI `upload --recursive -j 4`"
+    return [
+        Row("S12", f"{cli}, {sizes.small_files:,} x 10 KiB, fresh server", "S12.ours", "files/s",
+            ">= 1,000 files/s", "S12.ceiling", ceiling, ">=", 1000.0, on_ratio=False),
+        Row("S12", "CPU: server (vs client)", "S12.server_cpu", "s", "(context)",
+            "S12.client_cpu", "client CPU"),
+        Row("S13", f"{cli}, {sizes.large_files:,} x 1 MiB", "S13.ours", "MiB/s", ">= 0.8x S1",
+            "S13.S1", "S1: one large `curl -F`", ">=", 0.8),
+        Row("S13", f"{cli}, {sizes.large_files:,} x 1 MiB", "S13.ours", "MiB/s", "(context)",
+            "S13.ceiling", ceiling),
+        Row("S13", "CPU: server (vs client)", "S13.server_cpu", "s", "(context)",
+            "S13.client_cpu", "client CPU"),
+        Row("S14", "`--skip-existing`, S12's files all present", "S14.seconds", "s",
+            "<= 3 s", op="<=", bound=3.0),
+        Row("S14", "CPU: server (vs client)", "S14.server_cpu", "s", "(context)",
+            "S14.client_cpu", "client CPU"),
+    ]  # fmt: skip
 
 
 def _num(value: float) -> str:

@@ -2,7 +2,7 @@
 
     python -m bench.run                  # everything, 3 alternated runs: bench/results/
     python -m bench.run --smoke --out D  # seconds, tiny inputs: proves the suite still runs
-    python -m bench.run --only large,tus  # some groups: large small cpu photos asgi tus
+    python -m bench.run --only large,tus  # some groups: large small cpu photos batch asgi tus
 
 See bench/README.md for what each scenario measures and how to read the table.
 """
@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import report, scenarios, systems, tus
+from bench import batch, report, scenarios, systems, tus
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -30,6 +30,7 @@ GROUPS: dict[str, tuple[str, Callable[[scenarios.Context], None]]] = {
     "small": ("S4, S8: many small uploads", scenarios.small_uploads),
     "cpu": ("S5: thumbnail CPU per image", scenarios.thumbnail_cpu),
     "photos": ("S6-S8: a batch of photos", scenarios.photo_batch),
+    "batch": ("S12-S14: scripted batches with the CLI", batch.batch_uploads),
     "asgi": ("Appendix: other ASGI servers", scenarios.asgi_large),
     "tus": ("S9-S11: resumable uploads (tus)", tus.tus_uploads),
 }

@@ -100,7 +100,8 @@ def test_a_client_gone_mid_body_leaves_nothing(faulty: Server, cut: int, writing
 @pytest.mark.e2e
 @pytest.mark.parametrize("route", ["multipart", "raw-put"])
 def test_a_stalled_body_gets_408_and_its_temp_file_goes(faulty: Server, route: str) -> None:
-    data = secrets.token_bytes(200_000)
+    # Half of it is past the first write buffer (1 MiB), so a temp file is made.
+    data = secrets.token_bytes(3 * MiB)
     if route == "multipart":
         body = multipart(file_part(data, "slow.bin"))
         head = request_head("POST", "/v1/files", content_type=MULTIPART_TYPE, length=len(body))

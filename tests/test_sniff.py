@@ -9,9 +9,12 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import puremagic
 import pytest
+from puremagic import main as puremagic_db
 
 from tests import imagegen
+from uploads_api.magic_index import MagicIndex
 from uploads_api.sniff import HEAD_SIZE, kind_for, sniff_content_type
 
 
@@ -203,6 +206,52 @@ def test_random_bytes_never_raise_and_are_stable(seed: int) -> None:
 def test_random_bytes_are_unknown() -> None:
     head = random.Random(1234).randbytes(HEAD_SIZE)
     assert sniff_content_type(head) == "application/octet-stream"
+
+
+def _kept(head: bytes) -> bool:
+    """Whether puremagic itself finds a row in ``head`` that the sniffer would keep."""
+    try:
+        matches = puremagic.magic_string(head)
+    except puremagic.PureError:
+        return False
+    return any(m.mime_type and m.offset >= 0 and len(m.byte_match) >= 3 for m in matches)
+
+
+def _heads_with_every_signature() -> list[bytes]:
+    """Random heads, each with one row of puremagic's database put where it looks for it."""
+    rng = random.Random(7)
+    rows = [*puremagic_db.magic_header_array, *puremagic_db.magic_footer_array]
+    rows += [row for options in puremagic_db.multi_part_dict.values() for row in options]
+    heads = []
+    for row in rows:
+        head = bytearray(rng.randbytes(HEAD_SIZE))
+        start = row.offset if row.offset >= 0 else HEAD_SIZE + row.offset
+        head[start : start + len(row.byte_match)] = row.byte_match
+        heads.append(bytes(head[:HEAD_SIZE]))
+    # Multi-part rows after the signature that leads to them.
+    for base, options in puremagic_db.multi_part_dict.items():
+        for row in options:
+            if row.offset >= 0:
+                head = bytearray(rng.randbytes(HEAD_SIZE))
+                head[: len(base)] = base
+                head[row.offset : row.offset + len(row.byte_match)] = row.byte_match
+                heads.append(bytes(head[:HEAD_SIZE]))
+    return heads
+
+
+def test_the_magic_index_never_skips_what_puremagic_would_answer() -> None:
+    """The index says "no match" only where puremagic finds nothing the sniffer keeps, so
+    skipping puremagic there changes no answer."""
+    index = MagicIndex(min_length=3)
+    rng = random.Random(99)
+    heads = _heads_with_every_signature()
+    heads += [rng.randbytes(rng.choice([1, 5, 100, HEAD_SIZE])) for _ in range(3000)]
+    skipped = 0
+    for head in heads:
+        if not index.could_match(head):
+            skipped += 1
+            assert not _kept(head), head[:40]
+    assert skipped > 2500  # and most random heads skip it
 
 
 @pytest.mark.parametrize(

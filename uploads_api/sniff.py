@@ -12,6 +12,8 @@ import re
 
 import puremagic
 
+from uploads_api.magic_index import MagicIndex
+
 HEAD_SIZE = 4096
 OCTET_STREAM = "application/octet-stream"
 EMPTY = "application/x-empty"
@@ -56,6 +58,9 @@ _EBML = b"\x1a\x45\xdf\xa3"
 # The codec of an Ogg stream is named in its first packet, at the start of the first page.
 _OGG_VIDEO = (b"\x80theora",)
 _OGG_AUDIO = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ")
+
+# Which of puremagic's signatures could give an answer ``_puremagic_type`` keeps.
+_MAGIC = MagicIndex(min_length=3)
 
 _MIME_NAME = re.compile(rb"[\w.+-]+/[\w.+-]+")
 
@@ -229,6 +234,8 @@ def _markup_type(head: bytes) -> str | None:
 
 
 def _puremagic_type(head: bytes) -> str | None:
+    if not _MAGIC.could_match(head):
+        return None  # the usual answer for unknown bytes, without puremagic's 0.35 ms
     try:
         matches = puremagic.magic_string(head)
     except Exception:  # a third-party guess must never fail an upload

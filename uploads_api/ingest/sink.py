@@ -15,6 +15,7 @@ import errno
 import hashlib
 import logging
 import secrets
+from collections.abc import Awaitable
 
 from uploads_api.db.models import NewFile
 from uploads_api.errors import ChecksumMismatch, InsufficientStorage
@@ -22,7 +23,7 @@ from uploads_api.ingest.names import clean_filename
 from uploads_api.ingest.policy import UploadPolicy
 from uploads_api.ingest.strip import Stripper, stripper_for
 from uploads_api.sniff import sniff_content_type
-from uploads_api.storage import BlobTarget, BlobWriter, Buffer, original_key
+from uploads_api.storage import BatchCommit, BlobTarget, BlobWriter, Buffer, original_key
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,10 @@ INLINE_HASH_BYTES = 64 * 1024
 MAX_CHUNKS = 512
 
 
-def new_file_id() -> str:
-    return secrets.token_hex(16)
+def new_file_id(prefix: str = "") -> str:
+    """32 random hex digits; ``prefix`` replaces the first ones (files of one request share
+    their first two, and so their storage directory: see ``original_key``)."""
+    return prefix + secrets.token_hex(16)[len(prefix) :]
 
 
 class FileSink:
@@ -46,8 +49,10 @@ class FileSink:
         filename: str | None,
         policy: UploadPolicy,
         expected_sha256: str | None = None,
+        batch: BatchCommit | None = None,
     ) -> None:
         self._writer = writer
+        self._batch = batch
         self._id = file_id
         self._key = key
         self._filename = clean_filename(filename)
@@ -63,6 +68,8 @@ class FileSink:
         self._buffered = 0
         # The buffer being written and hashed, at most one: memory stays bounded.
         self._pending: asyncio.Future[None] | None = None
+        # With a ``BatchCommit`` target: the last write and the file's sync, under way.
+        self._sealing: asyncio.Future[None] | None = None
         self._head = b""
         self._content_type: str | None = None
         self._size = 0
@@ -74,15 +81,21 @@ class FileSink:
         filename: str | None,
         policy: UploadPolicy,
         expected_sha256: str | None = None,
+        id_prefix: str = "",
     ) -> FileSink:
-        file_id = new_file_id()
+        file_id = new_file_id(id_prefix)
         key = original_key(file_id)
         try:
             writer = await storage.open_writer(key)
         except OSError as exc:
             _raise_if_full(exc)
             raise
-        return cls(writer, file_id, key, filename, policy, expected_sha256)
+        batch = storage if isinstance(storage, BatchCommit) else None
+        return cls(writer, file_id, key, filename, policy, expected_sha256, batch)
+
+    @property
+    def writer(self) -> BlobWriter:
+        return self._writer
 
     @property
     def filename(self) -> str:
@@ -121,10 +134,10 @@ class FileSink:
         overlap. Only the previous buffer is waited for."""
         if not self._buffered and not (last and self._stripper is not None):
             return
-        chunks, size = self._chunks, self._buffered
+        chunks = self._chunks
         self._chunks, self._buffered = [], 0
         await self._settle()
-        self._pending = asyncio.ensure_future(self._store(chunks, size, last))
+        self._pending = asyncio.ensure_future(self._store(chunks, last))
 
     def _stripped(self, chunks: list[Buffer], last: bool) -> list[Buffer]:
         assert self._stripper is not None
@@ -135,25 +148,32 @@ class FileSink:
             out += self._stripper.finish()
         return out
 
-    async def _store(self, chunks: list[Buffer], size: int, last: bool = False) -> None:
+    def _prepare(
+        self, chunks: list[Buffer], last: bool
+    ) -> tuple[list[Buffer], list[Awaitable[None]]]:
+        """The chunks as they will be stored (stripped, if so), and their hashing: done here
+        when they are small (less than a thread hop costs), else the steps to run in
+        threads, each beside the write (both release the GIL)."""
         received = chunks
         if self._stripper is not None:
             chunks = self._stripped(chunks, last)
-            size = sum(len(chunk) for chunk in chunks)
-            self._stored_size += size
+            self._stored_size += sum(len(chunk) for chunk in chunks)
+        hashes = [(self._hash, chunks)]
+        if self._received_hash is not None:
+            hashes.append((self._received_hash, received))
+        if sum(len(chunk) for chunk in chunks) <= INLINE_HASH_BYTES:
+            for digest, pieces in hashes:
+                _hash_all(digest, pieces)
+            return chunks, []
+        return chunks, [asyncio.to_thread(_hash_all, digest, pieces) for digest, pieces in hashes]
+
+    async def _store(self, chunks: list[Buffer], last: bool = False) -> None:
+        stored, hashing = self._prepare(chunks, last)
         try:
-            if size <= INLINE_HASH_BYTES:
-                # Hashing a small file here costs less than a thread hop would.
-                _hash_all(self._hash, chunks)
-                if self._received_hash is not None:
-                    _hash_all(self._received_hash, received)
-                await self._writer.write(*chunks)
-                return
-            steps = [self._writer.write(*chunks), asyncio.to_thread(_hash_all, self._hash, chunks)]
-            if self._received_hash is not None:
-                # Both hashes at once, beside the write: each releases the GIL.
-                steps.append(asyncio.to_thread(_hash_all, self._received_hash, received))
-            await asyncio.gather(*steps)
+            if hashing:
+                await asyncio.gather(self._writer.write(*stored), *hashing)
+            else:
+                await self._writer.write(*stored)
         except OSError as exc:
             _raise_if_full(exc)
             raise
@@ -170,8 +190,16 @@ class FileSink:
         The record has no owner yet: the service that asked for the upload adds it."""
         if self._content_type is None:
             self._sniff()
-        await self._flush(last=True)
-        await self._settle()
+        if self._batch is None:
+            await self._flush(last=True)
+            await self._settle()
+        else:
+            await self._settle()
+            last, hashing = self._prepare(self._chunks, last=True)
+            self._chunks, self._buffered = [], 0
+            await asyncio.gather(*hashing)
+            # Not waited for here: the next part is read while this file is synced.
+            self._sealing = asyncio.ensure_future(self._seal(self._batch, last))
         if self._stripper is not None and self._stripper.gave_up:
             # Stored as sent from that point on: metadata there may have stayed.
             log.warning(
@@ -211,6 +239,18 @@ class FileSink:
             metadata=stripped,
         )
 
+    async def _seal(self, batch: BatchCommit, last: list[Buffer]) -> None:
+        try:
+            await batch.seal(self._writer, *last)
+        except OSError as exc:
+            _raise_if_full(exc)
+            raise
+
+    async def sealed(self) -> None:
+        """Wait until the bytes are durable (with a ``BatchCommit`` target; else at once)."""
+        if self._sealing is not None:
+            await asyncio.shield(self._sealing)
+
     async def commit(self) -> None:
         """Make the blob durable at its key."""
         try:
@@ -220,12 +260,13 @@ class FileSink:
             raise
 
     async def abort(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            # A write may still run in its thread: let it end before the file is closed.
-            await asyncio.wait([pending])
-            with contextlib.suppress(asyncio.CancelledError):
-                pending.exception()  # already reported, or moot now that all is dropped
+        for pending in (self._pending, self._sealing):
+            if pending is not None:
+                # A write may still run in its thread: let it end before the file is closed.
+                await asyncio.wait([pending])
+                with contextlib.suppress(asyncio.CancelledError):
+                    pending.exception()  # already reported, or moot now that all is dropped
+        self._pending = self._sealing = None
         await self._writer.abort()
 
 

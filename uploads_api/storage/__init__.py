@@ -1,6 +1,7 @@
 """Where bytes live: a small ``Storage`` protocol and its backends."""
 
 from uploads_api.storage.base import (
+    BatchCommit,
     BlobTarget,
     BlobWriter,
     Buffer,
@@ -13,6 +14,7 @@ from uploads_api.storage.base import (
 from uploads_api.storage.keys import original_key, thumbnail_key, thumbnail_prefix, variant_key
 
 __all__ = [
+    "BatchCommit",
     "BlobTarget",
     "BlobWriter",
     "Buffer",

@@ -72,6 +72,23 @@ class PendingUploads(Protocol):
 
 
 @runtime_checkable
+class BatchCommit(Protocol):
+    """An optional power of a ``BlobTarget`` (local disk) for the blobs of one request:
+    each made durable as soon as its last bytes are in (``seal``: the write and the file's
+    sync in one step), then all named at their keys together, each directory synced once
+    (``commit_batch``), where a ``commit`` per blob would sync a directory every time."""
+
+    async def seal(self, writer: BlobWriter, *last: Buffer) -> None:
+        """Append ``last`` to a writer of this target, then make its bytes durable; nothing
+        is visible at its key yet, and ``abort`` still drops it. May raise ``OSError``."""
+
+    async def commit_batch(self, writers: Sequence[BlobWriter]) -> None:
+        """Make every writer's blob visible at its key, and durable there, as each one's
+        ``commit`` would (a writer not sealed is sealed first). If it raises, blobs already
+        named stay: the caller removes them, as after a failed ``commit``."""
+
+
+@runtime_checkable
 class LocalPaths(Protocol):
     """An optional power: the backend keeps blobs as local files the server may send directly."""
 
