@@ -160,7 +160,7 @@ class LocalPartials:
         written = 0
         batch: list[bytes] = []
         batched = 0
-        # One batch is written (and hashed, in another thread) while the next one arrives.
+        # One batch is hashed and written in a thread while the next one arrives.
         pending: asyncio.Future[None] | None = None
         try:
             async for chunk in reader.chunks():
@@ -250,28 +250,20 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
 
 
 async def _store(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
-    """Write a batch and hash it, at once, in two threads (both let the GIL go)."""
-    if not digests:
-        await asyncio.to_thread(_write, handle, batch)
-        return
-    await asyncio.gather(
-        asyncio.to_thread(_write, handle, batch), asyncio.to_thread(_hash_all, digests, batch)
-    )
+    await asyncio.to_thread(_write, handle, batch, digests)
 
 
-def _write(handle: BinaryIO, batch: list[bytes]) -> None:
+def _write(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
+    """Hash and write one batch, in one thread hop: the event loop receives the next batch
+    meanwhile, which is what the two cores have room for."""
     start = handle.tell()
     for chunk in batch:
+        for digest in digests:
+            digest.update(chunk)
         view = memoryview(chunk)
         while view:
             view = view[handle.write(view) or 0 :]
     start_writeback(handle.fileno(), start, handle.tell() - start)
-
-
-def _hash_all(digests: list[Hash], batch: list[bytes]) -> None:
-    for chunk in batch:
-        for digest in digests:
-            digest.update(chunk)
 
 
 def _cut(handle: BinaryIO, offset: int) -> None:
