@@ -410,8 +410,11 @@ def test_uploads_beyond_the_concurrent_cap_get_429(limited: Limited) -> None:
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
             sock.sendall(head + b"s" * 10)  # and then nothing: the upload stays open
             held.append(sock)
-        wait_for(lambda: len(server.temp_files()) == 2, what="both slow uploads to be open")
         with httpx.Client(base_url=server.url, headers=bearer(limited.keys["sam"])) as sam:
+            wait_for(
+                lambda: "uploads_in_progress 2.0" in sam.get("/metrics").text,
+                what="both slow uploads to be open",
+            )
             refused = sam.put("/v1/files/third.bin", content=b"3")
             problem = assert_problem(refused, 429, "too-many-uploads")
             assert refused.headers["retry-after"] == "1"

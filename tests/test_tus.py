@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import itertools
 import os
 import secrets
 import subprocess
@@ -321,38 +320,6 @@ def test_partial_uploads_concatenate_into_one_file(client: httpx.Client) -> None
     assert head(client, final.headers["location"]).headers["upload-concat"].startswith("final;")
     assert_problem(patch(client, final.headers["location"], 0, b"x"), 403, "forbidden")
     assert all(head(client, url).status_code == 404 for url in urls)
-
-
-def test_chunks_taken_by_either_of_two_processes_hash_right(
-    server_factory: ServerFactory,
-) -> None:
-    """Each process hashes the chunks it takes; one that missed some reads the bytes back.
-    A connection per chunk lets the kernel hand each to either process."""
-    server = server_factory(workers=2)
-    data = os.urandom(3 * 1024 * 1024 + 11)
-    bounds = [*range(0, len(data), 200_000), len(data)]
-    with httpx.Client(base_url=server.url, timeout=60) as first:
-        url = create(first, len(data))
-    for start, end in itertools.pairwise(bounds):
-        with httpx.Client(timeout=60) as fresh:
-            answer = patch(fresh, url, start, data[start:end])
-            assert answer.status_code == 204, answer.text
-    parts = [data[: len(data) // 2], data[len(data) // 2 :]]
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        record = wait_done(client, answer.headers["file-id"])
-        assert record["sha256"] == hashlib.sha256(data).hexdigest()
-        # A concatenation whose parts' hashes the joining process may or may not hold.
-        urls = []
-        for piece in parts:
-            part_url = create(client, len(piece), **{"Upload-Concat": "partial"})
-            with httpx.Client(timeout=60) as fresh:
-                assert patch(fresh, part_url, 0, piece).status_code == 204
-            urls.append(part_url)
-        final = client.post("/v1/tus/", headers={**TUS, "Upload-Concat": "final;" + " ".join(urls)})
-        assert final.status_code == 201, final.text
-        joined = wait_done(client, final.headers["file-id"])
-        assert joined["sha256"] == hashlib.sha256(data).hexdigest()
-        assert client.get(f"/v1/files/{joined['id']}/content").content == data
 
 
 def test_two_writers_at_once_get_one_423(tus_server: Server) -> None:

@@ -35,6 +35,10 @@ TASK_DURATION = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 QUEUE_DEPTH = Gauge("uploads_tasks_queued", "Tasks waiting to run")
+UPLOADS_IN_PROGRESS = Gauge(
+    "uploads_in_progress",
+    "Upload requests taking their body in this process (multipart, raw PUT, tus PATCH)",
+)
 QUEUE_OLDEST = Gauge("uploads_tasks_oldest_queued_seconds", "Age of the oldest queued task")
 WEBHOOK_ATTEMPTS = Counter(
     "uploads_webhook_attempts_total",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from uploads_api import metrics
 from uploads_api.errors import TooManyUploads
 
 
@@ -17,13 +18,14 @@ class UploadSlots:
 
     @contextmanager
     def hold(self, caller: int | None) -> Iterator[None]:
-        if self.limit is None:
-            yield
-            return
-        if self._in_flight.get(caller, 0) >= self.limit:
+        if self.limit is not None and self._in_flight.get(caller, 0) >= self.limit:
             raise TooManyUploads(f"at most {self.limit} uploads at once per API key", retry_after=1)
         self._in_flight[caller] = self._in_flight.get(caller, 0) + 1
+        metrics.UPLOADS_IN_PROGRESS.inc()
         try:
             yield
         finally:
+            metrics.UPLOADS_IN_PROGRESS.dec()
             self._in_flight[caller] -= 1
+            if not self._in_flight[caller]:
+                del self._in_flight[caller]

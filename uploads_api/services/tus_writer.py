@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -21,11 +23,16 @@ from uploads_api.db.tables import utcnow
 from uploads_api.db.tus_uploads import TusUpload, TusUploadRepository
 from uploads_api.errors import PayloadTooLarge, TusChecksumMismatch, UploadLocked
 from uploads_api.services.tus_hashes import RunningHashes
-from uploads_api.storage.partials import PartialStore, PastLimit
+from uploads_api.storage.partials import LeaseLapsed, PartialStore, PastLimit
+
+log = logging.getLogger(__name__)
 
 # A writer's lease on an upload: renewed while its body streams, taken over once it lapses.
 LEASE_SECONDS = 10.0
 RENEW_EVERY = 3.0
+# A writer stops taking bytes this long before its lease would lapse unrenewed (a stalled
+# loop, a database that did not answer): never writing once another may have taken over.
+FENCE_MARGIN = 2.0
 # tus checksum names -> hashlib's.
 CHECKSUMS = {"sha1": "sha1", "sha256": "sha256", "md5": "md5"}
 
@@ -42,6 +49,16 @@ class Lease:
 
     upload: TusUpload
     writer: str
+
+
+class _Fence:
+    """Until when this process may go on writing under its lease, by its own clock."""
+
+    def __init__(self) -> None:
+        self.until = time.monotonic() + LEASE_SECONDS - FENCE_MARGIN
+
+    def held(self) -> bool:
+        return time.monotonic() < self.until
 
 
 class ChunkWriter:
@@ -81,7 +98,8 @@ class ChunkWriter:
     ) -> TusUpload:
         """Append ``body`` at the upload's offset and commit the new offset, which gives the
         lease up; a write that ends before that gives it up apart."""
-        renewing = asyncio.create_task(self._renew(lease))
+        fence = _Fence()
+        renewing = asyncio.create_task(self._renew(lease, fence))
         offset = upload.offset
         advanced = False
         try:
@@ -92,10 +110,14 @@ class ChunkWriter:
             running = self.hashes.resume(upload.id, offset)
             try:
                 appended = await self.partials.append(
-                    upload.id, offset, body, limit, algorithm, running
+                    upload.id, offset, _fenced(body, fence), limit, algorithm, running
                 )
             except PastLimit as exc:
                 raise PayloadTooLarge(str(exc), limit=upload.length) from exc
+            except LeaseLapsed as exc:
+                raise UploadLocked(
+                    f"the lease on upload {upload.id} lapsed mid-chunk; send it again"
+                ) from exc
             if checksum is not None and appended.digest != checksum.digest:
                 await self.partials.discard_chunk(upload.id, offset)
                 raise TusChecksumMismatch(
@@ -120,7 +142,28 @@ class ChunkWriter:
             if not advanced:
                 await self.release(lease)
 
-    async def _renew(self, lease: Lease) -> None:
+    async def _renew(self, lease: Lease, fence: _Fence) -> None:
         while True:
             await asyncio.sleep(RENEW_EVERY)
-            await self.uploads.renew_lease(lease.upload.id, lease.writer, LEASE_SECONDS)
+            asked = time.monotonic()
+            try:
+                renewed = await self.uploads.renew_lease(
+                    lease.upload.id, lease.writer, LEASE_SECONDS
+                )
+            except Exception:
+                # The fence lapses by itself if no renewal gets through.
+                log.warning(
+                    "renewing the lease on upload %s failed", lease.upload.id, exc_info=True
+                )
+                continue
+            if not renewed:
+                fence.until = 0.0
+                return
+            fence.until = asked + LEASE_SECONDS - FENCE_MARGIN
+
+
+async def _fenced(body: AsyncIterator[bytes], fence: _Fence) -> AsyncIterator[bytes]:
+    async for chunk in body:
+        if not fence.held():
+            raise LeaseLapsed("the writer's lease lapsed mid-body")
+        yield chunk

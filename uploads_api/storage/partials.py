@@ -32,6 +32,11 @@ class PastLimit(Exception):
     """The body went past what the upload may still take; nothing of this append is kept."""
 
 
+class LeaseLapsed(Exception):
+    """The writer's lease on the upload lapsed mid-body: another writer may own the bytes
+    past the offset now, so this one stops at once and touches nothing more."""
+
+
 @dataclass(frozen=True)
 class Appended:
     written: int
@@ -62,6 +67,8 @@ class BodyReader:
                 chunk = await anext(self._body)
             except StopAsyncIteration:
                 return
+            except LeaseLapsed:
+                raise
             except Exception as exc:
                 if self._whole:
                     raise
@@ -150,8 +157,9 @@ class LocalPartials:
         running: Hash | None = None,
     ) -> Appended:
         """Write ``body`` at ``offset``, at most ``limit`` bytes, and fsync. Past the limit:
-        ``PastLimit``, the file cut back to ``offset``. A body that fails part-way (the
-        client went away, a stall) keeps what arrived when no checksum was asked for."""
+        ``PastLimit``. A body that fails part-way (the client went away, a stall) keeps
+        what arrived when no checksum was asked for; otherwise nothing of it counts (the
+        offset does not move, and the next append cuts the file back to it)."""
         path = self.path_of(upload_id)
         digest = hashlib.new(algorithm) if algorithm else None
         digests = [h for h in (digest, running) if h is not None]
@@ -174,15 +182,18 @@ class LocalPartials:
                     batch, batched = [], 0
             if pending is not None:
                 await asyncio.shield(pending)
-            if batch:
-                await _store(handle, batch, digests)
-                written += batched
-            await asyncio.to_thread(os.fsync, handle.fileno())
+            # The last batch and the fsync: one future too, which the cleanup can wait for.
+            pending = asyncio.ensure_future(asyncio.to_thread(_last, handle, batch, digests))
+            await asyncio.shield(pending)
+            written += batched
         except BaseException:
+            # Bytes past the offset stay for the next append to cut back (it holds the
+            # lease then; this one may have lost it). A thread still writing must be done
+            # with the file before it is closed.
             if pending is not None:
-                # Its thread must be done with the file before it is cut back and closed.
                 await asyncio.wait([pending])
-            await asyncio.to_thread(_cut, handle, offset)
+                if not pending.cancelled():
+                    pending.exception()  # the error that matters is the one raised here
             raise
         finally:
             await asyncio.to_thread(handle.close)
@@ -266,8 +277,10 @@ def _write(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
     start_writeback(handle.fileno(), start, handle.tell() - start)
 
 
-def _cut(handle: BinaryIO, offset: int) -> None:
-    handle.truncate(offset)
+def _last(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
+    if batch:
+        _write(handle, batch, digests)
+    os.fsync(handle.fileno())
 
 
 def _join(target: Path, sources: Sequence[tuple[Path, int]]) -> None:
