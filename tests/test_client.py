@@ -315,6 +315,21 @@ def test_collect_files_applies_globs(tmp_path: Path) -> None:
         collect_files(tmp_path / "missing")
 
 
+def test_collect_files_takes_a_file_once_however_it_is_reached(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ["a.jpg", "sub/b.jpg"]:
+        (photos / name).write_bytes(name.encode())
+    (photos / "sub" / "link.jpg").symlink_to(photos / "a.jpg")
+    os.link(photos / "a.jpg", photos / "hard.jpg")  # another name, not a link: kept
+    (tmp_path / "album").symlink_to(photos)
+    found = collect_files(
+        [photos / "sub" / "b.jpg", photos, tmp_path / "album", photos / "sub" / ".." / "a.jpg"],
+        recursive=True,
+    )
+    assert found == [photos / "sub" / "b.jpg", photos / "a.jpg", photos / "hard.jpg"]
+
+
 # Against a live server
 
 
