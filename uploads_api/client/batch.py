@@ -35,11 +35,14 @@ from uploads_api.client.batching import (
 from uploads_api.client.calls import CHECK_BATCH
 from uploads_api.client.errors import ProcessingTimeout, TransportError, UploadsClientError
 from uploads_api.client.results import Triage, UploadResult, unreadable
-from uploads_api.client.sources import sha256_file
+from uploads_api.client.sources import sha256_files
 
 # Files are hashed and checked in groups this big, so uploads start before every file
 # of a large batch has been read once.
 HASH_GROUP_BYTES = 64 * 1024 * 1024
+# Small files go to the hashing threads several at a time, about this many bytes: a
+# thread hop per 10 KiB file cost as much as hashing it. A larger file goes alone.
+HASH_JOB_BYTES = 1024 * 1024
 NOT_SENT = "not sent: the server could not be reached"
 # The uploader, and the events it reports (defined in batch_events).
 __all__ = [
@@ -175,19 +178,21 @@ class BatchUploader:
         pool = ThreadPoolExecutor(self._hash_threads, thread_name_prefix="sha256")
         triage = Triage()
         try:
-            for group in self._hash_groups(todo):
+            for group in self._runs(todo, CHECK_BATCH, HASH_GROUP_BYTES):
+                jobs = self._runs(group, len(group), HASH_JOB_BYTES)
                 futures = [
-                    loop.run_in_executor(pool, sha256_file, self._paths[i], stop) for i in group
+                    loop.run_in_executor(pool, sha256_files, [self._paths[i] for i in job], stop)
+                    for job in jobs
                 ]
                 hashed: list[tuple[int, Path, int, str]] = []
-                for index, future in zip(group, futures, strict=True):
-                    path, size = self._paths[index], self._sizes[index]
-                    try:
-                        hashed.append((index, path, size, await future))
-                    except OSError as exc:
-                        self._finish(index, unreadable(path, size, exc))
-                        continue
-                    self._emit(Hashed(path, size))
+                for job, future in zip(jobs, futures, strict=True):
+                    for index, digest in zip(job, await future, strict=True):
+                        path, size = self._paths[index], self._sizes[index]
+                        if isinstance(digest, OSError):
+                            self._finish(index, unreadable(path, size, digest))
+                            continue
+                        hashed.append((index, path, size, digest))
+                        self._emit(Hashed(path, size))
                 if self._stopped is not None:
                     return
                 present = (await self.client.check(h[3] for h in hashed)).present
@@ -211,16 +216,18 @@ class BatchUploader:
         for group in groups:
             self._queue.put_nowait([items[i] for i in group])
 
-    def _hash_groups(self, todo: list[int]) -> list[list[int]]:
-        groups: list[list[int]] = [[]]
+    def _runs(self, todo: list[int], files: int, size_cap: int) -> list[list[int]]:
+        """``todo`` cut in order into runs of at most ``files`` files, each ending with
+        the file that brings it to ``size_cap`` bytes."""
+        runs: list[list[int]] = [[]]
         size = 0
         for index in todo:
-            if groups[-1] and (len(groups[-1]) >= CHECK_BATCH or size >= HASH_GROUP_BYTES):
-                groups.append([])
+            if runs[-1] and (len(runs[-1]) >= files or size >= size_cap):
+                runs.append([])
                 size = 0
-            groups[-1].append(index)
+            runs[-1].append(index)
             size += self._sizes[index]
-        return [group for group in groups if group]
+        return [run for run in runs if run]
 
     # Sending
 
