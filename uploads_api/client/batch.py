@@ -35,14 +35,11 @@ from uploads_api.client.batching import (
 from uploads_api.client.calls import CHECK_BATCH
 from uploads_api.client.errors import ProcessingTimeout, TransportError, UploadsClientError
 from uploads_api.client.results import Triage, UploadResult, unreadable
-from uploads_api.client.sources import sha256_files
+from uploads_api.client.sources import HASH_JOB_BYTES, runs, sha256_files
 
 # Files are hashed and checked in groups this big, so uploads start before every file
 # of a large batch has been read once.
 HASH_GROUP_BYTES = 64 * 1024 * 1024
-# Small files go to the hashing threads several at a time, about this many bytes: a
-# thread hop per 10 KiB file cost as much as hashing it. A larger file goes alone.
-HASH_JOB_BYTES = 1024 * 1024
 NOT_SENT = "not sent: the server could not be reached"
 # The uploader, and the events it reports (defined in batch_events).
 __all__ = [
@@ -178,8 +175,9 @@ class BatchUploader:
         pool = ThreadPoolExecutor(self._hash_threads, thread_name_prefix="sha256")
         triage = Triage()
         try:
-            for group in self._runs(todo, CHECK_BATCH, HASH_GROUP_BYTES):
-                jobs = self._runs(group, len(group), HASH_JOB_BYTES)
+            sizes = self._sizes
+            for group in runs(todo, sizes, files=CHECK_BATCH, size_cap=HASH_GROUP_BYTES):
+                jobs = runs(group, sizes, files=len(group), size_cap=HASH_JOB_BYTES)
                 futures = [
                     loop.run_in_executor(pool, sha256_files, [self._paths[i] for i in job], stop)
                     for job in jobs
@@ -215,19 +213,6 @@ class BatchUploader:
             groups = plan(sizes, self.batch, spread=self.concurrency, alone=alone)
         for group in groups:
             self._queue.put_nowait([items[i] for i in group])
-
-    def _runs(self, todo: list[int], files: int, size_cap: int) -> list[list[int]]:
-        """``todo`` cut in order into runs of at most ``files`` files, each ending with
-        the file that brings it to ``size_cap`` bytes."""
-        runs: list[list[int]] = [[]]
-        size = 0
-        for index in todo:
-            if runs[-1] and (len(runs[-1]) >= files or size >= size_cap):
-                runs.append([])
-                size = 0
-            runs[-1].append(index)
-            size += self._sizes[index]
-        return [run for run in runs if run]
 
     # Sending
 

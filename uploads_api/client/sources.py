@@ -20,6 +20,9 @@ from uploads_api.client.batching import PartFailed
 from uploads_api.client.errors import IntegrityError
 
 CHUNK_SIZE = 1024 * 1024
+# Small files go to a hashing thread several at a time, about this many bytes: a thread
+# hop per 10 KiB file cost as much as hashing it. A larger file goes alone.
+HASH_JOB_BYTES = 1024 * 1024
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview | BinaryIO
 _BYTES = (bytes, bytearray, memoryview)
 
@@ -231,6 +234,22 @@ def sha256_files(
         except OSError as exc:
             digests.append(exc)
     return digests
+
+
+def runs(
+    todo: Sequence[int], sizes: Sequence[int], *, files: int, size_cap: int
+) -> list[list[int]]:
+    """``todo`` (indexes into ``sizes``) cut in order into runs of at most ``files``
+    files, each ending with the file that brings it to ``size_cap`` bytes."""
+    cut: list[list[int]] = [[]]
+    size = 0
+    for index in todo:
+        if cut[-1] and (len(cut[-1]) >= files or size >= size_cap):
+            cut.append([])
+            size = 0
+        cut[-1].append(index)
+        size += sizes[index]
+    return [run for run in cut if run]
 
 
 async def read_chunks(
