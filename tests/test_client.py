@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import io
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ from uploads_api.client import (
 from uploads_api.client.batch import Event, Started, Stopping
 from uploads_api.client.batching import BatchLimits
 from uploads_api.client.retry import parse_retry_after
-from uploads_api.client.sources import UploadSource
+from uploads_api.client.sources import UploadSource, sha256_files
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, jitter=False)
 
@@ -313,6 +314,34 @@ def test_collect_files_applies_globs(tmp_path: Path) -> None:
     assert collect_files(tmp_path) == [tmp_path / "a.jpg", tmp_path / "b.txt"]
     with pytest.raises(FileNotFoundError):
         collect_files(tmp_path / "missing")
+
+
+def test_collect_files_takes_a_file_once_however_it_is_reached(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ["a.jpg", "sub/b.jpg"]:
+        (photos / name).write_bytes(name.encode())
+    (photos / "sub" / "link.jpg").symlink_to(photos / "a.jpg")
+    os.link(photos / "a.jpg", photos / "hard.jpg")  # another name, not a link: kept
+    (tmp_path / "album").symlink_to(photos)
+    found = collect_files(
+        [photos / "sub" / "b.jpg", photos, tmp_path / "album", photos / "sub" / ".." / "a.jpg"],
+        recursive=True,
+    )
+    assert found == [photos / "sub" / "b.jpg", photos / "a.jpg", photos / "hard.jpg"]
+
+
+def test_sha256_files_hashes_in_order_and_stops_when_told(tmp_path: Path) -> None:
+    paths = [tmp_path / "a", tmp_path / "missing", tmp_path / "b"]
+    paths[0].write_bytes(b"a")
+    paths[2].write_bytes(b"b" * (3 * 1024 * 1024))
+    digests = sha256_files(paths)
+    assert digests[0] == sha(b"a") and digests[2] == sha(b"b" * (3 * 1024 * 1024))
+    assert isinstance(digests[1], FileNotFoundError)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(InterruptedError):
+        sha256_files(paths, stop)
 
 
 # Against a live server

@@ -5,20 +5,32 @@ and the others sent again (tests/test_e2e_batches.py does the same against a ser
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.helpers import record_json, sha256
-from uploads_api.client import AsyncClient, BadRequest, Client, PayloadTooLarge, RetryPolicy
+from uploads_api.client import (
+    AsyncClient,
+    BadRequest,
+    Client,
+    PayloadTooLarge,
+    RetryPolicy,
+    UploadResult,
+    batch,
+    many_sync,
+)
 from uploads_api.client.batch import BatchUploader, Event, Retry, Started
 from uploads_api.client.batching import BatchLimits, plan
 from uploads_api.client.models import FileRecord
+from uploads_api.client.sources import sha256_files
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, jitter=False)
 KiB = 1024
@@ -216,3 +228,57 @@ def test_the_uploader_reports_each_file_of_a_batch(tmp_path: Path) -> None:
     assert sorted(e.path.name for e in events if isinstance(e, Started)) == sorted(
         p.name for p in paths
     ), "one Started per file, however many tries"
+
+
+@pytest.mark.parametrize("uploader", [batch, many_sync], ids=["async", "sync"])
+def test_skip_existing_hashes_small_files_a_few_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uploader: ModuleType
+) -> None:
+    paths = make_files(tmp_path, 6)
+    present = {sha256(paths[i].read_bytes()) for i in (0, 3)}
+    folder = tmp_path / "not-a-file"  # stat works, open does not: unreadable when hashed
+    folder.mkdir()
+    paths.append(folder)  # last: its size, which decides its job, depends on the file system
+    monkeypatch.setattr(uploader, "HASH_JOB_BYTES", 3 * KiB)
+    jobs: list[list[str]] = []
+
+    def recording(files: list[Path], stop: Any = None) -> list[str | OSError]:
+        jobs.append([path.name for path in files])
+        return sha256_files(files, stop)
+
+    monkeypatch.setattr(uploader, "sha256_files", recording)
+    server = Server()
+    checks: list[list[str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/files/check":
+            asked = json.loads(request.read())["sha256"]
+            checks.append(asked)
+            return httpx.Response(
+                200,
+                json={
+                    "present": [h for h in asked if h in present],
+                    "missing": [h for h in asked if h not in present],
+                },
+            )
+        return server(request)
+
+    async def main() -> list[UploadResult]:
+        transport = httpx.MockTransport(answer)
+        async with AsyncClient("http://x", transport=transport, retry=FAST, direct=False) as c:
+            return await BatchUploader(c, concurrency=2, skip_existing=True).run(paths)
+
+    if uploader is batch:
+        results = asyncio.run(main())
+    else:
+        transport = httpx.MockTransport(answer)
+        with Client("http://x", transport=transport, retry=FAST, direct=False) as client:
+            results = client.upload_many(paths, concurrency=2, skip_existing=True)
+    outcomes = ["skipped", "uploaded", "uploaded", "skipped", "uploaded", "uploaded", "failed"]
+    assert [r.outcome for r in results] == outcomes
+    assert results[-1].reason is not None and results[-1].reason.startswith("cannot read")
+    pairs = [["f0.bin", "f1.bin"], ["f2.bin", "f3.bin"], ["f4.bin", "f5.bin"]]
+    assert sorted(jobs) == [*pairs, ["not-a-file"]], "2 KiB files two to a job of 3 KiB"
+    assert len(checks) == 1 and len(checks[0]) == 6, "one check for the six files hashed"
+    sent = sorted(name for _, names in server.requests for name in names)
+    assert sent == ["f1.bin", "f2.bin", "f4.bin", "f5.bin"]

@@ -35,7 +35,7 @@ from uploads_api.client.batching import (
 from uploads_api.client.calls import CHECK_BATCH
 from uploads_api.client.errors import ProcessingTimeout, TransportError, UploadsClientError
 from uploads_api.client.results import Triage, UploadResult, unreadable
-from uploads_api.client.sources import sha256_file
+from uploads_api.client.sources import HASH_JOB_BYTES, runs, sha256_files
 
 # Files are hashed and checked in groups this big, so uploads start before every file
 # of a large batch has been read once.
@@ -175,19 +175,22 @@ class BatchUploader:
         pool = ThreadPoolExecutor(self._hash_threads, thread_name_prefix="sha256")
         triage = Triage()
         try:
-            for group in self._hash_groups(todo):
+            sizes = self._sizes
+            for group in runs(todo, sizes, files=CHECK_BATCH, size_cap=HASH_GROUP_BYTES):
+                jobs = runs(group, sizes, files=len(group), size_cap=HASH_JOB_BYTES)
                 futures = [
-                    loop.run_in_executor(pool, sha256_file, self._paths[i], stop) for i in group
+                    loop.run_in_executor(pool, sha256_files, [self._paths[i] for i in job], stop)
+                    for job in jobs
                 ]
                 hashed: list[tuple[int, Path, int, str]] = []
-                for index, future in zip(group, futures, strict=True):
-                    path, size = self._paths[index], self._sizes[index]
-                    try:
-                        hashed.append((index, path, size, await future))
-                    except OSError as exc:
-                        self._finish(index, unreadable(path, size, exc))
-                        continue
-                    self._emit(Hashed(path, size))
+                for job, future in zip(jobs, futures, strict=True):
+                    for index, digest in zip(job, await future, strict=True):
+                        path, size = self._paths[index], self._sizes[index]
+                        if isinstance(digest, OSError):
+                            self._finish(index, unreadable(path, size, digest))
+                            continue
+                        hashed.append((index, path, size, digest))
+                        self._emit(Hashed(path, size))
                 if self._stopped is not None:
                     return
                 present = (await self.client.check(h[3] for h in hashed)).present
@@ -210,17 +213,6 @@ class BatchUploader:
             groups = plan(sizes, self.batch, spread=self.concurrency, alone=alone)
         for group in groups:
             self._queue.put_nowait([items[i] for i in group])
-
-    def _hash_groups(self, todo: list[int]) -> list[list[int]]:
-        groups: list[list[int]] = [[]]
-        size = 0
-        for index in todo:
-            if groups[-1] and (len(groups[-1]) >= CHECK_BATCH or size >= HASH_GROUP_BYTES):
-                groups.append([])
-                size = 0
-            groups[-1].append(index)
-            size += self._sizes[index]
-        return [group for group in groups if group]
 
     # Sending
 

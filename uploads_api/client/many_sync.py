@@ -16,7 +16,7 @@ from uploads_api.client.errors import UploadsClientError
 from uploads_api.client.models import FileRecord, HashCheck
 from uploads_api.client.results import Triage, UploadResult, unreadable, upload_failed, uploaded
 from uploads_api.client.retry import Retrying
-from uploads_api.client.sources import sha256_file
+from uploads_api.client.sources import HASH_JOB_BYTES, runs, sha256_files
 
 Item = tuple[int, str | None]  # a file's index, and its sha256 when known
 
@@ -79,19 +79,16 @@ def _missing(
     results: dict[int, UploadResult],
     pool: ThreadPoolExecutor,
 ) -> list[Item]:
-    def hash_one(index: int) -> str | OSError:
-        try:
-            return sha256_file(files[index])
-        except OSError as exc:
-            return exc
-
     indexes = [index for index, _ in todo]
+    jobs = runs(indexes, sizes, files=len(indexes), size_cap=HASH_JOB_BYTES)
     hashed: list[tuple[int, Path, int, str]] = []
-    for index, digest in zip(indexes, pool.map(hash_one, indexes), strict=True):
-        if isinstance(digest, OSError):
-            results[index] = unreadable(files[index], sizes[index], digest)
-        else:
-            hashed.append((index, files[index], sizes[index], digest))
+    hashes = pool.map(lambda job: sha256_files([files[i] for i in job]), jobs)
+    for job, digests in zip(jobs, hashes, strict=True):
+        for index, digest in zip(job, digests, strict=True):
+            if isinstance(digest, OSError):
+                results[index] = unreadable(files[index], sizes[index], digest)
+            else:
+                hashed.append((index, files[index], sizes[index], digest))
     present = client.check(item[3] for item in hashed).present
     send, decided = Triage().sort(hashed, present)
     results.update(decided)

@@ -43,9 +43,10 @@ def select(
         if not root.exists() and not root.is_symlink():
             raise FileNotFoundError(f"{root}: no such file or folder")
     selection = Selection()
-    seen: set[Path] = set()
+    seen: set[str] = set()
 
-    def consider(path: Path, relative: str) -> None:
+    def consider(path: Path, relative: str, real_folder: str | None = None) -> None:
+        """``real_folder``: the resolved folder ``path`` is a name in, when known."""
         if not path.is_file():
             selection.not_files.append(path)
             return
@@ -53,7 +54,12 @@ def select(
             return
         if _matches(relative, exclude):
             return
-        key = path.resolve()
+        # Resolving each file costs a system call per path component; within a resolved
+        # folder, only a link needs it.
+        if real_folder is None or path.is_symlink():
+            key = os.path.realpath(path)
+        else:
+            key = os.path.join(real_folder, path.name)
         if key not in seen:
             seen.add(key)
             selection.files.append(path)
@@ -64,6 +70,7 @@ def select(
             continue
         for folder, dirs, names in os.walk(root):
             here = Path(folder)
+            real_here = os.path.realpath(folder)
             below = here.relative_to(root).as_posix()
             prefix = "" if below == "." else below + "/"
             if not recursive:
@@ -72,7 +79,7 @@ def select(
             else:
                 dirs[:] = sorted(d for d in dirs if not _matches(prefix + d, exclude))
             for name in sorted(names):
-                consider(here / name, prefix + name)
+                consider(here / name, prefix + name, real_here)
     return selection
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uploads_api.config import Settings
+if TYPE_CHECKING:
+    from uploads_api.config import Settings
+
+# Settings are imported inside the commands, as in ``keys``: client commands build this
+# parser too.
 
 
 def register(commands: Any) -> None:
@@ -23,6 +27,8 @@ def register(commands: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from uploads_api.config import Settings
+
     if args.data_dir:
         os.environ["UPLOADS_DATA_DIR"] = args.data_dir
     settings = Settings()

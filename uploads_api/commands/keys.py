@@ -9,14 +9,14 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from uploads_api.config import Settings
-
 if TYPE_CHECKING:
+    from uploads_api.config import Settings
     from uploads_api.db.keys import KeyRepository
     from uploads_api.services.audit import Auditor
 
-# Database modules are imported inside the commands: every `uploads-api` call builds this
-# parser, and a client command should not pay for SQLAlchemy and Alembic.
+# Settings and the database modules are imported inside the commands: every `uploads-api`
+# call builds this parser, and a client command should not pay for pydantic-settings,
+# SQLAlchemy and Alembic.
 
 T = TypeVar("T")
 
@@ -40,6 +40,8 @@ def register(commands: Any) -> None:
 def _with_keys(
     args: argparse.Namespace, work: Callable[[KeyRepository, Auditor], Awaitable[T]]
 ) -> T:
+    from uploads_api.config import Settings
+
     if args.data_dir:
         os.environ["UPLOADS_DATA_DIR"] = args.data_dir
     settings = Settings()

@@ -9,7 +9,9 @@ import sys
 from typing import Any
 
 from uploads_api.commands.keys import active_key_count
-from uploads_api.config import Settings
+
+# Settings are imported inside the commands, as in ``keys``: client commands build this
+# parser too.
 
 
 def register(commands: Any) -> None:
@@ -26,6 +28,8 @@ def register(commands: Any) -> None:
 
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from uploads_api.config import Settings
 
     # Worker processes build their own app from the environment, so settings travel there.
     overrides = {
@@ -62,6 +66,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def sweep_command(args: argparse.Namespace) -> int:
+    from uploads_api.config import Settings
     from uploads_api.db.schema import ensure_schema
     from uploads_api.runtime import Runtime
 

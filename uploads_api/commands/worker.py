@@ -6,7 +6,8 @@ import argparse
 import os
 from typing import Any
 
-from uploads_api.config import Settings
+# Settings are imported inside the commands, as in ``keys``: client commands build this
+# parser too.
 
 
 def register(commands: Any) -> None:
@@ -21,6 +22,7 @@ def register(commands: Any) -> None:
 
 
 def _app(args: argparse.Namespace) -> Any:
+    from uploads_api.config import Settings
     from uploads_api.logs import configure_logging
     from uploads_api.runtime import Runtime
     from uploads_api.tasks.celery_app import make_celery
