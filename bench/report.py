@@ -389,6 +389,14 @@ def asgi_table(results: Results) -> list[str]:
     return lines
 
 
+def skipped(results: Results) -> list[str]:
+    """What could not be measured here, and why: lines for the report, or none."""
+    if not results.skipped:
+        return []
+    reasons = [f"- {name}: {reason}" for name, reason in sorted(results.skipped.items())]
+    return ["Not measured here:", "", *reasons, ""]
+
+
 def all_figures(results: Results) -> list[str]:
     lines = ["| Figure | Median (min-max) | Every run |", "|---|---|---|"]
     for key in sorted(results.values):

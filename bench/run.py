@@ -118,10 +118,7 @@ def write(
         *table,
         "",
     ]
-    if results.skipped:
-        lines += ["Not measured here:", ""]
-        lines += [f"- {name}: {reason}" for name, reason in sorted(results.skipped.items())]
-        lines.append("")
+    lines += report.skipped(results)
     if failed:
         lines += ["Failed groups (their rows read n/a):", ""]
         for group, error in failed.items():

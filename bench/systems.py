@@ -83,23 +83,20 @@ class Process:
 
 def tutorial(root: Path, name: str = "tutorial") -> Process:
     """The FastAPI tutorial app under uvicorn's defaults (1 worker, access log on)."""
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "bench.baselines.tutorial:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    env = {"TUTORIAL_UPLOAD_DIR": str(root / f"{name}-files")}
-    process = Process(command, env, root / f"{name}.log", port)
-    process.start()
-    return process
+    return _uvicorn_app(root, name, "bench.baselines.tutorial:app", "TUTORIAL_UPLOAD_DIR")
 
 
 def tuspyserver(root: Path, name: str = "tuspyserver") -> Process:
     """tuspyserver's router in a FastAPI app under uvicorn's defaults (S9's baseline)."""
+    return _uvicorn_app(root, name, "bench.baselines.tuspyserver_app:app", "TUSPY_UPLOAD_DIR")
+
+
+def _uvicorn_app(root: Path, name: str, app: str, upload_dir_variable: str) -> Process:
+    """A baseline app under uvicorn's defaults, storing under ``root/<name>-files``."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "bench.baselines.tuspyserver_app:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    env = {"TUSPY_UPLOAD_DIR": str(root / f"{name}-files")}
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    env = {upload_dir_variable: str(root / f"{name}-files")}
     process = Process(command, env, root / f"{name}.log", port)
     process.start()
     return process

@@ -132,10 +132,7 @@ def render(
         " invocation, else the peak during this run's raw `PUT`).",
         "",
     ]
-    if results.skipped:
-        lines += ["Not measured here:", ""]
-        lines += [f"- {name}: {reason}" for name, reason in sorted(results.skipped.items())]
-        lines.append("")
+    lines += report.skipped(results)
     lines += [
         "## Each system",
         "",

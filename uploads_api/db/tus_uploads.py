@@ -59,9 +59,7 @@ class TusUploadRepository:
         return None if row is None else TusUpload(**row._mapping)
 
     async def open_count(self, key_id: int | None) -> int:
-        query = select(func.count()).where(
-            u.c.state == OPEN, u.c.key_id.is_(None) if key_id is None else u.c.key_id == key_id
-        )
+        query = select(func.count()).where(u.c.state == OPEN, _made_by(key_id))
         async with self.engines.reader.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
@@ -86,7 +84,7 @@ class TusUploadRepository:
             or_(u.c.lease_until.is_(None), u.c.lease_until < now, u.c.lease_owner == writer),
         )
         if not admin:
-            query = query.where(u.c.key_id.is_(None) if key_id is None else u.c.key_id == key_id)
+            query = query.where(_made_by(key_id))
         query = query.values(
             lease_owner=writer, lease_until=now + timedelta(seconds=seconds)
         ).returning(*u.c)
@@ -157,7 +155,7 @@ class TusUploadRepository:
         """Unfinished uploads the caller may see, by id."""
         query = select(u).where(u.c.state == OPEN, u.c.expires_at > utcnow())
         if not admin:
-            query = query.where(u.c.key_id.is_(None) if key_id is None else u.c.key_id == key_id)
+            query = query.where(_made_by(key_id))
         if after is not None:
             query = query.where(u.c.id > after)
         async with self.engines.reader.connect() as conn:
@@ -184,6 +182,11 @@ class TusUploadRepository:
         async with self.engines.reader.connect() as conn:
             rows = await conn.execute(query)
         return [TusUpload(**row._mapping) for row in rows]
+
+
+def _made_by(key_id: int | None) -> Any:
+    """The uploads a key made (without keys, the server's own)."""
+    return u.c.key_id.is_(None) if key_id is None else u.c.key_id == key_id
 
 
 def reserved_bytes(owner: str | None) -> Any:

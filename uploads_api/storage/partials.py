@@ -177,7 +177,9 @@ class LocalPartials:
                 if batched >= WRITE_BATCH:
                     if pending is not None:
                         await asyncio.shield(pending)
-                    pending = asyncio.ensure_future(_store(handle, batch, digests))
+                    pending = asyncio.ensure_future(
+                        asyncio.to_thread(_write, handle, batch, digests)
+                    )
                     written += batched
                     batch, batched = [], 0
             if pending is not None:
@@ -221,8 +223,8 @@ class LocalPartials:
     async def finish(self, upload_id: str, length: int, sha256: str | None = None) -> Finished:
         path = self.path_of(upload_id)
         if sha256 is not None:
-            return Finished(sha256, await asyncio.to_thread(_head, path))
-        return await asyncio.to_thread(_read_back, path)
+            return Finished(sha256, await asyncio.to_thread(_head, path, length))
+        return await asyncio.to_thread(_read_back, path, length)
 
     async def commit(self, upload_id: str, storage: Storage, key: str) -> None:
         # A second name for the bytes, for storage to take (move, or upload and remove).
@@ -258,10 +260,6 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
         handle.truncate(offset)
     handle.seek(offset)
     return handle
-
-
-async def _store(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
-    await asyncio.to_thread(_write, handle, batch, digests)
 
 
 def _write(handle: BinaryIO, batch: list[bytes], digests: list[Hash]) -> None:
@@ -309,17 +307,13 @@ def _hash_files(running: Hash, sources: Sequence[tuple[Path, int]]) -> None:
                 left -= len(chunk)
 
 
-def _head(path: Path) -> bytes:
+def _head(path: Path, length: int) -> bytes:
+    """The first bytes, for sniffing: never any past the upload's length."""
     with open(path, "rb") as handle:
-        return handle.read(4096)
+        return handle.read(min(4096, length))
 
 
-def _read_back(path: Path) -> Finished:
+def _read_back(path: Path, length: int) -> Finished:
     sha = hashlib.sha256()
-    head = b""
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            if not head:
-                head = chunk[:4096]
-            sha.update(chunk)
-    return Finished(sha.hexdigest(), head)
+    _hash_files(sha, [(path, length)])
+    return Finished(sha.hexdigest(), _head(path, length))
