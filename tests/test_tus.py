@@ -227,6 +227,13 @@ def test_unfinished_uploads_are_listed_and_belong_to_their_key(
             assert_problem(patch(bob, url, 40, b"y"), 404, "not-found")
             assert bob.delete(url, headers=TUS).status_code == 404
             assert bob.get("/v1/tus/").json()["uploads"] == []
+        with httpx.Client(base_url=server.url) as nobody:
+            assert head(nobody, url).status_code == 401
+            assert_problem(patch(nobody, url, 40, b"y"), 401, "unauthorized")
+        refused = alice.put(url, headers=TUS)
+        assert_problem(refused, 405, "method-not-allowed")
+        assert refused.headers["allow"] == "HEAD, PATCH, DELETE, OPTIONS"
+        assert head(alice, url).headers["upload-offset"] == "40"
 
 
 def test_quota_is_reserved_at_creation(server_factory: ServerFactory) -> None:

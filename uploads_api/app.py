@@ -28,6 +28,7 @@ from uploads_api.api import (
     problem_pages,
     tasks,
     tus,
+    tus_chunks,
     tus_protocol,
     variants,
     webhooks,
@@ -122,6 +123,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for router in routers:
         app.include_router(router)
+    # HEAD and PATCH of an upload: a plain ASGI endpoint, a request per chunk (its module says why).
+    # Starlette takes an ASGI app as a route's endpoint; FastAPI's signature names only functions.
+    endpoint: Any = tus_chunks.TusChunks()
+    app.router.add_route(
+        tus_chunks.PATH, endpoint, methods=tus_chunks.METHODS, include_in_schema=False
+    )
     app.add_middleware(MethodGate)
     app.add_middleware(TusProtocol, max_size=settings.max_file_size)
     # `uploads-api serve` refuses a public bind while no key exists; uvicorn run directly

@@ -40,8 +40,13 @@ async def get_principal(
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Principal:
     address = request.client.host if request.client else None
+    return await caller_of(runtime, request.headers.get("authorization"), address)
+
+
+async def caller_of(runtime: Runtime, authorization: str | None, address: str | None) -> Principal:
+    """The caller a request's ``Authorization`` names; a refusal is audited."""
     try:
-        principal = await runtime.authenticator.authenticate(request.headers.get("authorization"))
+        principal = await runtime.authenticator.authenticate(authorization)
     except Unauthorized:
         # The address only, never the key nor any part of it. Counted per address and
         # minute, so requests without a valid key add at most one row a minute each.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 
 from uploads_api.db.engine import Engines
 from uploads_api.db.tables import tus_uploads as u
@@ -45,6 +45,46 @@ class TusUpload:
         return admin or self.key_id == key_id
 
 
+# The statements of every chunk (a HEAD, a PATCH's claim and advance), built once: building
+# one per call cost about 0.5 ms of CPU, as much as SQLite's own work.
+_GET = select(u).where(u.c.id == bindparam("upload_id"))
+_CLAIMABLE = (
+    u.c.id == bindparam("upload_id"),
+    u.c.state == OPEN,
+    u.c.offset == bindparam("at"),
+    u.c.expires_at > bindparam("now"),
+    or_(
+        u.c.lease_until.is_(None),
+        u.c.lease_until < bindparam("now"),
+        u.c.lease_owner == bindparam("writer"),
+    ),
+)
+
+
+def _claim(*made_by: Any) -> Any:
+    return (
+        update(u)
+        .where(*_CLAIMABLE, *made_by)
+        .values(lease_owner=bindparam("writer"), lease_until=bindparam("until"))
+        .returning(*u.c)
+    )
+
+
+_CLAIM_ANY = _claim()
+_CLAIM_UNKEYED = _claim(u.c.key_id.is_(None))
+_CLAIM_KEYED = _claim(u.c.key_id == bindparam("key"))
+_ADVANCE = (
+    update(u)
+    .where(u.c.id == bindparam("upload_id"), u.c.lease_owner == bindparam("writer"))
+    .values(
+        offset=bindparam("at"),
+        expires_at=bindparam("expires"),
+        lease_owner=None,
+        lease_until=None,
+    )
+)
+
+
 class TusUploadRepository:
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
@@ -55,7 +95,7 @@ class TusUploadRepository:
 
     async def get(self, upload_id: str) -> TusUpload | None:
         async with self.engines.reader.connect() as conn:
-            row = (await conn.execute(select(u).where(u.c.id == upload_id))).first()
+            row = (await conn.execute(_GET, {"upload_id": upload_id})).first()
         return None if row is None else TusUpload(**row._mapping)
 
     async def open_count(self, key_id: int | None) -> int:
@@ -76,20 +116,17 @@ class TusUploadRepository:
         key's (any, for an admin), at ``offset``, and nobody else holds a live lease: the
         upload as it stands; ``None`` if any of that is not so."""
         now = utcnow()
-        query = update(u).where(
-            u.c.id == upload_id,
-            u.c.state == OPEN,
-            u.c.offset == offset,
-            u.c.expires_at > now,
-            or_(u.c.lease_until.is_(None), u.c.lease_until < now, u.c.lease_owner == writer),
-        )
-        if not admin:
-            query = query.where(_made_by(key_id))
-        query = query.values(
-            lease_owner=writer, lease_until=now + timedelta(seconds=seconds)
-        ).returning(*u.c)
+        params = {
+            "upload_id": upload_id,
+            "at": offset,
+            "now": now,
+            "writer": writer,
+            "until": now + timedelta(seconds=seconds),
+            "key": key_id,
+        }
+        query = _CLAIM_ANY if admin else _CLAIM_UNKEYED if key_id is None else _CLAIM_KEYED
         async with self.engines.write() as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(query, params)).first()
         return None if row is None else TusUpload(**row._mapping)
 
     async def renew_lease(self, upload_id: str, writer: str, seconds: float) -> bool:
@@ -104,12 +141,9 @@ class TusUploadRepository:
     async def advance(self, upload_id: str, writer: str, offset: int, expires_at: datetime) -> bool:
         """Record the new durable offset and give the lease up. ``False``: the lease was
         lost meanwhile (the writer stalled past it and another took over)."""
+        params = {"upload_id": upload_id, "writer": writer, "at": offset, "expires": expires_at}
         async with self.engines.write() as conn:
-            moved = await conn.execute(
-                update(u)
-                .where(u.c.id == upload_id, u.c.lease_owner == writer)
-                .values(offset=offset, expires_at=expires_at, lease_owner=None, lease_until=None)
-            )
+            moved = await conn.execute(_ADVANCE, params)
         return moved.rowcount == 1
 
     async def release(self, upload_id: str, writer: str) -> None:
