@@ -39,6 +39,7 @@ from uploads_api.api.contract import install_openapi
 from uploads_api.api.methods import MethodGate, route_table
 from uploads_api.api.problems import install_error_handlers
 from uploads_api.api.tus_protocol import TusProtocol
+from uploads_api.body_turns import BodyTurns
 from uploads_api.config import Settings
 from uploads_api.logs import configure_logging
 from uploads_api.middleware import AccessLogMiddleware
@@ -157,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 *tus_protocol.RESPONSE_HEADERS,
             ],
         )
+    # A few request bodies served at once, a chunk at a time (body_turns.py says why).
+    app.add_middleware(BodyTurns, at_once=settings.bodies_at_once)
     app.add_middleware(AccessLogMiddleware)
 
     page = files("uploads_api.web").joinpath("index.html").read_text(encoding="utf-8")

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     quota_bytes: int | None = Field(default=None, gt=0)
     quota_files: int | None = Field(default=None, gt=0)
     max_concurrent_uploads: int | None = Field(default=None, gt=0)
+    bodies_at_once: int = Field(default=4, gt=0)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     thumbnail_sizes: Annotated[tuple[int, ...], NoDecode] = (256, 1024)
