@@ -26,6 +26,8 @@ class ClusterConfig:
     s3_endpoint: str
     broker_url: str
     queue: str = field(default_factory=lambda: f"uploads-test-{secrets.token_hex(4)}")
+    # Short, so that a killed worker's tasks are published again within seconds.
+    reconcile_after: float = 3
 
     def settings(self) -> dict[str, str]:
         return {
@@ -35,7 +37,7 @@ class ClusterConfig:
             "s3_endpoint_url": self.s3_endpoint,
             "broker_url": self.broker_url,
             "celery_queue": self.queue,
-            "reconcile_after": "3",
+            "reconcile_after": str(self.reconcile_after),
         }
 
     def env(self) -> dict[str, str]:

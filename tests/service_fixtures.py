@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,27 +109,75 @@ def postgres_admin_url() -> str:
     return f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh database for one test, dropped afterwards."""
+def _admin(admin_url: str, sql: str) -> None:
     import asyncpg
 
-    name = f"uploads_test_{secrets.token_hex(6)}"
-
-    async def admin(sql: str) -> None:
-        connection = await asyncpg.connect(postgres_admin_url)
+    async def run() -> None:
+        connection = await asyncpg.connect(admin_url)
         try:
             await connection.execute(sql)
         finally:
             await connection.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(run())
+
+
+@contextmanager
+def _new_database(admin_url: str, template: str | None = None) -> Iterator[str]:
+    """A new database (a copy of ``template`` if given), dropped afterwards; its URL."""
+    name = f"uploads_test_{secrets.token_hex(6)}"
+    _admin(admin_url, f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield f"postgresql+asyncpg://postgres@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database for one test, dropped afterwards."""
+    with _new_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_template(postgres_admin_url: str) -> Iterator[str]:
+    """A database at the head revision, made once: the template of ``database_url``'s."""
+    from uploads_api.db.engine import create_engines
+    from uploads_api.db.schema import ensure_schema
+
+    async def create_schema(url: str) -> None:
+        engines = create_engines(url)
+        try:
+            await ensure_schema(engines)
+        finally:
+            await engines.dispose()  # a template must have no open connection
+
+    with _new_database(postgres_admin_url) as url:
+        asyncio.run(create_schema(url))
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_admin_url: str, postgres_schema_template: str) -> Iterator[str]:
+    """A fresh database at the head revision for one test, dropped afterwards."""
+    with _new_database(postgres_admin_url, postgres_schema_template) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each kind for the repositories: a SQLite file, then a PostgreSQL
+    database copied from a template at the head revision (creating the schema there costs
+    half a second a test; ``empty_database_url`` is for the tests of creating it)."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_schema_url")
+        return url
+    return f"sqlite+aiosqlite:///{tmp_path}/test.db"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind: a SQLite file, then a PostgreSQL database."""
     if request.param == "postgresql":
         url: str = request.getfixturevalue("postgres_url")

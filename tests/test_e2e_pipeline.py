@@ -53,8 +53,11 @@ def test_oversized_file_gets_413_and_leaves_nothing(server_factory: ServerFactor
     ],
 )
 def test_malformed_bodies_are_refused(
-    client: httpx.Client, server: Server, content_type: str, body: bytes, status: int
+    shared_client: httpx.Client, shared_server: Server, content_type: str, body: bytes, status: int
 ) -> None:
+    # One server for the refusals and the disconnects below: none of them may store
+    # anything, so each still finds the server empty.
+    client, server = shared_client, shared_server
     response = client.post("/v1/files", content=body, headers={"content-type": content_type})
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -74,7 +77,8 @@ def test_too_many_files_is_refused(server_factory: ServerFactory) -> None:
 
 
 @pytest.mark.parametrize("route", ["multipart", "raw"])
-def test_client_disconnect_midway_leaves_nothing(server: Server, route: str) -> None:
+def test_client_disconnect_midway_leaves_nothing(shared_server: Server, route: str) -> None:
+    server = shared_server
     total = 8 * 1024 * 1024
     if route == "multipart":
         head = b"--b\r\nContent-Disposition: form-data; name=file; filename=a.bin\r\n\r\n"

@@ -1,4 +1,7 @@
-"""End to end: uploads over real sockets to a real server, downloads, listing, deletion."""
+"""End to end: uploads over real sockets to a real server, downloads, listing, deletion.
+
+Tests that look only at their own files share one server (``shared_server``); those that
+count what a server holds (the listing, the metrics) start their own."""
 
 from __future__ import annotations
 
@@ -23,7 +26,10 @@ def sha256_of(path: Path) -> str:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_curl_multi_file_upload_and_byte_exact_download(server: Server, tmp_path: Path) -> None:
+def test_curl_multi_file_upload_and_byte_exact_download(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    server = shared_server
     photo = imagegen.jpeg_photo(tmp_path, size=(800, 600))
     text = tmp_path / "notes.txt"
     text.write_text("hello uploads\n" * 1000)
@@ -58,7 +64,8 @@ def test_curl_multi_file_upload_and_byte_exact_download(server: Server, tmp_path
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_curl_raw_put(server: Server, tmp_path: Path) -> None:
+def test_curl_raw_put(shared_server: Server, tmp_path: Path) -> None:
+    server = shared_server
     payload = tmp_path / "data.bin"
     payload.write_bytes(bytes(range(256)) * 4096 + b"tail")
     out = subprocess.run(
@@ -74,13 +81,15 @@ def test_curl_raw_put(server: Server, tmp_path: Path) -> None:
     assert body == payload.read_bytes()
 
 
-def test_raw_put_name_is_cleaned(client: httpx.Client) -> None:
+def test_raw_put_name_is_cleaned(shared_client: httpx.Client) -> None:
+    client = shared_client
     response = client.put("/v1/files/%E2%80%AEgpj.exe", content=b"plain text here")
     assert response.status_code == 201
     assert response.json()["filename"] == "gpj.exe"
 
 
-def test_range_requests_and_conditional_get(client: httpx.Client) -> None:
+def test_range_requests_and_conditional_get(shared_client: httpx.Client) -> None:
+    client = shared_client
     data = bytes(range(256)) * 100
     record = client.put("/v1/files/r.bin", content=data).json()
     url = record["links"]["content"]
@@ -123,8 +132,9 @@ def test_list_pagination_and_filters(client: httpx.Client) -> None:
 
 
 def test_delete_removes_record_then_bytes(
-    client: httpx.Client, server: Server, tmp_path: Path
+    shared_client: httpx.Client, shared_server: Server, tmp_path: Path
 ) -> None:
+    client, server = shared_client, shared_server
     photo = imagegen.jpeg_photo(tmp_path, size=(600, 400))
     record = client.post("/v1/files", files={"file": (photo.name, photo.read_bytes())}).json()[
         "files"
@@ -155,7 +165,8 @@ def _wait_for_cleanup(client: httpx.Client, file_id: str) -> list[dict[str, Any]
     raise AssertionError("cleanup did not finish")
 
 
-def test_unknown_ids_and_errors_are_problem_json(client: httpx.Client) -> None:
+def test_unknown_ids_and_errors_are_problem_json(shared_client: httpx.Client) -> None:
+    client = shared_client
     for path in (
         "/v1/files/" + "0" * 32,
         "/v1/files/not-an-id",
@@ -188,7 +199,8 @@ def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_check_tells_which_hashes_are_present(client: httpx.Client) -> None:
+def test_check_tells_which_hashes_are_present(shared_client: httpx.Client) -> None:
+    client = shared_client
     stored = client.put("/v1/files/a.txt", content=b"already here").json()["sha256"]
     absent = hashlib.sha256(b"never sent").hexdigest()
     answer = client.post("/v1/files/check", json={"sha256": [absent, stored.upper(), stored]})

@@ -25,9 +25,9 @@ def _differences(connection: Connection) -> list[object]:
     return list(compare_metadata(MigrationContext.configure(connection), metadata))
 
 
-def test_migrations_match_the_tables_and_are_idempotent(database_url: str) -> None:
+def test_migrations_match_the_tables_and_are_idempotent(empty_database_url: str) -> None:
     async def main() -> None:
-        engines = create_engines(database_url)
+        engines = create_engines(empty_database_url)
         try:
             assert (await current_revision(engines))[0] is None
             await upgrade(engines)
@@ -42,9 +42,9 @@ def test_migrations_match_the_tables_and_are_idempotent(database_url: str) -> No
     asyncio.run(main())
 
 
-def test_processes_starting_together_migrate_once(database_url: str) -> None:
+def test_processes_starting_together_migrate_once(empty_database_url: str) -> None:
     async def main() -> None:
-        engines = [create_engines(database_url) for _ in range(3)]
+        engines = [create_engines(empty_database_url) for _ in range(3)]
         try:
             await asyncio.gather(*(upgrade(e) for e in engines))
             current, head = await current_revision(engines[0])
@@ -78,9 +78,9 @@ def test_the_head_revision_constant_is_alembics_head() -> None:
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
 
 
-def test_a_new_database_is_created_at_head_without_migrating(database_url: str) -> None:
+def test_a_new_database_is_created_at_head_without_migrating(empty_database_url: str) -> None:
     async def main() -> None:
-        engines = [create_engines(database_url) for _ in range(3)]
+        engines = [create_engines(empty_database_url) for _ in range(3)]
         try:
             # Three processes starting together on an empty database: one creates it.
             await asyncio.gather(*(ensure_schema(e) for e in engines))
@@ -99,9 +99,9 @@ def test_a_new_database_is_created_at_head_without_migrating(database_url: str) 
     asyncio.run(main())
 
 
-def test_a_migrated_database_is_left_as_it_is(database_url: str) -> None:
+def test_a_migrated_database_is_left_as_it_is(empty_database_url: str) -> None:
     async def main() -> None:
-        engines = create_engines(database_url)
+        engines = create_engines(empty_database_url)
         try:
             await upgrade(engines)
             await ensure_schema(engines)
