@@ -85,10 +85,6 @@ def test_schemathesis_finds_nothing_with_every_check_and_phase(live: Live) -> No
         "60",
         # The same cases on every run, so that a pass stays a pass.
         "--generation-deterministic",
-        # Two operations at a time: the server answers one while the CLI makes the next
-        # case (each is one process, so one worker leaves a core idle).
-        "--workers",
-        "2",
         "--report",
         "junit",
         "--report-junit-path",
