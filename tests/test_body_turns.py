@@ -1,17 +1,21 @@
 """Bodies take turns a chunk at a time (``UPLOADS_BODIES_AT_ONCE``), over real sockets: with
 one turn, a stalled upload holds none, so other uploads and reads go on, and it completes
-once it sends again; many uploads at once all complete, each byte for byte."""
+once it sends again; many uploads at once all complete, each byte for byte. Below HTTP: a
+turn held through slow storage holds no other body back."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+from starlette.types import Message, Receive, Scope, Send
 
 from tests.conftest import ServerFactory
 from tests.helpers import request_head, wait_for
+from uploads_api.body_turns import BodyTurns
 
 HALF = 512 * 1024
 
@@ -49,3 +53,41 @@ def test_many_uploads_at_once_all_complete(server_factory: ServerFactory) -> Non
     with ThreadPoolExecutor(max_workers=24) as pool:
         answers = list(pool.map(send, range(len(bodies))))
     assert answers == [(201, hashlib.sha256(body).hexdigest()) for body in bodies]
+
+
+def test_a_turn_held_through_slow_storage_holds_no_other_body_back() -> None:
+    async def scenario() -> list[str]:
+        storage_answers = asyncio.Event()
+        done: list[str] = []
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            while (await receive()).get("more_body"):
+                if scope["path"] == "/slow":
+                    await storage_answers.wait()  # an S3 part going up, holding the turn
+            done.append(scope["path"])
+
+        turns = BodyTurns(app, at_once=1)
+
+        def chunks(count: int) -> Receive:
+            messages = [{"type": "http.request", "body": b"x", "more_body": True}] * count
+            messages.append({"type": "http.request", "body": b"x", "more_body": False})
+
+            async def receive() -> Message:
+                return messages.pop(0)
+
+            return receive
+
+        async def ignore(message: Message) -> None:
+            pass
+
+        def request(path: str) -> Scope:
+            return {"type": "http", "method": "PUT", "path": path}
+
+        slow = asyncio.create_task(turns(request("/slow"), chunks(2), ignore))
+        await asyncio.sleep(0)  # the slow body takes the one turn and waits on storage
+        await turns(request("/fast"), chunks(3), ignore)
+        storage_answers.set()
+        await slow
+        return done
+
+    assert asyncio.run(scenario()) == ["/fast", "/slow"]

@@ -8,6 +8,11 @@ it asks for the next (or its body is complete, or its answer starts). A connecti
 sends nothing holds no turn, so slow uploads never stall the others; and while a request
 waits, uvicorn stops reading its socket once its buffer is full, so waiting costs the loop
 nothing.
+
+A turn spans what the request does with its chunk, which may be waiting for storage (an S3
+part going up). So a request waits ``TURN_WAIT`` at most, then goes on without one: turns
+spread the loop's work, they never hold a body back, and a wait never counts towards the
+body's stall timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from __future__ import annotations
 import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Longest a chunk waits for a turn: under a burst a turn comes within milliseconds, so only
+# turns held through slow storage make a chunk wait this long.
+TURN_WAIT = 0.1
 
 
 class BodyTurns:
@@ -41,7 +50,11 @@ class BodyTurns:
             # The last chunk takes no turn: what follows it (a commit) is not the loop's
             # work, and holding a turn through it would cap concurrent commits too.
             if message["type"] == "http.request" and message.get("more_body", False):
-                await self._turns.acquire()
+                try:
+                    async with asyncio.timeout(TURN_WAIT):
+                        await self._turns.acquire()
+                except TimeoutError:
+                    return message
                 holding = True
             return message
 
