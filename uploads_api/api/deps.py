@@ -23,10 +23,12 @@ from uploads_api.services.variants import VariantService
 from uploads_api.services.webhooks import WebhookService
 
 # Declares the scheme in OpenAPI (so /docs can send a key); the check itself is ours.
+# Every dependency here is `async def`, even those that only look something up: FastAPI
+# runs a plain `def` dependency in its thread pool, a thread hop per request for nothing.
 bearer = HTTPBearer(auto_error=False, description="An API key from `uploads-api keys create`")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -124,43 +126,43 @@ async def get_reader(
     return Reader(dataclasses.replace(grant.caller, address=address), grant)
 
 
-def get_file_service(runtime: RuntimeDep) -> FileService:
+async def get_file_service(runtime: RuntimeDep) -> FileService:
     return runtime.file_service
 
 
-def get_variant_service(runtime: RuntimeDep) -> VariantService:
+async def get_variant_service(runtime: RuntimeDep) -> VariantService:
     return runtime.variant_service
 
 
-def get_task_service(runtime: RuntimeDep) -> TaskService:
+async def get_task_service(runtime: RuntimeDep) -> TaskService:
     return runtime.task_service
 
 
-def get_webhook_service(runtime: RuntimeDep) -> WebhookService:
+async def get_webhook_service(runtime: RuntimeDep) -> WebhookService:
     return runtime.webhook_service
 
 
-def get_event_stream(runtime: RuntimeDep) -> EventStreamService:
+async def get_event_stream(runtime: RuntimeDep) -> EventStreamService:
     return runtime.event_stream
 
 
-def get_health_service(runtime: RuntimeDep) -> HealthService:
+async def get_health_service(runtime: RuntimeDep) -> HealthService:
     return runtime.health_service
 
 
-def get_link_service(runtime: RuntimeDep) -> LinkService:
+async def get_link_service(runtime: RuntimeDep) -> LinkService:
     return runtime.link_service
 
 
-def get_direct_upload_service(runtime: RuntimeDep) -> DirectUploadService:
+async def get_direct_upload_service(runtime: RuntimeDep) -> DirectUploadService:
     return runtime.direct_upload_service
 
 
-def get_tus_service(runtime: RuntimeDep) -> TusService:
+async def get_tus_service(runtime: RuntimeDep) -> TusService:
     return runtime.tus_service
 
 
-def get_auditor(runtime: RuntimeDep) -> Auditor:
+async def get_auditor(runtime: RuntimeDep) -> Auditor:
     return runtime.auditor
 
 
