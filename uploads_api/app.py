@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import Scope
 
 from uploads_api import __version__
@@ -30,6 +31,7 @@ from uploads_api.api import (
     tus,
     tus_chunks,
     tus_protocol,
+    uploads,
     variants,
     webhooks,
 )
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         refine=lambda schema: describe(schema, settings),
     )
     routers = [
+        uploads.router,
         files_routes.router,
         downloads.router,
         variants.router,
@@ -124,6 +127,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for router in routers:
         app.include_router(router)
+    # The upload operations: a plain ASGI endpoint, ahead of the routes that describe them
+    # (its module says why). The other methods of their paths go on to those routes.
+    file_uploads: Any = uploads.FileUploads()
+    for method, path in uploads.PATHS.items():
+        served = Route(path, file_uploads, methods=[method], include_in_schema=False)
+        app.router.routes.insert(0, served)
     # HEAD and PATCH of an upload: a plain ASGI endpoint, a request per chunk (its module says why).
     # Starlette takes an ASGI app as a route's endpoint; FastAPI's signature names only functions.
     endpoint: Any = tus_chunks.TusChunks()
