@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import Connection, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from uploads_api.db import tables
@@ -84,6 +84,10 @@ class EventWriter:
     ) -> int:
         """One event per (type, record), the record rendered as it is now (once, when it
         has two events: created and ready at once)."""
+        return await conn.run_sync(self.file_events_sync, changes)
+
+    def file_events_sync(self, conn: Connection, changes: Sequence[tuple[str, FileRecord]]) -> int:
+        """``file_events`` in a transaction that runs in the driver's thread."""
         now = utcnow()
         stamp = rfc3339(now)
         rendered: dict[int, dict[str, Any]] = {}
@@ -102,16 +106,22 @@ class EventWriter:
                     "created_at": now,
                 }
             )
-        return await self.write(conn, rows)
+        return self.write_sync(conn, rows)
 
     async def write(
         self, conn: AsyncConnection, rows: list[dict[str, Any]], endpoint_id: str | None = None
     ) -> int:
         """Insert event rows and their deliveries: to ``endpoint_id`` only, when given, else
         to every enabled endpoint of the event's owner (or of every owner) taking its type."""
+        return await conn.run_sync(self.write_sync, rows, endpoint_id)
+
+    def write_sync(
+        self, conn: Connection, rows: list[dict[str, Any]], endpoint_id: str | None = None
+    ) -> int:
+        """``write`` in a transaction that runs in the driver's thread."""
         if not rows:
             return 0
-        await conn.execute(insert(e), rows)
+        conn.execute(insert(e), rows)
         query = select(endpoints.c.id, endpoints.c.owner, endpoints.c.events)
         if endpoint_id is not None:
             query = query.where(endpoints.c.id == endpoint_id)
@@ -121,7 +131,7 @@ class EventWriter:
                 endpoints.c.enabled.is_(True),
                 or_(endpoints.c.owner.is_(None), endpoints.c.owner.in_(owners)),
             )
-        targets = list(await conn.execute(query))
+        targets = list(conn.execute(query))
         if not targets:
             return len(rows)
         now = utcnow()
@@ -145,5 +155,5 @@ class EventWriter:
             )
         ]
         if new_deliveries:
-            await conn.execute(insert(deliveries), new_deliveries)
+            conn.execute(insert(deliveries), new_deliveries)
         return len(rows)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from uploads_api.db.engine import Engines
@@ -67,7 +68,9 @@ class FileRepository:
         self.engines = engines
         self.events = events
         self.max_attempts = max_attempts
-        self._file_inserts = GroupCommit(engines.write, self._insert_files)
+        self._file_inserts = GroupCommit(
+            functools.partial(engines.write_in_one_trip, self._insert_files)
+        )
 
     async def create_files(
         self,
@@ -95,7 +98,7 @@ class FileRepository:
                 if quota is not None:
                     size = sum(nf.size for nf in new_files)
                     await check_quota_in(conn, quota, size, len(new_files))
-                (records,) = await self._insert_files(conn, [rows])
+                (records,) = await conn.run_sync(self._insert_files, [rows])
                 if completion is not None:
                     await record_answer(conn, completion, records)
         self.events.committed(len(records))
@@ -134,16 +137,15 @@ class FileRepository:
             )
         return rows
 
-    async def _insert_files(
-        self, conn: AsyncConnection, uploads: list[_NewRows]
-    ) -> list[list[FileRecord]]:
-        """Several uploads' rows in two statements; each upload's records, in order."""
+    def _insert_files(self, conn: Connection, uploads: list[_NewRows]) -> list[list[FileRecord]]:
+        """Several uploads' rows in two statements; each upload's records, in order. Runs
+        in the driver's thread (``Engines.write_in_one_trip``)."""
         file_rows = [row for rows in uploads for row in rows.files]
         task_rows = [row for rows in uploads for row in rows.tasks]
-        await conn.execute(insert(f), file_rows)
+        conn.execute(insert(f), file_rows)
         by_file: dict[str, list[Task]] = {}
         if task_rows:
-            inserted = await conn.execute(
+            inserted = conn.execute(
                 insert(t).returning(*t.c, sort_by_parameter_order=True), task_rows
             )
             for task in (task_of(row) for row in inserted):
@@ -156,7 +158,7 @@ class FileRepository:
             changes.append((FILE_CREATED, record))
             if record.status in FINAL_STATUS_EVENTS:
                 changes.append((FINAL_STATUS_EVENTS[record.status], record))
-        await self.events.file_events(conn, changes)
+        self.events.file_events_sync(conn, changes)
         return records
 
     async def get_file(self, file_id: str, scope: str | None = None) -> FileRecord | None:

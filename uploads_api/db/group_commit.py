@@ -15,28 +15,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# One transaction's worth: a result for each item, in order.
-WriteBatch = Callable[[AsyncConnection, list[Item]], Awaitable[list[Result]]]
+# One transaction that writes these items: a result for each, in order, once committed.
+CommitBatch = Callable[[list[Item]], Awaitable[list[Result]]]
 
 
 class GroupCommit(Generic[Item, Result]):
-    def __init__(
-        self,
-        transaction: Callable[[], AbstractAsyncContextManager[AsyncConnection]],
-        write: WriteBatch[Item, Result],
-        max_batch: int = 64,
-    ) -> None:
-        self._transaction = transaction
-        self._write = write
+    def __init__(self, commit: CommitBatch[Item, Result], max_batch: int = 64) -> None:
+        self._commit = commit
         self._max_batch = max_batch
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -99,10 +91,6 @@ class GroupCommit(Generic[Item, Result]):
             return
         for (_, future), result in zip(batch, results, strict=True):
             _resolve(future, result)
-
-    async def _commit(self, items: list[Item]) -> list[Result]:
-        async with self._transaction() as conn:
-            return await self._write(conn, items)
 
 
 def _resolve(future: asyncio.Future[Result], result: Result) -> None:
