@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from uploads_api.db.write_lock import WriteLock
 
-Arg = TypeVar("Arg")
+Params = ParamSpec("Params")
 Out = TypeVar("Out")
 
 
@@ -47,15 +47,20 @@ class Engines:
             async with self._writer_turn(), connection.begin():
                 yield connection
 
-    async def write_in_one_trip(self, work: Callable[[Connection, Arg], Out], arg: Arg) -> Out:
-        """``work(connection, arg)`` as a write transaction, committed once it returns. On a
-        SQLite file it runs whole in the thread of ``one_trip``; elsewhere as ``write``'s
-        statements do, each a trip to the driver."""
+    async def write_in_one_trip(
+        self,
+        work: Callable[Concatenate[Connection, Params], Out],
+        *args: Params.args,
+        **kwargs: Params.kwargs,
+    ) -> Out:
+        """``work(connection, *args, **kwargs)`` as a write transaction, committed once it
+        returns. On a SQLite file it runs whole in the thread of ``one_trip``; elsewhere as
+        ``write``'s statements do, each a trip to the driver."""
         if self.one_trip is None:
             async with self.write() as connection:
-                return await connection.run_sync(work, arg)
+                return await connection.run_sync(work, *args, **kwargs)
         async with self._writer_turn():
-            return await self.one_trip.run(work, arg)
+            return await self.one_trip.run(lambda connection: work(connection, *args, **kwargs))
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self) -> AsyncIterator[None]:
@@ -163,13 +168,13 @@ class OneTrip:
         _configure(self.engine, writer=True, busy_timeout=busy_timeout)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writes")
 
-    def _transact(self, work: Callable[[Connection, Arg], Out], arg: Arg) -> Out:
+    def _transact(self, work: Callable[[Connection], Out]) -> Out:
         with self.engine.begin() as connection:
-            return work(connection, arg)
+            return work(connection)
 
-    async def run(self, work: Callable[[Connection, Arg], Out], arg: Arg) -> Out:
+    async def run(self, work: Callable[[Connection], Out]) -> Out:
         loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(self._thread, self._transact, work, arg)
+        done = loop.run_in_executor(self._thread, self._transact, work)
         while True:
             try:
                 return await asyncio.shield(done)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,8 +67,8 @@ class FileRepository:
         self.engines = engines
         self.events = events
         self.max_attempts = max_attempts
-        self._file_inserts = GroupCommit(
-            functools.partial(engines.write_in_one_trip, self._insert_files)
+        self._file_inserts: GroupCommit[_NewRows, list[FileRecord]] = GroupCommit(
+            lambda batch: engines.write_in_one_trip(self._insert_files, batch)
         )
 
     async def create_files(
@@ -94,13 +93,16 @@ class FileRepository:
         else:
             # Their own transaction: a refusal here (quota, a lost key) fails this upload
             # alone, where in a group it would fail every upload of the group.
-            async with self.engines.write() as conn:
+            def insert_checked(conn: Connection) -> list[FileRecord]:
                 if quota is not None:
                     size = sum(nf.size for nf in new_files)
-                    await check_quota_in(conn, quota, size, len(new_files))
-                (records,) = await conn.run_sync(self._insert_files, [rows])
+                    check_quota_in(conn, quota, size, len(new_files))
+                (records,) = self._insert_files(conn, [rows])
                 if completion is not None:
-                    await record_answer(conn, completion, records)
+                    record_answer(conn, completion, records)
+                return records
+
+            records = await self.engines.write_in_one_trip(insert_checked)
         self.events.committed(len(records))
         return records
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from uploads_api.db.engine import Engines
 from uploads_api.db.models import FileRecord
@@ -94,20 +93,23 @@ class IdempotencyRepository:
             "expires_at": now + timedelta(seconds=ttl),
             "locked_until": now + timedelta(seconds=lease),
         }
-        async with self.engines.write() as conn:
-            row = (
-                await conn.execute(
-                    select(k).where(k.c.owner == owner, k.c.key == key).with_for_update()
-                )
+
+        def claim_in(conn: Connection) -> StoredKey | None:
+            row = conn.execute(
+                select(k).where(k.c.owner == owner, k.c.key == key).with_for_update()
             ).first()
             if row is None:
-                await conn.execute(insert(k).values(owner=owner, key=key, **values))
+                conn.execute(insert(k).values(owner=owner, key=key, **values))
                 return None
             stored = _stored(row)
             if not _free(stored, now, replace):
                 return stored
-            await conn.execute(update(k).where(k.c.owner == owner, k.c.key == key).values(values))
-        return None
+            conn.execute(update(k).where(k.c.owner == owner, k.c.key == key).values(values))
+            return None
+
+        # Every batch of a scripted upload claims a key: in one trip, it holds the writer
+        # for less.
+        return await self.engines.write_in_one_trip(claim_in)
 
     async def renew(self, owner: str, key: str, holder: str, lease: float) -> bool:
         """Extend a hold; ``False`` if ``holder`` no longer holds the key."""
@@ -140,15 +142,13 @@ class IdempotencyRepository:
         return done.rowcount
 
 
-async def record_answer(
-    conn: AsyncConnection, completion: Completion, records: Sequence[FileRecord]
-) -> None:
+def record_answer(conn: Connection, completion: Completion, records: Sequence[FileRecord]) -> None:
     """Write the answer in the caller's transaction (the one recording ``records``).
     Raises ``IdempotencyKeyInProgress`` if the hold was lost (it lapsed and another request
     took the key): the transaction must not commit then."""
     completion.body = completion.render(records)
     packed = zlib.compress(json.dumps(completion.body, separators=(",", ":")).encode(), 1)
-    done = await conn.execute(
+    done = conn.execute(
         _held(completion.owner, completion.key, completion.holder).values(
             state=DONE,
             fingerprint=completion.fingerprint,

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, func, select
 
 from uploads_api.db import tables
 from uploads_api.db.engine import Engines
@@ -45,27 +44,25 @@ class UsageRepository:
     async def usage(self, owner: str | None) -> tuple[int, int]:
         """Bytes and files an owner has stored."""
         async with self.engines.reader.connect() as conn:
-            return await usage_in(conn, owner)
+            return await conn.run_sync(usage_in, owner)
 
 
-async def usage_in(conn: AsyncConnection, owner: str | None) -> tuple[int, int]:
+def usage_in(conn: Connection, owner: str | None) -> tuple[int, int]:
     """``UsageRepository.usage`` inside the caller's transaction: stored files, and the
     bytes that unfinished resumable uploads have reserved."""
     query = select(func.coalesce(func.sum(f.c.size), 0), func.count()).where(
         f.c.owner.is_(None) if owner is None else f.c.owner == owner
     )
-    used_bytes, used_files = (await conn.execute(query)).one()
-    reserved = (await conn.execute(reserved_bytes(owner))).scalar_one()
+    used_bytes, used_files = conn.execute(query).one()
+    reserved = conn.execute(reserved_bytes(owner)).scalar_one()
     return int(used_bytes) + int(reserved), int(used_files)
 
 
-async def check_quota_in(
-    conn: AsyncConnection, quota: Quota, adding_bytes: int, adding_files: int
-) -> None:
+def check_quota_in(conn: Connection, quota: Quota, adding_bytes: int, adding_files: int) -> None:
     """Raise ``QuotaExceeded`` if adding these would cross the quota, inside the caller's
     write transaction, so two uploads racing each other cannot both slip under it."""
     if conn.dialect.name == "postgresql":
         # READ COMMITTED lets two uploads read the same usage; serialise per owner.
-        await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(quota.owner or ""))))
-    used_bytes, used_files = await usage_in(conn, quota.owner)
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(quota.owner or ""))))
+    used_bytes, used_files = usage_in(conn, quota.owner)
     quota.check(used_bytes + adding_bytes, used_files + adding_files)
