@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.sql import Executable
 
 from uploads_api.db.engine import Engines
 from uploads_api.db.tables import tus_uploads as u
@@ -85,6 +86,14 @@ _ADVANCE = (
 )
 
 
+def _first(conn: Connection, statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
+    return conn.execute(statement, params).first()
+
+
+def _changed_one(conn: Connection, statement: Executable, params: dict[str, Any]) -> int:
+    return int(conn.execute(statement, params).rowcount)
+
+
 class TusUploadRepository:
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
@@ -125,8 +134,9 @@ class TusUploadRepository:
             "key": key_id,
         }
         query = _CLAIM_ANY if admin else _CLAIM_UNKEYED if key_id is None else _CLAIM_KEYED
-        async with self.engines.write() as conn:
-            row = (await conn.execute(query, params)).first()
+        # One trip each, the claim and the advance: a resumable upload is one of each per
+        # chunk, and the client waits for both.
+        row = await self.engines.write_in_one_trip(_first, query, params)
         return None if row is None else TusUpload(**row._mapping)
 
     async def renew_lease(self, upload_id: str, writer: str, seconds: float) -> bool:
@@ -142,9 +152,7 @@ class TusUploadRepository:
         """Record the new durable offset and give the lease up. ``False``: the lease was
         lost meanwhile (the writer stalled past it and another took over)."""
         params = {"upload_id": upload_id, "writer": writer, "at": offset, "expires": expires_at}
-        async with self.engines.write() as conn:
-            moved = await conn.execute(_ADVANCE, params)
-        return moved.rowcount == 1
+        return await self.engines.write_in_one_trip(_changed_one, _ADVANCE, params) == 1
 
     async def release(self, upload_id: str, writer: str) -> None:
         async with self.engines.write() as conn:
