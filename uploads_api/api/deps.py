@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from uploads_api.auth import Principal
 from uploads_api.errors import InvalidLink, LinkExpired, Unauthorized
@@ -55,6 +57,12 @@ async def caller_of(runtime: Runtime, authorization: str | None, address: str | 
         runtime.auditor.record("auth.failed", None, address=address)
         raise
     return dataclasses.replace(principal, address=address)
+
+
+async def scope_caller(runtime: Runtime, scope: Scope, headers: Headers) -> Principal:
+    """``caller_of`` for a plain ASGI endpoint: the key and the address of its request."""
+    client = scope.get("client")
+    return await caller_of(runtime, headers.get("authorization"), client[0] if client else None)
 
 
 async def get_stream_caller(

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from uploads_api.api.deps import caller_of
+from uploads_api.api.deps import scope_caller
 from uploads_api.api.tus_headers import (
     body,
     checksum,
@@ -36,10 +36,7 @@ class TusChunks:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime: Runtime = scope["app"].state.runtime
         headers = Headers(scope=scope)
-        client = scope.get("client")
-        caller = await caller_of(
-            runtime, headers.get("authorization"), client[0] if client else None
-        )
+        caller = await scope_caller(runtime, scope, headers)
         upload_id: str = scope["path_params"]["upload_id"]
         if scope["method"] == "HEAD":
             response = await _offset(runtime, caller, upload_id)

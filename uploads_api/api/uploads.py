@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from uploads_api import metrics
 from uploads_api.api.contract import BINARY, header, problem_responses
-from uploads_api.api.deps import caller_of, get_principal
+from uploads_api.api.deps import get_principal, scope_caller
 from uploads_api.api.schemas import FilesCreated
 from uploads_api.errors import BadRequest, ClientDisconnected, UploadsError
 from uploads_api.file_json import FileOut
@@ -179,10 +179,7 @@ class FileUploads:
         runtime: Runtime = scope["app"].state.runtime
         request = Request(scope, receive)
         headers = request.headers
-        client = scope.get("client")
-        caller = await caller_of(
-            runtime, headers.get("authorization"), client[0] if client else None
-        )
+        caller = await scope_caller(runtime, scope, headers)
         key = _idempotency_key(headers.get("idempotency-key"))
         started = time.perf_counter()
         files = runtime.file_service
