@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import ServerFactory
 from tests.helpers import cli_env, resumable_audit, wait_done
 from uploads_api.client import AsyncClient, Client
-from uploads_api.client.resumable import ResumeState
+from uploads_api.client.resume_state import ResumeState
 
 pytestmark = pytest.mark.e2e
 

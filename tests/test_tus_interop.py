@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 from tests.service_fixtures import unavailable
-from uploads_api.client.resumable import AsyncResumableUploads, ResumeState, Sent
+from uploads_api.client.resumable import AsyncResumableUploads, Sent
+from uploads_api.client.resume_state import ResumeState
 from uploads_api.client.retry import RetryPolicy
 from uploads_api.client.sources import UploadSource
 

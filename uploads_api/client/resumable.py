@@ -10,84 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from uploads_api.client import attempts
 from uploads_api.client.attempts import OnRetry
 from uploads_api.client.calls import file_name, file_path, parse_record
-from uploads_api.client.errors import ApiError, UploadsClientError, transport_error
+from uploads_api.client.errors import ApiError, UploadsClientError
 from uploads_api.client.models import FileRecord
-from uploads_api.client.retry import Retrying, RetryPolicy, describe
+from uploads_api.client.resume_state import ResumeState, default_state_file
+from uploads_api.client.retry import RetryPolicy
 from uploads_api.client.sources import RangeReader, UploadSource
+from uploads_api.client.tus_chunks import TUS, Piece, send_chunk
 
 TUS_ENDPOINT = "/v1/tus/"
-TUS = {"Tus-Resumable": "1.0.0"}
 DEFAULT_THRESHOLD = 64 * 1024 * 1024
 DEFAULT_CHUNK = 8 * 1024 * 1024
-# A chunk refused because the upload stands elsewhere or is being written: asked again
-# this often, this many times (a writer that vanished loses its hold within ~10 s).
-CONFLICT_PAUSE = 1.0
-MAX_CONFLICTS = 30
 Progress = Callable[[int], None]
-
-
-def default_state_file() -> Path:
-    """Where upload URLs are kept between runs: the user's cache directory."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(cache) / "uploads-api" / "resumable.json"
-
-
-class ResumeState:
-    """Upload URLs by file (its absolute path, size and modification time) and server: a
-    changed file starts afresh. Written whole, atomically; the last writer wins."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def _load(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-    def _save(self, entries: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        temporary.write_text(json.dumps(entries, indent=1, sort_keys=True))
-        os.replace(temporary, self.path)
-
-    def get(self, key: str) -> str | None:
-        return self._load().get(key)
-
-    def put(self, key: str, url: str) -> None:
-        self._save({**self._load(), key: url})
-
-    def forget(self, key: str) -> None:
-        entries = self._load()
-        if entries.pop(key, None) is not None:
-            self._save(entries)
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One tus upload of a file's bytes ``[start, start + length)``, standing at ``offset``:
-    the whole file, or one of its ``parallel`` partial uploads."""
-
-    url: str
-    start: int
-    length: int
-    offset: int
-    partial: bool
 
 
 @dataclass(frozen=True)
@@ -197,7 +140,9 @@ class AsyncResumableUploads:
                 if piece.partial and sent[index] >= piece.length:
                     return None
                 report()
-                answer = await self._patch(piece, ranges, sent[index], on_retry)
+                answer = await send_chunk(
+                    self._api, self._policy, piece, ranges, sent[index], self.chunk_size, on_retry
+                )
                 sent[index] = int(answer.headers["upload-offset"])
                 file_id = answer.headers.get("file-id")
                 if file_id is not None or sent[index] >= piece.length:
@@ -291,93 +236,8 @@ class AsyncResumableUploads:
         answer = await attempts.retrying(self._policy, create, on_retry=on_retry)
         return str(httpx.URL(self._base).join(answer.headers["location"]))
 
-    async def _patch(
-        self, piece: Piece, ranges: RangeReader, offset: int, on_retry: OnRetry | None
-    ) -> httpx.Response:
-        """One chunk from ``offset``, with its checksum; after a failure the next try asks
-        the server where the upload stands, and sends from there."""
-        position = offset
-
-        async def attempt() -> httpx.Response:
-            length = min(self.chunk_size, piece.length - position)
-            chunk = await asyncio.to_thread(ranges.read_at, piece.start + position, length)
-            digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
-            headers = {
-                **TUS,
-                "Content-Type": "application/offset+octet-stream",
-                "Upload-Offset": str(position),
-                "Upload-Checksum": f"sha256 {digest}",
-            }
-            return await attempts.send_once(
-                self._api, "PATCH", piece.url, content=chunk, headers=headers
-            )
-
-        async def where() -> httpx.Response | None:
-            nonlocal position
-            with contextlib.suppress(httpx.TransportError, ApiError):
-                answer = await attempts.send_once(self._api, "HEAD", piece.url, headers=TUS)
-                position = int(answer.headers["upload-offset"])
-            return None
-
-        state = self._policy.start()
-        conflicts = 0
-        while True:
-            try:
-                return await attempt()
-            except (httpx.TransportError, ApiError) as exc:
-                # 409: the server stands elsewhere (an earlier try got through after all);
-                # 423: an earlier try is still being written. Both: ask, and go on.
-                conflict = isinstance(exc, ApiError) and exc.status in (409, 423)
-                conflicts += conflict
-                pause = CONFLICT_PAUSE if conflict else state.pause_for(exc)
-                if pause is None or conflicts > MAX_CONFLICTS:
-                    if isinstance(exc, ApiError):
-                        raise
-                    raise transport_error(exc) from exc
-                if on_retry is not None:
-                    on_retry(Retrying(state.failed_tries, pause, describe(exc)))
-                await asyncio.sleep(pause)
-                await where()
-
     async def _record(self, file_id: str, on_retry: OnRetry | None) -> FileRecord:
         async def get() -> httpx.Response:
             return await attempts.send_once(self._api, "GET", file_path(file_id))
 
         return parse_record(await attempts.retrying(self._policy, get, on_retry=on_retry))
-
-
-class ResumableUploads:
-    """The same for the blocking ``Client``: each upload runs the async uploader on a loop
-    of its own, over a connection of its own (a few per file, next to megabytes of
-    chunks)."""
-
-    def __init__(
-        self, http_options: dict[str, Any], base_url: str, policy: RetryPolicy, **settings: Any
-    ) -> None:
-        self._options = http_options
-        self._base = base_url
-        self._policy = policy
-        self._settings = settings
-
-    @property
-    def threshold(self) -> int:
-        """Files of this size or more go resumably."""
-        return int(self._settings["threshold"])
-
-    def upload(
-        self,
-        upload: UploadSource,
-        sha256: str | None,
-        progress: Progress | None,
-        on_retry: OnRetry | None,
-    ) -> FileRecord | None:
-        path = upload.local_path
-        if path is None or path.stat().st_size < self._settings["threshold"]:
-            return None
-
-        async def run() -> FileRecord | None:
-            async with httpx.AsyncClient(**self._options) as http:
-                uploads = AsyncResumableUploads(http, self._base, self._policy, **self._settings)
-                return await uploads.upload(upload, sha256, progress, on_retry)
-
-        return asyncio.run(run())

@@ -34,12 +34,9 @@ from uploads_api.client.errors import (
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import UploadResult
-from uploads_api.client.resumable import (
-    DEFAULT_CHUNK,
-    DEFAULT_THRESHOLD,
-    ResumableUploads,
-    ResumeState,
-)
+from uploads_api.client.resumable import DEFAULT_CHUNK, DEFAULT_THRESHOLD
+from uploads_api.client.resumable_sync import ResumableUploads
+from uploads_api.client.resume_state import ResumeState
 from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
 from uploads_api.client.sources import CHUNK_SIZE, Reader, Source, UploadSource
