@@ -40,7 +40,7 @@ import httpx
 from PIL import Image
 
 from bench.measure import median, percentile
-from bench.media import run_commands
+from bench.media_commands import run_commands
 from bench.report import ratios, spread
 from bench.systems import BENCH_ENV
 from tests import imagegen
