@@ -283,6 +283,18 @@ def cli_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("UPLOADS_")}
 
 
+def sweep(data_dir: Path, settings: dict[str, str]) -> None:
+    """``uploads-api sweep`` once, in a process of its own, with these settings."""
+    swept = subprocess.run(
+        [sys.executable, "-m", "uploads_api.cli", "sweep", "--data-dir", str(data_dir)],
+        env={**cli_env(), **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert swept.returncode == 0, swept.stderr
+
+
 def create_keys(data_dir: Path, *owners: str, admin: tuple[str, ...] = ()) -> dict[str, str]:
     """Several ``keys create`` at once (each is a process start and a database write)."""
     running = {

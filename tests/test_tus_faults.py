@@ -8,8 +8,6 @@ import contextlib
 import hashlib
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ import pytest
 
 from tests.cluster import AWS_ENV, ClusterConfig, Worker
 from tests.conftest import ServerFactory
-from tests.helpers import assert_problem, cli_env, wait_done
+from tests.helpers import assert_problem, sweep, wait_done
 from tests.service_fixtures import s3_client
 
 pytestmark = pytest.mark.e2e
@@ -161,12 +159,5 @@ def test_an_expired_upload_gives_its_quota_back(server_factory: ServerFactory) -
         refused = http.put(f"{server.url}/v1/files/a.bin", content=b"z" * 300)
         assert_problem(refused, 413, "quota-exceeded")
         time.sleep(1.5)
-        swept = subprocess.run(
-            [sys.executable, "-m", "uploads_api.cli", "sweep", "--data-dir", str(server.data_dir)],
-            env={**cli_env(), "UPLOADS_TUS_EXPIRY": "1"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert swept.returncode == 0, swept.stderr
+        sweep(server.data_dir, {"UPLOADS_TUS_EXPIRY": "1"})
         assert http.put(f"{server.url}/v1/files/a.bin", content=b"z" * 300).status_code == 201

@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import Server, ServerFactory
 from tests.helpers import wait_done
-from tests.test_tus import TUS, create, patch, tus_server
+from tests.test_tus import tus_server
+from tests.tus_helpers import TUS, create, patch
 
 pytestmark = pytest.mark.e2e
 

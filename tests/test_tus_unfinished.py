@@ -1,0 +1,118 @@
+"""Unfinished tus uploads: each is listed only to the key that made it and hidden from any
+other; its whole length is reserved against the quota at creation and counts towards a cap
+on open uploads per key; once expired it answers 410 and the sweep removes its bytes, on S3
+aborting the multipart parts and deleting the tail."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+import httpx
+import pytest
+
+from tests.cluster import AWS_ENV
+from tests.conftest import ServerFactory
+from tests.helpers import assert_problem, bearer, create_keys, sweep
+from tests.service_fixtures import s3_client
+from tests.tus_helpers import TUS, create, head, metadata, patch
+
+pytestmark = pytest.mark.e2e
+
+
+def test_unfinished_uploads_are_listed_and_belong_to_their_key(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory()
+    keys = create_keys(server.data_dir, "alice", "bob")
+    with httpx.Client(base_url=server.url, headers=bearer(keys["alice"])) as alice:
+        url = create(alice, 100, **{"Upload-Metadata": metadata(filename="half.bin")})
+        patch(alice, url, 0, b"x" * 40)
+        listed = alice.get("/v1/tus/").json()["uploads"]
+        assert [(alice.base_url.join(u["url"]), u["offset"], u["length"]) for u in listed] == [
+            (httpx.URL(url), 40, 100)
+        ]
+        assert listed[0]["metadata"] == {"filename": "half.bin"}
+        with httpx.Client(base_url=server.url, headers=bearer(keys["bob"])) as bob:
+            assert head(bob, url).status_code == 404
+            assert_problem(patch(bob, url, 40, b"y"), 404, "not-found")
+            assert bob.delete(url, headers=TUS).status_code == 404
+            assert bob.get("/v1/tus/").json()["uploads"] == []
+        with httpx.Client(base_url=server.url) as nobody:
+            assert head(nobody, url).status_code == 401
+            assert_problem(patch(nobody, url, 40, b"y"), 401, "unauthorized")
+        refused = alice.put(url, headers=TUS)
+        assert_problem(refused, 405, "method-not-allowed")
+        assert refused.headers["allow"] == "HEAD, PATCH, DELETE, OPTIONS"
+        assert head(alice, url).headers["upload-offset"] == "40"
+
+
+def test_quota_is_reserved_at_creation(server_factory: ServerFactory) -> None:
+    server = server_factory(quota_bytes=1000)
+    with httpx.Client(base_url=server.url) as http:
+        create(http, 800)
+        over = http.post("/v1/tus/", headers={**TUS, "Upload-Length": "300"})
+        assert_problem(over, 413, "quota-exceeded")
+        # A plain upload counts the reservation too.
+        assert_problem(http.put("/v1/files/a.bin", content=b"z" * 300), 413, "quota-exceeded")
+
+
+def test_expired_uploads_answer_410_then_the_sweep_removes_them(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(tus_expiry=1)
+    with httpx.Client(base_url=server.url) as http:
+        url = create(http, 100)
+        patch(http, url, 0, b"p" * 50)
+        partials = list((server.data_dir / "tus").rglob("*"))
+        assert any(path.is_file() for path in partials)
+        time.sleep(1.5)
+        assert_problem(head_problem(http, url), 410, "upload-expired")
+        sweep(server.data_dir, {"UPLOADS_TUS_EXPIRY": "1"})
+        assert head(http, url).status_code == 404
+        assert not [p for p in (server.data_dir / "tus").rglob("*") if p.is_file()]
+
+
+def head_problem(client: httpx.Client, url: str) -> httpx.Response:
+    """HEAD has no body; the same request as GET-less PATCH shows the problem."""
+    return patch(client, url, 50, b"")
+
+
+def test_on_s3_parts_and_tails_go_with_an_expired_upload(
+    server_factory: ServerFactory, s3_endpoint: str
+) -> None:
+    """More than a part (8 MiB) and a tail: the sweep aborts the parts, removes the tail."""
+    bucket = f"tus-{secrets.token_hex(6)}"
+    s3 = s3_client(s3_endpoint)
+    s3.create_bucket(Bucket=bucket)
+    settings = {
+        "UPLOADS_STORAGE_URL": f"s3://{bucket}/tus",
+        "UPLOADS_S3_ENDPOINT_URL": s3_endpoint,
+        "UPLOADS_TUS_EXPIRY": "1",
+    }
+    server = server_factory(extra_env={**AWS_ENV, **settings})
+    data = os.urandom(9 * 1024 * 1024)
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        url = create(http, 20 * 1024 * 1024)
+        assert patch(http, url, 0, data).status_code == 204
+        assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+        assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 1  # the tail
+        time.sleep(1.5)
+        sweep(server.data_dir, {**AWS_ENV, **settings})
+        assert head(http, url).status_code == 404
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_open_uploads_per_key_are_capped(server_factory: ServerFactory) -> None:
+    server = server_factory(tus_max_open=2)
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        first = create(http, 10)
+        create(http, 10)
+        assert_problem(
+            http.post("/v1/tus/", headers={**TUS, "Upload-Length": "10"}), 429, "too-many-uploads"
+        )
+        # A finished upload no longer counts.
+        assert patch(http, first, 0, b"0123456789").status_code == 204
+        create(http, 10)
