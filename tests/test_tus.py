@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -17,31 +16,11 @@ import httpx
 import pytest
 from tusclient.client import TusClient
 
-from tests.cluster import AWS_ENV
 from tests.conftest import Server, ServerFactory
 from tests.helpers import assert_problem, wait_done
-from tests.service_fixtures import s3_client
 from tests.tus_helpers import CHUNK, TUS, create, head, metadata, patch
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module", params=["local", "s3"])
-def tus_server(request: pytest.FixtureRequest, module_server_factory: ServerFactory) -> Server:
-    """The same protocol whether the bytes wait on local disk or as S3 parts."""
-    if request.param == "local":
-        return module_server_factory(max_file_size=64 * 1024 * 1024)
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = f"tus-{secrets.token_hex(6)}"
-    s3_client(endpoint).create_bucket(Bucket=bucket)
-    server = module_server_factory(
-        extra_env=AWS_ENV,
-        max_file_size=64 * 1024 * 1024,
-        storage_url=f"s3://{bucket}/tus",
-        s3_endpoint_url=endpoint,
-    )
-    server.bucket = bucket  # type: ignore[attr-defined]
-    return server
 
 
 @pytest.fixture

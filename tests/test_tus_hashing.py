@@ -14,12 +14,9 @@ import pytest
 
 from tests.conftest import Server, ServerFactory
 from tests.helpers import wait_done
-from tests.test_tus import tus_server
 from tests.tus_helpers import TUS, create, patch
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["tus_server"]  # the local and S3 servers of test_tus.py, used here too
 
 PNG_HEAD = b"\x89PNG\r\n\x1a\n"
 

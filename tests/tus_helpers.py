@@ -1,10 +1,17 @@
-"""The requests of a tus exchange, as the tus suites send them."""
+"""The requests of a tus exchange, as the tus suites send them, and ``tus_server``: a
+server keeping unfinished uploads on local disk, then one keeping them as S3 parts."""
 
 from __future__ import annotations
 
 import base64
+import secrets
 
 import httpx
+import pytest
+
+from tests.cluster import AWS_ENV
+from tests.conftest import Server, ServerFactory
+from tests.service_fixtures import s3_client
 
 TUS = {"Tus-Resumable": "1.0.0"}
 CHUNK = {**TUS, "Content-Type": "application/offset+octet-stream"}
@@ -34,3 +41,21 @@ def patch(client: httpx.Client, url: str, offset: int, data: bytes, **more: str)
 
 def head(client: httpx.Client, url: str) -> httpx.Response:
     return client.head(url, headers=TUS)
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def tus_server(request: pytest.FixtureRequest, module_server_factory: ServerFactory) -> Server:
+    """The same protocol whether the bytes wait on local disk or as S3 parts."""
+    if request.param == "local":
+        return module_server_factory(max_file_size=64 * 1024 * 1024)
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = f"tus-{secrets.token_hex(6)}"
+    s3_client(endpoint).create_bucket(Bucket=bucket)
+    server = module_server_factory(
+        extra_env=AWS_ENV,
+        max_file_size=64 * 1024 * 1024,
+        storage_url=f"s3://{bucket}/tus",
+        s3_endpoint_url=endpoint,
+    )
+    server.bucket = bucket  # type: ignore[attr-defined]
+    return server
