@@ -21,7 +21,8 @@ import httpx
 
 from bench import systems
 from bench.measure import MiB, children_cpu, tree_cpu
-from bench.scenarios import Context, curl, pid_of, random_file
+from bench.scenario_tools import curl, pid_of, random_file
+from bench.scenarios import Context
 
 UPLOADS_API = str(Path(sys.executable).parent / "uploads-api")
 FILES_PER_FOLDER = 100

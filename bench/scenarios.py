@@ -6,26 +6,33 @@ table says whether a goal was met."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import mmap
-import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import kernel, systems
+from bench import systems
+from bench.kernel_worker import KernelWorker, thumbnail_once
 from bench.load import upload_load
-from bench.measure import HealthPoller, MemorySampler, MiB, children_cpu, percentile, tree_cpu
-from tests.conftest import ROOT, Server
+from bench.measure import HealthPoller, MemorySampler, MiB, percentile, tree_cpu
+from bench.scenario_tools import (
+    check_sha256,
+    curl,
+    multipart_file_sha256,
+    pid_of,
+    random_file,
+    running,
+    sha256_of,
+    wait_ready,
+)
+from tests.conftest import Server
 from tests.imagegen import jpeg_photo
 
 
@@ -105,84 +112,6 @@ class Context:
         return True
 
 
-# --- inputs -----------------------------------------------------------------------------
-
-
-def random_file(path: Path, size: int) -> str:
-    digest = hashlib.sha256()
-    block = os.urandom(8 * MiB)
-    with path.open("wb") as out:
-        left = size
-        while left:
-            piece = block[: min(len(block), left)]
-            out.write(piece)
-            digest.update(piece)
-            left -= len(piece)
-            block = block[1:] + block[:1]  # no two blocks alike
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path, start: int = 0, end: int | None = None) -> str:
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        return hashlib.sha256(memoryview(m)[start:end]).hexdigest()
-
-
-def multipart_file_sha256(body: Path) -> str:
-    """The sha256 of the one file inside a stored ``curl -F`` body (nginx keeps it whole)."""
-    with body.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        first = m[: m.find(b"\r\n")]  # --boundary
-        start = m.find(b"\r\n\r\n") + 4
-        end = len(m) - len(b"\r\n" + first + b"--\r\n")
-        return hashlib.sha256(memoryview(m)[start:end]).hexdigest()
-
-
-# --- helpers ----------------------------------------------------------------------------
-
-
-def curl(args: list[str], url: str, body: Path) -> float:
-    """Run one curl transfer; its own ``time_total`` in seconds. Raises on an HTTP error."""
-    out = subprocess.run(
-        ["curl", "-sS", "-f", "-o", str(body), "-w", "%{time_total}", *args, url],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"curl {url} failed: {out.stderr.strip()}")
-    return float(out.stdout.strip())
-
-
-@contextmanager
-def running(start: Callable[[], Any]) -> Iterator[Any]:
-    server = start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def pid_of(server: Any) -> int:
-    assert server.process is not None
-    pid: int = server.process.pid
-    return pid
-
-
-def wait_ready(url: str, expected: int, timeout: float) -> float:
-    """Poll until no file is processing; the time that took. Checks all ``expected`` are ready."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, timeout=30) as http:
-        while time.monotonic() < deadline:
-            page = http.get("/v1/files", params={"status": "processing", "limit": 1}).json()
-            if not page["files"]:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(f"files still processing after {timeout} s")
-        ready = http.get("/v1/files", params={"status": "ready", "limit": 1000}).json()
-        if len(ready["files"]) != expected:
-            raise RuntimeError(f"{len(ready['files'])} of {expected} files ready")
-    return time.monotonic()
-
-
 # --- S1, S2, S3: one large upload -------------------------------------------------------
 
 
@@ -207,28 +136,28 @@ def large_uploads(ctx: Context) -> None:
         def ours_post(path: Path, sha: str) -> float:
             seconds = curl(["-F", f"file=@{path}"], f"{ours.url}/v1/files", body)
             record = json.loads(body.read_text())["files"][0]
-            _check(record["sha256"], sha, "uploads-api multipart")
+            check_sha256(record["sha256"], sha, "uploads-api multipart")
             httpx.delete(f"{ours.url}/v1/files/{record['id']}")
             return seconds
 
         def ours_put(path: Path, sha: str) -> float:
             seconds = curl(["-T", str(path)], f"{ours.url}/v1/files/", body)
             record = json.loads(body.read_text())
-            _check(record["sha256"], sha, "uploads-api PUT")
+            check_sha256(record["sha256"], sha, "uploads-api PUT")
             httpx.delete(f"{ours.url}/v1/files/{record['id']}")
             return seconds
 
         def nginx_post(path: Path, sha: str) -> float:
             seconds = curl(["-F", f"file=@{path}"], f"{servers['nginx'].url}/upload", body)
             stored = Path(body.read_text().strip())
-            _check(multipart_file_sha256(stored), sha, "nginx body file")
+            check_sha256(multipart_file_sha256(stored), sha, "nginx body file")
             stored.unlink()
             return seconds
 
         def nginx_put(path: Path, sha: str) -> float:
             seconds = curl(["-T", str(path)], f"{servers['nginx'].url}/dav/big.bin", body)
             stored = servers["nginx"].dav_path("big.bin")
-            _check(sha256_of(stored), sha, "nginx PUT")
+            check_sha256(sha256_of(stored), sha, "nginx PUT")
             stored.unlink()
             return seconds
 
@@ -236,7 +165,7 @@ def large_uploads(ctx: Context) -> None:
             def post(path: Path, sha: str) -> float:
                 seconds = curl(["-F", f"file=@{path}"], f"{servers['tutorial'].url}{route}", body)
                 stored = Path(json.loads(body.read_text())["path"])
-                _check(sha256_of(stored), sha, f"tutorial {route}")
+                check_sha256(sha256_of(stored), sha, f"tutorial {route}")
                 stored.unlink()
                 return seconds
 
@@ -274,11 +203,6 @@ def large_uploads(ctx: Context) -> None:
         for server in servers.values():
             server.stop()
         big.unlink(missing_ok=True)
-
-
-def _check(actual: str, expected: str, what: str) -> None:
-    if actual != expected:
-        raise RuntimeError(f"{what}: sha256 {actual} is not {expected}")
 
 
 # --- S4 and S8: many small uploads ------------------------------------------------------
@@ -355,18 +279,18 @@ def thumbnail_cpu(ctx: Context) -> None:
     }
     names = ["ours", "vipsthumbnail", "pyvips", "tutorial"]
     names = [name for name in names if name in ("ours", "tutorial") or ctx.has(name)]
-    workers = {name: _KernelWorker(name) for name in names if name != "vipsthumbnail"}
+    workers = {name: KernelWorker(name) for name in names if name != "vipsthumbnail"}
     try:
         for image in images.values():  # warm-up, untimed
             for name in names:
-                _thumbnail_once(name, workers, image, work / f"out-{name}")
+                thumbnail_once(name, workers, image, work / f"out-{name}")
         for run in range(config.runs):
             ctx.log(f"  run {run + 1}/{config.runs}")
             for label, image in images.items():
                 samples: dict[str, list[float]] = {name: [] for name in names}
                 for _ in range(config.s5_reps):
                     for name in names:
-                        cpu, size = _thumbnail_once(name, workers, image, work / f"out-{name}")
+                        cpu, size = thumbnail_once(name, workers, image, work / f"out-{name}")
                         samples[name].append(cpu)
                         results.details.setdefault("S5.bytes", {})[f"{label}.{name}"] = size
                 for name, cpus in samples.items():
@@ -374,43 +298,6 @@ def thumbnail_cpu(ctx: Context) -> None:
     finally:
         for worker in workers.values():
             worker.close()
-
-
-class _KernelWorker:
-    def __init__(self, system: str) -> None:
-        command = [sys.executable, "-m", "bench.kernel", "serve", system]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
-        )
-
-    def run(self, image: Path, out: Path) -> tuple[float, int]:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(f"{image} {out}\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"kernel worker exited with {self.process.wait()}")
-        answer = json.loads(line)
-        return float(answer["cpu"]), int(answer["bytes"])
-
-    def close(self) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        self.process.wait(30)
-
-
-def _thumbnail_once(
-    name: str, workers: dict[str, _KernelWorker], image: Path, out: Path
-) -> tuple[float, int]:
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    if name != "vipsthumbnail":
-        return workers[name].run(image, out)
-    before = children_cpu()
-    for size in kernel.SIZES:
-        target = f"{out}/{size}.webp[Q={kernel.WEBP_QUALITY},strip]"
-        subprocess.run(["vipsthumbnail", str(image), "-s", str(size), "-o", target], check=True)
-    return children_cpu() - before, kernel.output_bytes(str(out))
 
 
 # --- S6, S7, S8: a batch of photos ------------------------------------------------------
@@ -500,7 +387,7 @@ def asgi_large(ctx: Context) -> None:
             for name, server in servers.items():
                 seconds = curl(["-F", f"file=@{big}"], f"{server.url}/v1/files", body)
                 record = json.loads(body.read_text())["files"][0]
-                _check(record["sha256"], big_sha, f"{name} multipart")
+                check_sha256(record["sha256"], big_sha, f"{name} multipart")
                 httpx.delete(f"{server.url}/v1/files/{record['id']}")
                 results.add(f"A.S1.{name}", config.big_size / MiB / seconds)
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from bench.scenarios import curl
+from bench.scenario_tools import curl
 from bench.systems import BENCH_ENV
 from tests import imagegen
 from tests.conftest import Server

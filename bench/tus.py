@@ -43,7 +43,8 @@ import httpx
 
 from bench import report, systems, tus_report
 from bench.measure import MemorySampler, MiB, tree_cpu
-from bench.scenarios import FULL, Config, Context, Results, random_file, sha256_of
+from bench.scenario_tools import random_file, sha256_of
+from bench.scenarios import FULL, Config, Context, Results
 from tests.conftest import ROOT
 
 GiB = 1024 * MiB

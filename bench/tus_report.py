@@ -1,4 +1,4 @@
-"""``bench/results/tus.md``: S9-S11's goal rows (``report.tus_rows``), then each system's
+"""``bench/results/tus.md``: S9-S11's goal rows (``goals.tus_rows``), then each system's
 figures side by side, S10 by phase, every figure, the machine and the versions."""
 
 from __future__ import annotations

@@ -15,7 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-pytest_plugins = ["tests.service_fixtures", "tests.tus_helpers"]
+pytest_plugins = [
+    "tests.service_fixtures",
+    "tests.tus_helpers",
+    "tests.browser_helpers",
+    "tests.intake_helpers",
+    "tests.repository_helpers",
+    "tests.security_helpers",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"

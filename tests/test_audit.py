@@ -8,11 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +20,7 @@ import httpx
 import pytest
 
 from tests import imagegen
+from tests.audit_helpers import AuditReader, Row
 from tests.conftest import ROOT, Server, ServerFactory
 from tests.helpers import (
     assert_problem,
@@ -30,59 +29,13 @@ from tests.helpers import (
     create_keys,
     wait_closed,
     wait_done,
-    wait_for,
 )
 from uploads_api.db.audit import AuditRepository
 from uploads_api.db.engine import create_engines
 from uploads_api.db.models import AuditEntry
 from uploads_api.db.tables import utcnow
 
-Row = dict[str, Any]
-
-
 # A server with two owners and an admin -------------------------------------------------------
-
-
-@dataclass
-class AuditReader:
-    server: Server
-    admin: str
-
-    def client(self, key: str | None, **options: Any) -> httpx.Client:
-        headers = bearer(key) if key else {}
-        return httpx.Client(base_url=self.server.url, headers=headers, timeout=30, **options)
-
-    def rows(self, **params: Any) -> list[Row]:
-        """Every row the filters select, through the API as the admin, page by page."""
-        found: list[Row] = []
-        cursor = None
-        with self.client(self.admin) as client:
-            while True:
-                page = client.get(
-                    "/v1/audit", params={**params, "cursor": cursor} if cursor else params
-                )
-                assert page.status_code == 200, page.text
-                found += page.json()["items"]
-                cursor = page.json()["next_cursor"]
-                if cursor is None:
-                    return found
-
-    def wait_rows(self, check: Callable[[list[Row]], bool], **params: Any) -> list[Row]:
-        """The rows once ``check`` holds: they reach the database within about 0.5 s."""
-        rows: list[Row] = []
-
-        def ready() -> bool:
-            nonlocal rows
-            rows = self.rows(**params)
-            return check(rows)
-
-        wait_for(ready, timeout=10, what=f"audit rows for {params}", interval=0.2)
-        return rows
-
-    def table(self) -> str:
-        """Every value of every audit row, as text."""
-        with sqlite3.connect(self.server.data_dir / "uploads.db") as db:
-            return repr(list(db.execute("select * from audit_log")))
 
 
 @dataclass

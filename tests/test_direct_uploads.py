@@ -9,13 +9,11 @@ import hashlib
 import io
 import os
 import re
-import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,28 +21,22 @@ from PIL import Image
 
 from tests.cluster import AWS_ENV, ClusterConfig, Worker
 from tests.conftest import Server, ServerFactory
+from tests.direct_upload_helpers import (
+    PART,
+    MiB,
+    bucket_keys,
+    complete,
+    counter,
+    new_bucket,
+    pending_uploads,
+    put_parts,
+    s3_settings,
+    start,
+)
 from tests.helpers import assert_problem, bearer, cli_env, create_keys, wait_done
 from tests.service_fixtures import s3_client
 
 pytestmark = pytest.mark.e2e
-
-MiB = 1024 * 1024
-PART = 5 * MiB  # the smallest part S3 takes, so that a few MiB make several parts
-
-
-def s3_settings(endpoint: str, bucket: str, **more: object) -> dict[str, object]:
-    return {
-        "storage_url": f"s3://{bucket}/uploads",
-        "s3_endpoint_url": endpoint,
-        "direct_upload_part_size": PART,
-        **more,
-    }
-
-
-def new_bucket(endpoint: str) -> str:
-    name = f"direct-{secrets.token_hex(6)}"
-    s3_client(endpoint).create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -59,46 +51,6 @@ def s3_server(module_server_factory: ServerFactory, s3_endpoint: str) -> Server:
 def client(s3_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=s3_server.url, timeout=60) as http:
         yield http
-
-
-def start(client: httpx.Client, data: bytes, name: str = "data.bin", **more: Any) -> dict[str, Any]:
-    answer = client.post("/v1/direct-uploads", json={"filename": name, "size": len(data), **more})
-    assert answer.status_code == 201, answer.text
-    return dict(answer.json())
-
-
-def put_parts(offer: dict[str, Any], data: bytes) -> list[dict[str, Any]]:
-    """PUT each part to its presigned URL, with no API credentials; the parts to complete."""
-    size = offer["part_size"]
-    sent = []
-    with httpx.Client(timeout=60) as storage:
-        for part in offer["parts"]:
-            start_at = (part["number"] - 1) * size
-            answer = storage.put(part["url"], content=data[start_at : start_at + size])
-            assert answer.status_code == 200, answer.text
-            sent.append({"number": part["number"], "etag": answer.headers["ETag"]})
-    return sent
-
-
-def complete(
-    client: httpx.Client, offer: dict[str, Any], parts: list[dict[str, Any]]
-) -> httpx.Response:
-    return client.post(f"/v1/direct-uploads/{offer['id']}/complete", json={"parts": parts})
-
-
-def counter(client: httpx.Client, name: str) -> float:
-    found = re.search(rf"^{name} (\S+)$", client.get("/metrics").text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-def bucket_keys(endpoint: str, bucket: str) -> list[str]:
-    listed = s3_client(endpoint).list_objects_v2(Bucket=bucket)
-    return [item["Key"] for item in listed.get("Contents", [])]
-
-
-def pending_uploads(endpoint: str, bucket: str) -> list[str]:
-    listed = s3_client(endpoint).list_multipart_uploads(Bucket=bucket)
-    return [upload["UploadId"] for upload in listed.get("Uploads", [])]
 
 
 def test_capabilities_advertise_direct_uploads_on_s3_only(

@@ -1,206 +1,28 @@
-"""Direct uploads from the Python client and the command line: the parts' arithmetic and
-when a file goes direct, against a fake API and bucket behind httpx's MockTransport; then
-end to end, a real server on S3 (moto) and the CLI as a subprocess."""
+"""Direct uploads from the Python client against a fake API and bucket behind httpx's
+MockTransport: a large file goes to the bucket in parts, what goes through the API instead,
+and failing parts, refusals, lost answers, cancellations and files that change."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
-import json
-import os
-import re
-import secrets
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.cluster import AWS_ENV
-from tests.conftest import ROOT, Server, ServerFactory
-from tests.helpers import cli_env, record_json, sha256
-from tests.service_fixtures import s3_client
-from uploads_api.client import (
-    AsyncClient,
-    Client,
-    FileRecord,
-    Forbidden,
-    Retrying,
-    RetryPolicy,
-    UploadsClientError,
+from tests.direct_uploads_fake import (
+    API,
+    BUCKET,
+    FAST,
+    UPLOAD_ID,
+    Answer,
+    FakeService,
+    upload_with,
 )
-from uploads_api.client.direct import DirectOffer, Part, parse_plan, part_ranges
-
-FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, jitter=False)
-API = "http://uploads.test"
-BUCKET = "bucket.test"
-OFFER = {"min_size": 100, "part_size": 40, "max_parts": 10_000, "expires_in": 3600}
-UPLOAD_ID = "up-1"
-
-
-# The parts' arithmetic
-
-
-@pytest.mark.parametrize(
-    ("size", "part_size", "ranges"),
-    [
-        (1, 40, [(0, 1)]),
-        (40, 40, [(0, 40)]),
-        (41, 40, [(0, 40), (40, 41)]),
-        (100, 40, [(0, 40), (40, 80), (80, 100)]),
-        (120, 40, [(0, 40), (40, 80), (80, 120)]),
-    ],
-)
-def test_part_k_holds_its_slice_of_the_file(
-    size: int, part_size: int, ranges: list[tuple[int, int]]
-) -> None:
-    assert part_ranges(size, part_size) == ranges
-
-
-def test_parts_cover_the_file_once_in_order_and_are_read_in_chunks() -> None:
-    size, part_size = 40 * 1024 * 1024 + 3, 8 * 1024 * 1024
-    ranges = part_ranges(size, part_size)
-    assert len(ranges) == 6
-    assert [start for start, _ in ranges] == [end for _, end in [(0, 0), *ranges[:-1]]]
-    assert ranges[-1] == (5 * part_size, size)
-    spans = list(Part(6, "u", *ranges[-1]).chunks())
-    assert spans == [(5 * part_size, 3)]
-    spans = list(Part(1, "u", *ranges[0]).chunks())
-    assert len(spans) == 8 and all(length == 1024 * 1024 for _, length in spans)
-    with pytest.raises(ValueError):
-        part_ranges(0, part_size)
-
-
-def test_files_from_min_size_up_go_direct() -> None:
-    offer = DirectOffer(min_size=100, part_size=40, max_parts=10, expires_in=60)
-    assert [offer.takes(size) for size in (1, 99, 100, 10**12)] == [False, False, True, True]
-    # A server that says 0 still never gets an empty file as a direct upload.
-    assert not DirectOffer(0, 40, 10, 60).takes(0)
-
-
-@pytest.mark.parametrize("numbers", [[1, 2], [1, 2, 3, 4], [0, 1, 2], [1, 2, 2]])
-def test_a_plan_whose_parts_do_not_cover_the_file_is_refused(numbers: list[int]) -> None:
-    parts = [{"number": n, "url": f"https://{BUCKET}/{n}"} for n in numbers]
-    body = {"id": UPLOAD_ID, "part_size": 40, "parts": parts, "expires_at": "2026-01-01T00:00:00Z"}
-    with pytest.raises(UploadsClientError, match="plan"):
-        parse_plan(httpx.Response(201, json=body), 100)
-
-
-# Against a fake API and bucket
-
-Answer = int | type[httpx.TransportError]
-
-
-class FakeService:
-    """An API that offers direct uploads and the bucket its part URLs point to, behind one
-    MockTransport handler. ``part_answers[k]`` are answered to part k's PUTs before it is
-    stored (a status, or a transport error raised)."""
-
-    def __init__(self, offer: dict[str, int] | int | None = None) -> None:
-        self.offer: dict[str, int] | int | None = OFFER if offer is None else offer
-        self.requests: list[httpx.Request] = []
-        self.parts: dict[int, bytes] = {}
-        self.part_answers: dict[int, list[Answer]] = {}
-        self.complete_answers: list[Answer] = []
-        self.created: list[dict[str, Any]] = []
-        self.stored: list[bytes] = []  # whole files, however they came
-        self.files: dict[str, dict[str, Any]] = {}  # completed direct uploads by id
-        self._lock = threading.Lock()
-
-    def paths(self, method: str | None = None) -> list[str]:
-        return [r.url.path for r in self.requests if method in (None, r.method)]
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            self.requests.append(request)
-        body = request.read()
-        if request.url.host == BUCKET:
-            return self._part(request, body)
-        route = (request.method, request.url.path)
-        if route == ("GET", "/v1/capabilities"):
-            if isinstance(self.offer, int):
-                return httpx.Response(self.offer, json={"code": "not-found"})
-            return httpx.Response(200, json={"direct_uploads": self.offer or None})
-        if route == ("POST", "/v1/direct-uploads"):
-            return self._create(json.loads(body))
-        if route == ("POST", f"/v1/direct-uploads/{UPLOAD_ID}/complete"):
-            return self._complete(json.loads(body)["parts"])
-        if route == ("DELETE", f"/v1/direct-uploads/{UPLOAD_ID}"):
-            return httpx.Response(204)
-        if route[0] == "PUT" and request.url.path.startswith("/v1/files/"):
-            self.stored.append(body)
-            return httpx.Response(201, json=record_json(body, request.url.path.split("/")[-1]))
-        if route[0] == "GET" and route[1].startswith("/v1/files/"):
-            record = self.files.get(route[1].split("/")[-1])
-            return httpx.Response(200, json=record) if record else httpx.Response(404, json={})
-        return httpx.Response(404, json={"code": "not-found"})
-
-    def _create(self, spec: dict[str, Any]) -> httpx.Response:
-        self.created.append(spec)
-        count = len(part_ranges(spec["size"], OFFER["part_size"]))
-        parts = [
-            {"number": n, "url": f"https://{BUCKET}/key?partNumber={n}&X-Amz-Signature=s"}
-            for n in range(1, count + 1)
-        ]
-        plan = {"id": UPLOAD_ID, "part_size": OFFER["part_size"], "parts": parts}
-        return httpx.Response(201, json={**plan, "expires_at": "2026-01-01T00:00:00Z"})
-
-    def _part(self, request: httpx.Request, body: bytes) -> httpx.Response:
-        number = int(request.url.params["partNumber"])
-        answers = self.part_answers.get(number, [])
-        if answers:
-            answer = answers.pop(0)
-            if not isinstance(answer, int):
-                raise answer("storage went away", request=request)
-            return httpx.Response(answer, text="<Error/>")
-        assert "authorization" not in request.headers, "the API key must not reach storage"
-        assert request.headers["content-length"] == str(len(body))
-        self.parts[number] = body
-        return httpx.Response(200, headers={"ETag": f'"{hashlib.md5(body).hexdigest()}"'})
-
-    def _complete(self, listed: list[dict[str, Any]]) -> httpx.Response:
-        if UPLOAD_ID in self.files:
-            return httpx.Response(404, json={"code": "not-found", "status": 404})
-        if self.complete_answers and isinstance(self.complete_answers[0], int):
-            # Another request is completing it (an earlier try whose answer was lost).
-            status = self.complete_answers.pop(0)
-            assert isinstance(status, int)
-            return httpx.Response(status, json={"code": "direct-upload-busy", "status": status})
-        assert [p["number"] for p in listed] == sorted(self.parts)
-        for part in listed:
-            assert part["etag"] == f'"{hashlib.md5(self.parts[part["number"]]).hexdigest()}"'
-        data = b"".join(self.parts[n] for n in sorted(self.parts))
-        self.stored.append(data)
-        # Hashed later, by the server's verify task; the file has the upload's id.
-        record = record_json(data, self.created[-1]["filename"], UPLOAD_ID)
-        self.files[UPLOAD_ID] = {**record, "sha256": None}
-        if self.complete_answers:
-            answer = self.complete_answers.pop(0)
-            assert not isinstance(answer, int)
-            raise answer("the answer was lost", request=self.requests[-1])
-        return httpx.Response(201, json=self.files[UPLOAD_ID])
-
-
-def upload_with(
-    kind: str, service: FakeService, source: Any, options: dict[str, Any] | None = None, **kw: Any
-) -> FileRecord:
-    """``upload(source, **kw)`` on a sync or async client over ``service``."""
-    transport = httpx.MockTransport(service)
-    settings = {"retry": FAST, "api_key": "upk_secret", **(options or {})}
-    if kind == "sync":
-        with Client(API, transport=transport, **settings) as client:
-            return client.upload(source, **kw)
-
-    async def main() -> FileRecord:
-        async with AsyncClient(API, transport=transport, **settings) as client:
-            return await client.upload(source, **kw)
-
-    return asyncio.run(main())
-
+from tests.helpers import sha256
+from uploads_api.client import AsyncClient, Client, Forbidden, Retrying, UploadsClientError
 
 KINDS = pytest.mark.parametrize("kind", ["sync", "async"])
 
@@ -398,96 +220,3 @@ def test_a_known_hash_is_sent_with_the_plan_as_is(kind: str) -> None:
     service = FakeService()
     upload_with(kind, service, data, filename="k.bin", sha256=sha256(data).upper())
     assert service.created == [{"filename": "k.bin", "size": 120, "sha256": sha256(data)}]
-
-
-# End to end: a server on S3 (moto's), the CLI as a subprocess and the Python client
-
-MiB = 1024 * 1024
-COMMAND = [sys.executable, "-m", "uploads_api.cli"]
-
-
-@pytest.fixture(scope="module")
-def s3_server(module_server_factory: ServerFactory, s3_endpoint: str) -> Server:
-    """Direct uploads on (the default with S3), for files of 8 MiB and more, in 8 MiB parts."""
-    bucket = f"direct-client-{secrets.token_hex(6)}"
-    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    return module_server_factory(
-        extra_env=AWS_ENV,
-        storage_url=f"s3://{bucket}/uploads",
-        s3_endpoint_url=s3_endpoint,
-        direct_upload_min_size=8 * MiB,
-        direct_upload_part_size=8 * MiB,
-    )
-
-
-def counter(server: Server, name: str) -> float:
-    found = re.search(rf"^{name} (\S+)$", httpx.get(f"{server.url}/metrics").text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
-def received(server: Server) -> tuple[float, float]:
-    """Bytes the API received in bodies; bytes of direct uploads it completed."""
-    return counter(server, "uploads_bytes_total"), counter(server, "uploads_direct_bytes_total")
-
-
-def random_file(folder: Path, name: str, size: int) -> tuple[Path, str]:
-    path = folder / name
-    data = os.urandom(size)
-    path.write_bytes(data)
-    return path, sha256(data)
-
-
-@pytest.mark.e2e
-def test_the_cli_sends_a_large_file_straight_to_s3_unless_told_not_to(
-    s3_server: Server, tmp_path: Path
-) -> None:
-    path, digest = random_file(tmp_path, "large.bin", 40 * MiB)
-    api_bytes, direct_bytes = received(s3_server)
-    line, summary = upload_command(s3_server, path, "--wait")
-    assert summary["uploaded"] == 1 and summary["ok"], summary
-    assert (line["outcome"], line["status"], line["sha256"]) == ("uploaded", "ready", digest)
-    assert line["record"]["checksum_verified"], "the server checked the hash the CLI sent"
-    assert received(s3_server) == (api_bytes, direct_bytes + 40 * MiB), "no byte via the API"
-    with Client(s3_server.url) as client:
-        copy = tmp_path / "copy.bin"
-        assert client.download(line["id"], copy) == 40 * MiB  # written only if the hash matches
-    assert copy.read_bytes() == path.read_bytes()
-
-    other, _ = random_file(tmp_path, "other.bin", 9 * MiB)
-    line, _ = upload_command(s3_server, other, "--no-direct")
-    assert line["outcome"] == "uploaded"
-    assert received(s3_server) == (api_bytes + 9 * MiB, direct_bytes + 40 * MiB)
-
-
-def upload_command(server: Server, path: Path, *flags: str) -> tuple[dict[str, Any], ...]:
-    """``uploads-api upload PATH --json`` in a process; its file line and its summary."""
-    run = subprocess.run(
-        [*COMMAND, "upload", str(path), "--json", *flags, "--url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=cli_env(),
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    return tuple(json.loads(text) for text in run.stdout.splitlines())
-
-
-@pytest.mark.e2e
-def test_direct_false_and_small_files_go_through_the_api(s3_server: Server, tmp_path: Path) -> None:
-    large, large_digest = random_file(tmp_path, "large.bin", 9 * MiB)
-    small, _ = random_file(tmp_path, "small.bin", 2 * MiB)
-    with Client(s3_server.url, direct=False) as client:
-        before = received(s3_server)
-        record = client.upload(large)
-        assert received(s3_server) == (before[0] + 9 * MiB, before[1])
-        assert record.sha256 == large_digest, "hashed by the API as it came"
-    with Client(s3_server.url) as client:
-        before = received(s3_server)
-        client.upload(small)
-        assert received(s3_server) == (before[0] + 2 * MiB, before[1])
-        record = client.upload(large)
-        assert received(s3_server) == (before[0] + 2 * MiB, before[1] + 9 * MiB)
-        assert (record.status, record.sha256) == ("processing", None)
-        ready = client.wait(record.id, timeout=60)
-        assert (ready.status, ready.sha256) == ("ready", large_digest)

@@ -1,4 +1,6 @@
-"""The upload page at ``/``, driven in a real Chromium against a real server.
+"""The upload page at ``/``, driven in a real Chromium against a real server: uploads and
+the gallery, the details dialog, the queue, errors and hostile names, the event stream, and
+the page's own assets.
 
 Screenshots go to ``test-artifacts/`` (``page.png``, ``page-phone.png`` and the details
 dialog on both) for a person to look at.
@@ -6,33 +8,23 @@ dialog on both) for a person to look at.
 
 from __future__ import annotations
 
-import base64
 import os
-import random
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import thumbhash
-from PIL import Image
 
 from tests import imagegen
+from tests.browser_helpers import DESKTOP, WAIT_MS
 from tests.conftest import ARTIFACTS, Server, ServerFactory
 from tests.page_helpers import (
     PageErrors,
     card,
     drop_files,
-    launch,
     open_page,
-    open_static,
-    require_browser,
     throttle_uploads,
     upload_rows,
     wait_thumbnail,
@@ -40,32 +32,11 @@ from tests.page_helpers import (
 )
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 pytestmark = pytest.mark.e2e
 
-DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 375, "height": 812}
-WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    yield from launch()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
-    context.set_default_timeout(WAIT_MS)
-    yield context
-    context.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.new_page()
 
 
 def text_of(locator: Any) -> str:
@@ -217,81 +188,6 @@ def test_upload_gallery_details_delete(server: Server, browser: Browser, tmp_pat
     phone.close()
 
 
-DECODE = """async hash => {
-    const m = await import("/static/thumbhash.js");
-    const bytes = m.base64ToBytes(hash);
-    const { w, h, rgba } = m.thumbHashToRGBA(bytes);
-    return { w, h, rgba: Array.from(rgba), ratio: m.thumbHashToApproximateAspectRatio(bytes) };
-}"""
-
-
-def decode_in_page(page: Page, raw: list[int]) -> tuple[Image.Image, float]:
-    decoded = page.evaluate(DECODE, base64.b64encode(bytes(raw)).decode())
-    size = (decoded["w"], decoded["h"])
-    return Image.frombytes("RGBA", size, bytes(decoded["rgba"])), decoded["ratio"]
-
-
-def halves(size: tuple[int, int]) -> Image.Image:
-    """Red on the left, blue on the right."""
-    img = Image.new("RGB", size, (220, 30, 30))
-    img.paste((30, 40, 220), (size[0] // 2, 0, *size))
-    return img
-
-
-@pytest.mark.parametrize(
-    ("source", "limit"),
-    [
-        (halves((96, 64)), 35),
-        (halves((64, 64)), 35),
-        (Image.linear_gradient("L").resize((48, 96)).convert("RGB"), 20),
-    ],
-    ids=["landscape", "square", "portrait"],
-)
-def test_thumbhash_decoder_paints_the_image(page: Page, source: Image.Image, limit: float) -> None:
-    """web/thumbhash.js turns a hash made by the reference encoder back into a blurred
-    copy of the image, in the image's proportions."""
-    open_static(page)
-    raw = list(thumbhash.rgba_to_thumb_hash(*source.size, list(source.convert("RGBA").tobytes())))
-    decoded, ratio = decode_in_page(page, raw)
-    assert ratio == pytest.approx(thumbhash.thumb_hash_to_approximate_aspect_ratio(raw))
-    assert max(decoded.size) == 32
-    assert decoded.width / decoded.height == pytest.approx(ratio, abs=0.05)
-    extrema = decoded.getextrema()
-    assert len(extrema) == 4  # one (min, max) per band
-    assert extrema[3] == (255, 255), "opaque images decode opaque"
-    reference = source.resize(decoded.size, Image.Resampling.BOX)
-    pairs = zip(decoded.convert("RGB").tobytes(), reference.tobytes(), strict=True)
-    diffs = [abs(a - b) for a, b in pairs]
-    assert sum(diffs) / len(diffs) < limit
-
-
-def test_thumbhash_decoder_keeps_average_colour_and_alpha(page: Page) -> None:
-    """Every AC term sums to zero over the sampled grid, so the mean of the decoded pixels
-    is the DC term: the average colour (and alpha) the reference reads from the header.
-    Mid-grey DC terms and AC nibbles of 7 or 8 (about 0) keep every pixel clear of
-    clamping, whose rounding would move the mean."""
-    open_static(page)
-    rng = random.Random(7)
-    for alpha in (0, 1):
-        for landscape in (0, 1):
-            header24 = 32 | 35 << 6 | 27 << 12 | 4 << 18 | alpha << 23
-            header16 = 4 | 5 << 3 | 6 << 9 | landscape << 15
-            raw = [header24 & 255, header24 >> 8 & 255, header24 >> 16, header16 & 255]
-            raw += [header16 >> 8] + ([9 | 3 << 4] if alpha else [])
-            raw += [rng.choice((7, 8)) | rng.choice((7, 8)) << 4 for _ in range(30)]
-            decoded, ratio = decode_in_page(page, raw)
-            assert (decoded.width > decoded.height) == bool(landscape)
-            assert decoded.width / decoded.height == pytest.approx(ratio, abs=0.05)
-            expected = [255 * c for c in thumbhash.thumb_hash_to_average_rgba(raw)]
-            pixels = decoded.width * decoded.height
-            means = [sum(band.tobytes()) / pixels for band in decoded.split()]
-            assert means == pytest.approx(expected, abs=1.5)
-            if alpha:
-                extrema = decoded.getextrema()
-                assert len(extrema) == 4  # one (min, max) per band
-                assert extrema[3][0] < extrema[3][1] < 255
-
-
 def test_the_page_follows_the_event_stream_without_polling(
     server: Server, page: Page, tmp_path: Path
 ) -> None:
@@ -328,161 +224,6 @@ def test_the_page_follows_the_event_stream_without_polling(
     assert records == [], "the page asked for files instead of following the stream"
     assert page.evaluate("document.documentElement.dataset.live") == "true"
     errors.assert_none()
-
-
-def test_api_key_is_asked_once_and_sent_everywhere(
-    server: Server, page: Page, tmp_path: Path
-) -> None:
-    """A server that wants a key: simulated in the browser, at the network edge, by
-    answering 401 for any /v1 request without ``Bearer good-key``."""
-    errors = PageErrors(page, allowed=("status of 401",))
-    seen: list[tuple[str, str, str | None]] = []
-
-    def gate(route: Any) -> None:
-        request = route.request
-        auth = request.headers.get("authorization")
-        seen.append((request.method, request.url, auth))
-        # An EventSource cannot send the header: the stream is opened with a token, which
-        # the page got (from the real, open server) with the key.
-        tokened = "/v1/events?" in request.url and "token=" in request.url
-        if auth == "Bearer good-key" or tokened:
-            route.continue_()
-            return
-        detail = "the API key is not valid" if auth else "this server needs an API key"
-        route.fulfill(
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="uploads-api"'},
-            content_type="application/problem+json",
-            body=f'{{"status": 401, "code": "unauthorized", "detail": "{detail}"}}',
-        )
-
-    page.route(re.compile(r"/v1/"), gate)
-    open_page(page, server)
-    key_dialog = page.locator("#key-dialog")
-    key_dialog.wait_for(state="visible")
-    # Declining leaves the page usable and says why nothing shows, with a way back.
-    page.keyboard.press("Escape")
-    key_dialog.wait_for(state="hidden")
-    page.locator("#banner", has_text="needs an API key").wait_for()
-    assert page.locator("#gallery-status").is_hidden(), "no files is not known yet"
-    page.get_by_role("button", name="Enter API key").click()
-    key_dialog.wait_for(state="visible")
-    assert page.locator("#key-input").evaluate("node => node === document.activeElement")
-    page.fill("#key-input", "wrong-key")
-    page.keyboard.press("Enter")
-    page.locator("#key-error", has_text="the API key is not valid").wait_for()
-    page.fill("#key-input", "good-key")
-    page.get_by_role("button", name="Continue").click()
-    key_dialog.wait_for(state="hidden")
-    page.get_by_text("No files yet").wait_for()
-    page.locator("#banner").wait_for(state="hidden")
-    assert page.evaluate("sessionStorage.getItem('uploads-api.key')") == "good-key"
-    assert page.locator("#forget-key").is_visible()
-
-    photo = imagegen.jpeg_photo(tmp_path, size=(800, 600))
-    page.set_input_files("#file-input", str(photo))
-    wait_uploads_finished(page, 1)
-    wait_thumbnail(page, "photo.jpg")
-    src = card(page, "photo.jpg").locator("img").get_attribute("src") or ""
-    assert src.startswith("blob:"), "with a key, thumbnails are fetched with the header"
-
-    card(page, "photo.jpg").locator("button").click()
-    with page.expect_download() as download_info:
-        page.locator("#details-download").click()
-    download = download_info.value
-    assert download.suggested_filename == "photo.jpg"
-    assert Path(download.path()).read_bytes() == photo.read_bytes()
-    page.keyboard.press("Escape")
-
-    after_key = seen[seen.index(next(s for s in seen if s[2] == "Bearer good-key")) :]
-    assert any(m == "PUT" for m, _, _ in after_key), "the upload went through the gate"
-    assert any("/thumbnails/" in url for _, url, _ in after_key)
-    assert any(url.endswith("/content") for _, url, _ in after_key)
-    assert any(url.endswith("/v1/events/tokens") for _, url, _ in after_key)
-    streams = [(auth, url) for _, url, auth in after_key if "/v1/events?" in url]
-    assert streams and all(auth is None and "token=" in url for auth, url in streams), streams
-    with_header = [s for s in after_key if "/v1/events?" not in s[1]]
-    assert all(auth == "Bearer good-key" for _, _, auth in with_header), after_key
-    assert key_dialog.is_hidden(), "asked for the key again"
-    errors.assert_none()
-
-
-def create_key(server: Server) -> str:
-    """A real key, made with the CLI in the server's data dir; waits until it is enforced."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADS_")}
-    command = [sys.executable, "-m", "uploads_api.cli", "keys", "create", "page-test"]
-    command += ["--data-dir", str(server.data_dir)]
-    made = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    deadline = time.monotonic() + 15
-    while httpx.get(f"{server.url}/v1/files").status_code != 401:
-        assert time.monotonic() < deadline, "the server never started asking for the key"
-        time.sleep(0.25)
-    return made.stdout.strip()
-
-
-def test_real_api_key_round_trip(server: Server, page: Page, tmp_path: Path) -> None:
-    """The server's own 401: the page asks, then lists, uploads, shows and downloads."""
-    key = create_key(server)
-    errors = PageErrors(page, allowed=("status of 401",))
-    open_page(page, server)
-    page.locator("#key-dialog").wait_for(state="visible")
-    page.fill("#key-input", key)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_text("No files yet").wait_for()
-
-    photo = imagegen.jpeg_photo(tmp_path, size=(640, 480))
-    page.set_input_files("#file-input", str(photo))
-    wait_uploads_finished(page, 1)
-    wait_thumbnail(page, "photo.jpg")
-    card(page, "photo.jpg").locator("button").click()
-    page.locator("#details .details-picture img").wait_for(state="visible")
-    with page.expect_download() as download_info:
-        page.locator("#details-download").click()
-    assert Path(download_info.value.path()).read_bytes() == photo.read_bytes()
-    files = httpx.get(f"{server.url}/v1/files", headers={"Authorization": f"Bearer {key}"})
-    assert [f["filename"] for f in files.json()["files"]] == ["photo.jpg"]
-    errors.assert_none()
-
-
-def test_the_stream_comes_back_with_a_new_token_and_misses_nothing(
-    server: Server, page: Page, tmp_path: Path
-) -> None:
-    """With keys on, the page opens the stream with a token. When its server goes away, the
-    page asks for a new token once the server is back and resumes after the last event it
-    saw: a file uploaded (through another server on the same data) meanwhile shows up,
-    with no listing asked for."""
-    key = create_key(server)
-    other = Server(server.data_dir, server.env, tmp_path / "other.log")
-    other.start()
-    try:
-        errors = PageErrors(page, allowed=("status of 401", "ERR_CONNECTION_REFUSED"))
-        open_page(page, server)
-        page.locator("#key-dialog").wait_for(state="visible")
-        page.fill("#key-input", key)
-        page.get_by_role("button", name="Continue").click()
-        page.wait_for_selector("html[data-live]")
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(urlsplit(request.url).path))
-
-        with httpx.Client(base_url=other.url, headers={"Authorization": f"Bearer {key}"}) as api:
-
-            def upload_text(name: str) -> None:
-                sent = api.post("/v1/files", files={"file": (name, b"hello " + name.encode())})
-                assert sent.status_code == 201, sent.text
-
-            upload_text("before.txt")
-            card(page, "before.txt").wait_for()
-            server.stop()
-            page.wait_for_selector("html:not([data-live])")
-            upload_text("meanwhile.txt")
-            server.start()
-            page.wait_for_selector("html[data-live]")
-            card(page, "meanwhile.txt").wait_for()
-        assert requests.count("/v1/events/tokens") >= 1, requests
-        assert "/v1/files" not in requests, "resumed: no listing needed"
-        errors.assert_none()
-    finally:
-        other.stop()
 
 
 def test_uploads_run_three_at_a_time_and_cancel(server: Server, page: Page, tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ def test_every_view_of_the_page_passes_axe(
 
 def test_the_api_key_prompt_passes_axe(server: Server, context: BrowserContext) -> None:
     """The prompt and, once declined, the banner that says why nothing shows. The server's
-    401 is simulated at the network edge, as in tests/test_page.py."""
+    401 is simulated at the network edge, as in tests/test_page_keys.py."""
     page = context.new_page()
     errors = PageErrors(page, allowed=("status of 401",))
     audit = Audit(page)

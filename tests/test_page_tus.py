@@ -22,9 +22,7 @@ from tests.helpers import bearer, create_key, resumable_audit, wait_closed, wait
 from tests.page_helpers import (
     PageErrors,
     card,
-    launch,
     open_page,
-    require_browser,
     throttle_uploads,
     upload_rows,
     wait_uploads_finished,
@@ -42,23 +40,13 @@ VENDOR = ROOT / "uploads_api" / "web" / "vendor"
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    require_browser()
-    yield from launch()
-
-
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
+    """The page's context, with a longer wait: a resumable upload takes its time."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(WAIT_MS)
     yield context
     context.close()
-
-
-@pytest.fixture
-def page(context: BrowserContext) -> Page:
-    return context.new_page()
 
 
 def random_file(path: Path, size: int) -> Path:

@@ -5,127 +5,41 @@ parse is stored exactly as sent."""
 from __future__ import annotations
 
 import io
-import json
 import random
 import shutil
 import struct
-import subprocess
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import ExifTags, Image, ImageCms, MpoImagePlugin
-from PIL.PngImagePlugin import PngInfo
+from PIL import ExifTags, Image, MpoImagePlugin
 
 from tests import imagegen
 from tests.service_fixtures import unavailable
-from uploads_api.ingest.chunk_walker import Piece
-from uploads_api.ingest.exif_patch import clear_location, orientation_only
-from uploads_api.ingest.strip import Stripper, stripper_for
-
-ORIENTATION = ExifTags.Base.Orientation
-GPS = ExifTags.IFD.GPSInfo
-FORMATS = ["JPEG", "PNG", "WEBP"]
-MODES = ["location", "all"]
-SPLITS = ["whole", "bytes", "random"]
-CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-SIGNATURES = {
-    "JPEG": b"\xff\xd8",
-    "PNG": b"\x89PNG\r\n\x1a\n",
-    "WEBP": b"RIFF\x00\x10\x00\x00WEBP",
-}
-XMP_WITH_GPS = (
-    b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
-    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
-    b'rdf:about="" xmlns:exif="http://ns.adobe.com/exif/1.0/" exif:GPSLatitude="48,51.5N" '
-    b'exif:GPSLongitude="2,17.67E"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+from tests.strip_helpers import (
+    FORMATS,
+    GPS,
+    ICC,
+    MODES,
+    ORIENTATION,
+    SIGNATURES,
+    SPLITS,
+    XMP_WITH_GPS,
+    Source,
+    _encode,
+    _exif,
+    _located,
+    _strip,
+    _tags,
 )
-ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-
-
-@dataclass(frozen=True)
-class Source:
-    fmt: str
-    data: bytes
-    pixels: bytes
-
-    @property
-    def content_type(self) -> str:
-        return CONTENT_TYPES[self.fmt]
-
-
-def _exif(tmp: Path, endian: str = "<") -> Image.Exif:
-    """Camera EXIF with GPS (as tests/imagegen makes it), orientation 6, and an XMP packet
-    with GPS inside IFD0, where TIFF keeps XMP and exiftool looks for it."""
-    with Image.open(imagegen.jpeg_photo(tmp, size=(16, 16))) as photo:
-        exif = photo.getexif()
-    exif.endian = endian
-    exif[ORIENTATION] = 6
-    exif[ExifTags.Base.XMLPacket] = XMP_WITH_GPS
-    return exif
-
-
-def _encode(fmt: str, exif: Image.Exif | None, size: tuple[int, int] = (128, 96)) -> Source:
-    # Noise, as in a photo: image data outweighs the metadata, as it does in real files.
-    noise = Image.effect_noise(size, 24).convert("RGB")
-    img = Image.blend(imagegen.gradient(size), noise, 0.25)
-    options: dict[str, Any] = {"icc_profile": ICC}
-    if exif is not None:
-        options["exif"] = exif
-    if fmt == "JPEG":
-        options |= {"quality": 90, "xmp": XMP_WITH_GPS, "comment": b"taken at home"}
-    elif fmt == "PNG":
-        info = PngInfo()
-        info.add_itxt("XML:com.adobe.xmp", XMP_WITH_GPS.decode())
-        info.add_text("Comment", "taken at home")
-        info.add_text("Raw profile type exif", "exif\n      4\n45786966")
-        options["pnginfo"] = info
-    else:
-        options |= {"quality": 90, "xmp": XMP_WITH_GPS}
-    out = io.BytesIO()
-    img.save(out, fmt, **options)
-    data = out.getvalue()
-    return Source(fmt, data, Image.open(io.BytesIO(data)).tobytes())
+from uploads_api.ingest.strip import stripper_for
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Source]:
     exif = _exif(tmp_path_factory.mktemp("exif"))
     return {fmt: _encode(fmt, exif) for fmt in FORMATS}
-
-
-def _pieces(data: bytes, split: str, seed: int = 0) -> Iterator[Piece]:
-    view = memoryview(data)
-    if split == "whole":
-        yield data
-    elif split == "bytes":
-        yield from (data[i : i + 1] for i in range(len(data)))
-    else:
-        rng, pos = random.Random(seed), 0
-        while pos < len(data):
-            step = rng.choice((1, 2, 3, 7, 64, 500, 4096))
-            yield view[pos : pos + step]
-            pos += step
-
-
-def _run(stripper: Stripper, pieces: Iterator[Piece]) -> bytes:
-    out: list[Piece] = []
-    for piece in pieces:
-        out += stripper.feed(piece)
-    out += stripper.finish()
-    assert all(isinstance(p, bytes | memoryview) for p in out)
-    return b"".join(out)
-
-
-def _strip(
-    data: bytes, fmt: str, mode: str, split: str = "whole", seed: int = 0, **kw: int
-) -> tuple[bytes, Stripper]:
-    stripper = stripper_for(CONTENT_TYPES[fmt], mode, **kw)
-    assert stripper is not None
-    return _run(stripper, _pieces(data, split, seed)), stripper
 
 
 @pytest.fixture(scope="session")
@@ -138,25 +52,6 @@ def exiftool() -> str:
         )
     assert path is not None
     return path
-
-
-def _tags(exiftool: str, data: bytes, tmp_path: Path) -> dict[str, Any]:
-    path = tmp_path / "image"
-    path.write_bytes(data)
-    run = subprocess.run(
-        # -ee: embedded images too, such as the frames of an MPO.
-        [exiftool, "-j", "-G", "-a", "-n", "-ee", str(path)],
-        capture_output=True,
-        check=True,
-        text=True,
-    )
-    (tags,) = json.loads(run.stdout)
-    assert isinstance(tags, dict)
-    return tags
-
-
-def _located(tags: dict[str, Any]) -> list[str]:
-    return [name for name in tags if "GPS" in name]
 
 
 # What each mode keeps and drops -------------------------------------------------------------
@@ -468,66 +363,7 @@ def test_fuzzed_files_never_raise_and_never_depend_on_the_split(
         assert "internal error" not in (stripper.gave_up or "")
 
 
-# EXIF patching on its own ---------------------------------------------------------------------
-
-
-def _tiff(exif: Image.Exif) -> bytearray:
-    return bytearray(exif.tobytes()[6:])
-
-
-def test_location_patch_keeps_the_length_and_empties_gps(tmp_path: Path) -> None:
-    data = _tiff(_exif(tmp_path, ">"))
-    size = len(data)
-    assert clear_location(memoryview(data)) is None
-    assert len(data) == size
-    exif = Image.Exif()
-    exif.load(b"Exif\x00\x00" + bytes(data))
-    assert exif.get_ifd(GPS) == {} and exif[ExifTags.Base.Make] == "Canon"
-    assert b"GPSLatitude" not in data, "the XMP packet in IFD0 went too"
-
-
-def test_location_patch_leaves_what_it_cannot_read(tmp_path: Path) -> None:
-    good = _tiff(_exif(tmp_path))
-    cases = {
-        "not a TIFF": b"XX" + good[2:],
-        "IFD0 past the end": good[:4] + struct.pack("<I", len(good) + 10) + good[8:],
-        "IFD0 cut short": good[:14],
-    }
-    for name, data in cases.items():
-        copy = bytearray(data)
-        assert clear_location(memoryview(copy)) is not None, name
-        assert copy == data, name
-
-
-def test_gps_ifd_out_of_bounds_is_reported(tmp_path: Path) -> None:
-    exif = Image.Exif()
-    exif.endian = "<"
-    exif[ORIENTATION] = 1
-    exif[GPS] = {ExifTags.GPS.GPSLatitudeRef: "N"}
-    data = _tiff(exif)
-    struct.pack_into("<I", data, data.index(b"\x25\x88", 8) + 8, 10**6)
-    assert clear_location(memoryview(data)) == "EXIF: the GPS IFD lies outside the data"
-
-
-def test_gps_ifd_running_past_the_end_is_zeroed_as_far_as_it_goes(tmp_path: Path) -> None:
-    exif = Image.Exif()
-    exif.endian = "<"
-    exif[GPS] = {ExifTags.GPS.GPSLatitudeRef: "N", ExifTags.GPS.GPSLatitude: (1.0, 2.0, 3.0)}
-    data = _tiff(exif)
-    gps_at = struct.unpack_from("<I", data, data.index(b"\x25\x88", 8) + 8)[0]
-    struct.pack_into("<H", data, gps_at, 999)
-    assert clear_location(memoryview(data)) is None
-    assert data[gps_at:].count(0) == len(data) - gps_at
-
-
-def test_orientation_only_keeps_the_byte_order(tmp_path: Path) -> None:
-    for endian in "<>":
-        kept = orientation_only(memoryview(_tiff(_exif(tmp_path, endian))))
-        assert kept is not None and len(kept) == 26
-        exif = Image.Exif()
-        exif.load(b"Exif\x00\x00" + kept)
-        assert (dict(exif), exif.endian) == ({ORIENTATION: 6}, endian)
-    assert orientation_only(memoryview(b"II*\x00\x08\x00\x00\x00\x00\x00")) is None
+# What a stripper reports ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
