@@ -20,8 +20,6 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -31,6 +29,11 @@ _METADATA = {ipaddress.ip_address("168.63.129.16")}
 
 class TargetRefused(Exception):
     """A URL the server will not send to; the message says why."""
+
+
+class SendFailed(Exception):
+    """A request of the server's own got no answer (refused, reset, timed out, malformed);
+    the message says what."""
 
 
 @dataclass(frozen=True)
@@ -163,29 +166,3 @@ class TargetPolicy:
         for address in addresses:
             self.check_address(host, address)
         return addresses[0]
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp's name resolution for outgoing connections, through the policy: every
-    connection goes to an address that passed the checks, looked up when connecting."""
-
-    def __init__(self, policy: TargetPolicy) -> None:
-        self.policy = policy
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        address = await self.policy.address_of(host, port)
-        return [
-            ResolveResult(
-                hostname=host,
-                host=str(address),
-                port=port,
-                family=socket.AF_INET6 if address.version == 6 else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-        ]
-
-    async def close(self) -> None:
-        pass

@@ -14,15 +14,18 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import aiohttp
 from standardwebhooks.webhooks import Webhook
 
 from uploads_api import metrics
 from uploads_api.config import Settings
 from uploads_api.db.deliveries import Attempt, DeliveryRepository, Outcome, Outgoing
 from uploads_api.db.webhooks import EndpointRepository
-from uploads_api.outbound import GuardedResolver, TargetPolicy, TargetRefused
+from uploads_api.outbound import SendFailed, TargetPolicy, TargetRefused
+
+if TYPE_CHECKING:
+    from uploads_api.tasks.webhook_http import WebhookHttp
 
 log = logging.getLogger(__name__)
 
@@ -64,31 +67,23 @@ class WebhookSender:
         self.endpoints = endpoints
         self.policy = policy
         self.schedule = settings.webhook_retry_schedule
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._client: WebhookHttp | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
-    def _http(self) -> aiohttp.ClientSession:
+    def _http(self) -> WebhookHttp:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session_loop is not loop:
-            # Names resolve through the policy when connecting, so a connection only ever
-            # goes to a checked address; no proxies from the environment. Connections are
-            # kept alive, at most CONNECTIONS per process.
-            connector = aiohttp.TCPConnector(
-                limit=CONNECTIONS, resolver=GuardedResolver(self.policy), use_dns_cache=False
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
-                trust_env=False,
-                auto_decompress=False,
-            )
-            self._session_loop = loop
-        return self._session
+        if self._client is None or self._client_loop is not loop:
+            # Loaded with the first delivery, not at start-up: webhook_http.py says why.
+            from uploads_api.tasks.webhook_http import WebhookHttp
+
+            self._client = WebhookHttp(self.policy, self.settings.webhook_timeout, CONNECTIONS)
+            self._client_loop = loop
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None and self._session_loop is asyncio.get_running_loop():
-            await self._session.close()
-        self._session = None
+        if self._client is not None and self._client_loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = None
 
     async def deliver_due(self) -> int:
         """Send every delivery that is due, a batch at a time, the outcomes of a batch
@@ -113,7 +108,7 @@ class WebhookSender:
     async def _attempt(self, out: Outgoing) -> Outcome:
         delivery = out.delivery
         try:
-            # The URL's form here; its host's addresses when connecting (GuardedResolver),
+            # The URL's form here; its host's addresses when connecting (webhook_http.py),
             # so a kept-alive connection costs no lookup.
             self.policy.check_url(out.url)
             attempt = await self._post(out)
@@ -146,19 +141,12 @@ class WebhookSender:
             "webhook-signature": sign(out.secret, message_id, timestamp, body),
         }
         try:
-            async with self._http().post(
-                out.url, data=body.encode(), headers=headers, allow_redirects=False
-            ) as response:
-                kept = bytearray()
-                while len(kept) < RESPONSE_KEPT and (chunk := await response.content.readany()):
-                    kept += chunk
-                status = response.status
+            status, kept = await self._http().post(out.url, body.encode(), headers, RESPONSE_KEPT)
         except TargetRefused as exc:
             return Attempt(None, f"{REFUSED}{exc}", None)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return Attempt(None, reason, None)
-        text = bytes(kept[:RESPONSE_KEPT]).decode("utf-8", errors="replace")
+        except SendFailed as exc:
+            return Attempt(None, str(exc), None)
+        text = kept.decode("utf-8", errors="replace")
         error = None if 200 <= status < 300 else f"the receiver answered {status}"
         return Attempt(status, error, text)
 
