@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, update
 from sqlalchemy.engine import Row
 
 from uploads_api.db.engine import Engines
@@ -73,12 +73,15 @@ class Attempt:
     response: str | None
 
 
+def _due(now: Any) -> ColumnElement[bool]:
+    """Pending, and its next attempt is due at ``now`` (a time or a bound parameter)."""
+    return and_(d.c.state == PENDING, d.c.next_attempt_at <= now)
+
+
 # Whether any delivery waits at all: a read, where a claim is a write transaction. Every
 # commit that writes an event wakes the sender, deliveries or not, so under a burst of
 # uploads with no endpoint this is what it runs, several times a second.
-_ANY_DUE = (
-    select(d.c.id).where(d.c.state == PENDING, d.c.next_attempt_at <= bindparam("now")).limit(1)
-)
+_ANY_DUE = select(d.c.id).where(_due(bindparam("now"))).limit(1)
 
 
 def delivery_of(row: Row[Any]) -> Delivery:
@@ -125,8 +128,7 @@ class DeliveryRepository:
         due = (
             select(d.c.id)
             .where(
-                d.c.state == PENDING,
-                d.c.next_attempt_at <= now,
+                _due(now),
                 or_(d.c.lease_until.is_(None), d.c.lease_until < now),
                 d.c.endpoint_id.in_(select(w.c.id).where(w.c.enabled.is_(True))),
             )
