@@ -98,6 +98,12 @@ class TaskQueue:
         async with self.engines.reader.connect() as conn:
             return [row.id for row in await conn.execute(query)]
 
+    async def count_runnable(self) -> int:
+        """How many tasks a worker could claim now."""
+        query = select(func.count()).select_from(t).where(runnable(utcnow()))
+        async with self.engines.reader.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def fail_exhausted_leases(self) -> list[Task]:
         """Running tasks whose process died on their last attempt: failed for good."""
         now = utcnow()

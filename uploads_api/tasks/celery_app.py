@@ -102,6 +102,16 @@ def publish(app: Celery, task_ids: Sequence[int], countdown: float = 0) -> None:
         app.send_task(RUN_TASK, args=(task_id,), countdown=countdown or None)
 
 
+def queued_messages(app: Celery, queue: str) -> int:
+    """Messages waiting in the broker's queue, not yet taken by a worker."""
+    with app.connection_for_read() as connection:
+        try:
+            declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+        except connection.channel_errors:
+            return 0  # no such queue: Redis drops a list once it is empty
+        return int(declared.message_count)
+
+
 class CeleryDispatcher:
     """The API side: after a commit, publish the ids of the rows a worker may now claim."""
 
@@ -195,9 +205,19 @@ class WorkerRuntime:
         for task in await queue.fail_exhausted_leases():
             log.warning("task %s %s failed: its worker died", task.id, task.name)
         waiting = await queue.runnable_task_ids(due_for=self.settings.reconcile_after)
-        if waiting:
-            log.info("re-publishing %d waiting tasks", len(waiting))
-        await self._publish(waiting)
+        if not waiting:
+            return
+        # A backlog is rows whose messages wait in the broker: publishing them again each
+        # round would only add duplicates for the workers to claim in vain. As many rows
+        # as the broker is short of messages are published again, the longest waiting
+        # first; a lost message behind a backlog is found once the workers catch up.
+        queued = await asyncio.to_thread(queued_messages, self.app, self.settings.celery_queue)
+        missing = await queue.count_runnable() - queued
+        if missing > 0:
+            log.info(
+                "re-publishing %d of %d waiting tasks", min(missing, len(waiting)), len(waiting)
+            )
+            await self._publish(waiting[:missing])
 
     async def _publish(self, task_ids: Sequence[int], countdown: float = 0) -> None:
         if task_ids:
