@@ -1,6 +1,7 @@
 """Unfinished tus uploads: each is listed only to the key that made it and hidden from any
 other; its whole length is reserved against the quota at creation and counts towards a cap
-on open uploads per key; once expired it answers 410 and the sweep removes its bytes, on S3
+on open uploads per key; its creation, each PATCH and HEAD say when it expires (counted
+from the last PATCH), and once expired it answers 410 and the sweep removes its bytes, on S3
 aborting the multipart parts and deleting the tail."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -46,6 +49,32 @@ def test_unfinished_uploads_are_listed_and_belong_to_their_key(
         assert_problem(refused, 405, "method-not-allowed")
         assert refused.headers["allow"] == "HEAD, PATCH, DELETE, OPTIONS"
         assert head(alice, url).headers["upload-offset"] == "40"
+
+
+def test_creation_patch_and_head_say_when_the_upload_expires(
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory(tus_expiry=3600)
+    with httpx.Client(base_url=server.url) as http:
+        created = http.post("/v1/tus/", headers={**TUS, "Upload-Length": "10"})
+        assert created.status_code == 201, created.text
+        first = parsedate_to_datetime(created.headers["upload-expires"])
+        assert abs(first.timestamp() - (time.time() + 3600)) < 60
+        url = str(http.base_url.join(created.headers["location"]))
+        time.sleep(1.1)  # the header counts whole seconds
+        answer = patch(http, url, 0, b"x" * 4)
+        assert answer.status_code == 204
+        # Counted from the last PATCH, and HEAD and the listing say the same.
+        moved = parsedate_to_datetime(answer.headers["upload-expires"])
+        assert moved > first
+        assert parsedate_to_datetime(head(http, url).headers["upload-expires"]) == moved
+        (listed,) = http.get("/v1/tus/").json()["uploads"]
+        listed_at = datetime.fromisoformat(listed["expires_at"].replace("Z", "+00:00"))
+        assert abs(listed_at.timestamp() - moved.timestamp()) < 1
+        # A finished upload is a file: no expiry any more.
+        done = patch(http, url, 4, b"y" * 6)
+        assert done.status_code == 204 and "upload-expires" not in done.headers
+        assert done.headers["file-id"]
 
 
 def test_quota_is_reserved_at_creation(server_factory: ServerFactory) -> None:
