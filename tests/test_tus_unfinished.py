@@ -145,3 +145,19 @@ def test_open_uploads_per_key_are_capped(server_factory: ServerFactory) -> None:
         # A finished upload no longer counts.
         assert patch(http, first, 0, b"0123456789").status_code == 204
         create(http, 10)
+
+
+def test_a_key_at_its_cap_can_still_join_its_parts(server_factory: ServerFactory) -> None:
+    server = server_factory(tus_max_open=2)
+    partial = {**TUS, "Upload-Length": "5", "Upload-Concat": "partial"}
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        urls = [http.post("/v1/tus/", headers=partial).headers["location"] for _ in range(2)]
+        for url, piece in zip(urls, (b"01234", b"56789"), strict=True):
+            assert patch(http, url, 0, piece).status_code == 204
+        assert_problem(http.post("/v1/tus/", headers=partial), 429, "too-many-uploads")
+        final = http.post("/v1/tus/", headers={**TUS, "Upload-Concat": "final;" + " ".join(urls)})
+        assert final.status_code == 201, final.text
+        file_id = final.headers["file-id"]
+        assert http.get(f"/v1/files/{file_id}/content").content == b"0123456789"
+        # The joined parts are gone, and with them the key's open uploads.
+        create(http, 10)

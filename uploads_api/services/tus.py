@@ -93,7 +93,10 @@ class TusService:
             raise PayloadTooLarge(
                 f"the upload is larger than the limit of {limit} bytes", limit=limit
             )
-        if await self.uploads.open_count(caller.key_id) >= self.settings.tus_max_open:
+        # A final upload is finished when made, and the parts it joins are open until then:
+        # counting it would refuse the join of a key at its cap.
+        at_cap = await self.uploads.open_count(caller.key_id) >= self.settings.tus_max_open
+        if at_cap and not is_final(concat):
             raise TooManyUploads(
                 f"at most {self.settings.tus_max_open} unfinished resumable uploads per API key",
                 retry_after=60,
