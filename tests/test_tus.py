@@ -40,6 +40,7 @@ def test_options_say_what_the_server_speaks(client: httpx.Client) -> None:
         "expiration",
         "checksum",
         "termination",
+        "concatenation",
     }
     assert answer.headers["tus-max-size"] == str(64 * 1024 * 1024)
     assert set(answer.headers["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256", "md5"}
@@ -279,11 +280,27 @@ def test_cors_lets_a_page_elsewhere_speak_tus(server_factory: ServerFactory) -> 
             },
         )
         assert preflight.status_code == 200
-        assert "PATCH" in preflight.headers["access-control-allow-methods"]
+        methods = preflight.headers["access-control-allow-methods"].replace(" ", "").split(",")
+        assert {"PATCH", "HEAD", "DELETE"} <= set(methods)
         allowed = preflight.headers["access-control-allow-headers"].lower()
-        assert {"tus-resumable", "upload-offset", "upload-checksum"} <= set(
-            allowed.replace(" ", "").split(",")
-        )
+        assert set(allowed.replace(" ", "").split(",")) >= {
+            "tus-resumable",
+            "upload-length",
+            "upload-defer-length",
+            "upload-offset",
+            "upload-metadata",
+            "upload-checksum",
+            "upload-concat",
+            "x-http-method-override",
+        }
         created = http.post("/v1/tus/", headers={**TUS, "Upload-Length": "5", "Origin": origin})
         exposed = created.headers["access-control-expose-headers"].lower()
-        assert "location" in exposed and "upload-offset" in exposed and "file-id" in exposed
+        assert set(exposed.replace(" ", "").split(",")) >= {
+            "tus-resumable",
+            "location",
+            "upload-offset",
+            "upload-length",
+            "upload-expires",
+            "file-id",
+            "link",
+        }
