@@ -87,6 +87,22 @@ def test_quota_is_reserved_at_creation(server_factory: ServerFactory) -> None:
         assert_problem(http.put("/v1/files/a.bin", content=b"z" * 300), 413, "quota-exceeded")
 
 
+def test_an_upload_of_unknown_length_stops_at_the_quota(server_factory: ServerFactory) -> None:
+    server = server_factory(quota_bytes=1000)
+    with httpx.Client(base_url=server.url) as http:
+        url = create(http, None)
+        assert patch(http, url, 0, b"a" * 600).status_code == 204
+        # Counted as it arrives: a plain upload meets the first 600 bytes.
+        assert_problem(http.put("/v1/files/a.bin", content=b"z" * 500), 413, "quota-exceeded")
+        refused = patch(http, url, 600, b"b" * 401)
+        assert_problem(refused, 413, "quota-exceeded")
+        assert head(http, url).headers["upload-offset"] == "600"  # nothing of it kept
+        done = patch(http, url, 600, b"b" * 400, **{"Upload-Length": "1000"})
+        assert done.status_code == 204, done.text
+        content = http.get(f"/v1/files/{done.headers['file-id']}/content").content
+        assert content == b"a" * 600 + b"b" * 400
+
+
 def test_expired_uploads_answer_410_then_the_sweep_removes_them(
     server_factory: ServerFactory,
 ) -> None:

@@ -30,6 +30,12 @@ class UploadPolicy:
                 content_type=content_type,
             )
 
+    def bytes_left(self) -> int | None:
+        """Bytes the quota still allows, ``None`` with no byte quota."""
+        if self.quota is None or self.quota.max_bytes is None:
+            return None
+        return max(0, self.quota.max_bytes - self.used_bytes - self._bytes)
+
     def take_file(self) -> None:
         self._files += 1
         if self.quota is not None:

@@ -218,12 +218,17 @@ class TusService:
             upload = lease.upload
             _check_request(upload, checksum)
             upload = await self._set_length(caller, upload, length)
+            # With no length to reserve, the quota bounds each chunk as it arrives (what the
+            # upload holds is in the usage already).
+            room = None
+            if upload.length is None:
+                room = (await self.file_service.policy(caller)).bytes_left()
             slot.enter_context(self.file_service.upload_slots.hold(caller.key_id))
         except BaseException:
             await self.writer.release(lease)
             raise
         with slot:
-            upload = await self.writer.write(lease, upload, body, checksum)
+            upload = await self.writer.write(lease, upload, body, checksum, room=room)
         if upload.concat != PARTIAL and upload.offset == upload.length:
             return Appended(upload, await self._complete(caller, upload))
         return Appended(upload)

@@ -21,7 +21,12 @@ from uploads_api.auth import Principal
 from uploads_api.config import Settings
 from uploads_api.db.tables import utcnow
 from uploads_api.db.tus_uploads import TusUpload, TusUploadRepository
-from uploads_api.errors import PayloadTooLarge, TusChecksumMismatch, UploadLocked
+from uploads_api.errors import (
+    PayloadTooLarge,
+    QuotaExceeded,
+    TusChecksumMismatch,
+    UploadLocked,
+)
 from uploads_api.services.tus_hashes import RunningHashes
 from uploads_api.storage.partials import LeaseLapsed, PartialStore, PastLimit
 
@@ -95,9 +100,12 @@ class ChunkWriter:
         upload: TusUpload,
         body: AsyncIterator[bytes],
         checksum: Checksum | None,
+        *,
+        room: int | None = None,
     ) -> TusUpload:
         """Append ``body`` at the upload's offset and commit the new offset, which gives the
-        lease up; a write that ends before that gives it up apart."""
+        lease up; a write that ends before that gives it up apart. ``room``: what the
+        owner's quota still allows, for an upload of no declared length."""
         fence = _Fence()
         renewing = asyncio.create_task(self._renew(lease, fence))
         offset = upload.offset
@@ -106,6 +114,9 @@ class ChunkWriter:
             limit = (
                 upload.length if upload.length is not None else self.settings.max_file_size
             ) - offset
+            by_quota = room is not None and room < limit
+            if room is not None:
+                limit = min(limit, room)
             algorithm = CHECKSUMS[checksum.algorithm] if checksum else None
             running = self.hashes.resume(upload.id, offset)
             try:
@@ -113,6 +124,12 @@ class ChunkWriter:
                     upload.id, offset, _fenced(body, fence), limit, algorithm, running
                 )
             except PastLimit as exc:
+                if by_quota:
+                    raise QuotaExceeded(
+                        f"this chunk would take the owner past the quota; {limit} bytes are"
+                        " left, and nothing of the chunk was kept",
+                        quota="UPLOADS_QUOTA_BYTES",
+                    ) from exc
                 raise PayloadTooLarge(str(exc), limit=upload.length) from exc
             except LeaseLapsed as exc:
                 raise UploadLocked(
