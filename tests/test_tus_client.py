@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import ServerFactory
 from tests.helpers import cli_env, resumable_audit, wait_done
-from uploads_api.client import AsyncClient, Client
+from uploads_api.client import AsyncClient, Client, UploadsClientError
 from uploads_api.client.resume_state import ResumeState
 
 pytestmark = pytest.mark.e2e
@@ -198,3 +198,33 @@ def test_the_blocking_client_sends_large_files_resumably(
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert wait_done(http, record.id)["sha256"] == hashlib.sha256(data).hexdigest()
         assert [e["file_id"] for e in resumable_audit(http)] == [record.id]
+
+
+def test_one_upload_asks_for_tus_or_declines_it(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = server_factory()
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(1000))
+    large = tmp_path / "large.bin"
+    large.write_bytes(os.urandom(2 * MiB))
+    state = tmp_path / "state.json"
+    with Client(server.url, resumable_threshold=MiB, chunk_size=MiB, resume_state=state) as client:
+        forced = client.upload(small, resumable=True)
+        declined = client.upload(large, resumable=False)
+        with pytest.raises(UploadsClientError, match="only a file on disk"):
+            client.upload(b"in memory", "memory.bin", resumable=True)
+    with Client(server.url, resumable=False) as client, pytest.raises(UploadsClientError):
+        client.upload(small, resumable=True)
+
+    async def main() -> str:
+        async with AsyncClient(server.url, resume_state=state) as client:
+            return (await client.upload(small, "again.bin", resumable=True)).id
+
+    forced_async = asyncio.run(main())
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        deadline = time.monotonic() + 10  # audit rows are written in batches
+        while len(found := resumable_audit(http)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sorted(e["file_id"] for e in found) == sorted([forced.id, forced_async])
+        assert wait_done(http, declined.id)["size"] == 2 * MiB

@@ -33,7 +33,12 @@ from uploads_api.client.errors import (
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import UploadResult
-from uploads_api.client.resumable import DEFAULT_CHUNK, DEFAULT_THRESHOLD, AsyncResumableUploads
+from uploads_api.client.resumable import (
+    DEFAULT_CHUNK,
+    DEFAULT_THRESHOLD,
+    AsyncResumableUploads,
+    required_sender,
+)
 from uploads_api.client.resume_state import ResumeState
 from uploads_api.client.retry import Retrying, RetryPolicy
 from uploads_api.client.sinks import Destination, DownloadSink
@@ -127,26 +132,27 @@ class AsyncClient:
         sha256: str | None = None,
         progress: Progress | None = None,
         on_retry: OnRetry | None = None,
+        resumable: bool | None = None,
     ) -> FileRecord:
-        """Upload a path, bytes or a binary file object with ``PUT /v1/files/{filename}``,
-        streamed in 1 MiB chunks. ``filename`` defaults to the path's (or file's) name.
+        """Upload a path, bytes or a binary file object with ``PUT /v1/files/{filename}`` in
+        1 MiB chunks; ``filename`` defaults to the path's (or file's) name. ``progress(n)``
+        hears the bytes sent in the current try (0 when a try starts). With ``sha256`` (known
+        beforehand) the server checks the bytes, and a retry after a failure that may have
+        stored the file first asks the server for it instead of sending it twice.
 
-        ``progress(n)`` hears the bytes sent so far in the current try (0 when a try
-        starts). With ``sha256`` (the bytes' hash, known beforehand) the server checks the
-        bytes before committing, and a retry after a failure that may have stored the file
-        first asks the server for it instead of sending it twice.
-
-        A file (a path, a seekable file object, bytes) of at least the server's
-        ``min_size`` goes straight to its S3 bucket in parts when the server offers direct
-        uploads (asked once per client); ``direct=False`` on the client turns that off.
-        Its sha256 is computed first when not given, and the server checks it.
+        A file of at least the server's ``min_size`` goes straight to its S3 bucket in parts
+        when the server offers direct uploads (``direct=False`` on the client: never), its
+        sha256 computed first when not given. ``resumable``: ``None`` sends files from the
+        client's ``resumable_threshold`` up over tus, ``True`` every file, ``False`` none.
         """
         upload = UploadSource(source, filename)
+        if resumable:
+            return await required_sender(self._resumable).send(upload, sha256, progress, on_retry)
         if self._direct is not None:
             record = await self._direct.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
-        if self._resumable is not None:
+        if self._resumable is not None and resumable is None:
             record = await self._resumable.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
@@ -167,8 +173,7 @@ class AsyncClient:
         )
 
     async def _find(self, sha256: str) -> FileRecord | None:
-        """A file with these bytes, if the server has one: an upload whose answer was lost
-        may have arrived."""
+        """A file with these bytes, if any: an upload whose answer was lost may be there."""
         async with contextlib.aclosing(self.list(sha256=sha256, limit=1)) as found:
             async for record in found:
                 return record
@@ -365,7 +370,6 @@ class AsyncClient:
         return calls.parse_record(await self._request("POST", calls.file_path(file_id, "retry")))
 
     # Plumbing
-
     async def _request(
         self, method: str, path: str, *, on_retry: OnRetry | None = None, **options: Any
     ) -> httpx.Response:
@@ -388,8 +392,8 @@ class AsyncClient:
         on_retry: OnRetry | None = None,
         recover: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T:
-        """Run ``attempt`` until it succeeds or the policy gives up. ``recover`` runs
-        before a retry that might repeat work the server already did."""
+        """``attempt`` until it succeeds or the policy gives up; ``recover`` before a retry
+        that might repeat work the server already did."""
         return await attempts.retrying(
             self.retry_policy, attempt, retryable=retryable, on_retry=on_retry, recover=recover
         )

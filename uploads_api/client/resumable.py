@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -46,6 +47,19 @@ def _metadata(name: str, sha256: str | None) -> str:
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in items.items())
 
 
+SenderT = TypeVar("SenderT")
+
+
+def required_sender(uploads: SenderT | None) -> SenderT:
+    """The client's sender of resumable uploads, for ``upload(resumable=True)``."""
+    if uploads is None:
+        raise UploadsClientError(
+            "this client sends nothing resumably: it was made with resumable=False"
+            " or with a transport of its own"
+        )
+    return uploads
+
+
 class AsyncResumableUploads:
     def __init__(
         self,
@@ -74,17 +88,24 @@ class AsyncResumableUploads:
         sha256: str | None,
         progress: Progress | None,
         on_retry: OnRetry | None,
+        *,
+        always: bool = False,
     ) -> FileRecord | None:
         """The file's record, or ``None`` when it is not for tus: not a file on disk, below
-        the threshold, or a server without ``/v1/tus/``."""
+        the threshold, or a server without ``/v1/tus/``. ``always``: whatever its size, and
+        ``UploadsClientError`` instead of ``None``."""
         path = upload.local_path
-        if path is None:
-            return None
-        ranges = await asyncio.to_thread(upload.open_ranges)
-        if ranges is None:
+        ranges = None if path is None else await asyncio.to_thread(upload.open_ranges)
+        if path is None or ranges is None:
+            if always:
+                raise UploadsClientError(f"{upload.name}: only a file on disk goes resumably")
             return None
         try:
-            if ranges.size < self.threshold or not await self._offers_tus(on_retry):
+            if ranges.size < self.threshold and not always:
+                return None
+            if not await self._offers_tus(on_retry):
+                if always:
+                    raise UploadsClientError("the server offers no resumable uploads (/v1/tus/)")
                 return None
             key = await asyncio.to_thread(self.resume_key, path, ranges.size)
             sent = await self.transfer(
@@ -95,6 +116,18 @@ class AsyncResumableUploads:
             return await self._record(sent.file_id, on_retry)
         finally:
             ranges.close()
+
+    async def send(
+        self,
+        upload: UploadSource,
+        sha256: str | None,
+        progress: Progress | None,
+        on_retry: OnRetry | None,
+    ) -> FileRecord:
+        """Over tus whatever its size; ``UploadsClientError`` when it cannot go so."""
+        record = await self.upload(upload, sha256, progress, on_retry, always=True)
+        assert record is not None
+        return record
 
     async def _offers_tus(self, on_retry: OnRetry | None) -> bool:
         if self._offered is None:

@@ -38,14 +38,29 @@ class ResumableUploads:
         sha256: str | None,
         progress: Progress | None,
         on_retry: OnRetry | None,
+        *,
+        always: bool = False,
     ) -> FileRecord | None:
         path = upload.local_path
-        if path is None or path.stat().st_size < self._settings["threshold"]:
+        small = path is not None and path.stat().st_size < self._settings["threshold"]
+        if (path is None or small) and not always:
             return None
 
         async def run() -> FileRecord | None:
             async with httpx.AsyncClient(**self._options) as http:
                 uploads = AsyncResumableUploads(http, self._base, self._policy, **self._settings)
-                return await uploads.upload(upload, sha256, progress, on_retry)
+                return await uploads.upload(upload, sha256, progress, on_retry, always=always)
 
         return asyncio.run(run())
+
+    def send(
+        self,
+        upload: UploadSource,
+        sha256: str | None,
+        progress: Progress | None,
+        on_retry: OnRetry | None,
+    ) -> FileRecord:
+        """See ``AsyncResumableUploads.send``."""
+        record = self.upload(upload, sha256, progress, on_retry, always=True)
+        assert record is not None
+        return record

@@ -34,7 +34,7 @@ from uploads_api.client.errors import (
 )
 from uploads_api.client.models import FileRecord, HashCheck, TaskRecord
 from uploads_api.client.results import UploadResult
-from uploads_api.client.resumable import DEFAULT_CHUNK, DEFAULT_THRESHOLD
+from uploads_api.client.resumable import DEFAULT_CHUNK, DEFAULT_THRESHOLD, required_sender
 from uploads_api.client.resumable_sync import ResumableUploads
 from uploads_api.client.resume_state import ResumeState
 from uploads_api.client.retry import Retrying, RetryPolicy
@@ -130,15 +130,18 @@ class Client:
         sha256: str | None = None,
         progress: Progress | None = None,
         on_retry: OnRetry | None = None,
+        resumable: bool | None = None,
     ) -> FileRecord:
         """See ``AsyncClient.upload``. Parts of a direct upload are sent from threads, so
         ``progress`` and ``on_retry`` may be called from them (one call at a time)."""
         upload = UploadSource(source, filename)
+        if resumable:
+            return required_sender(self._resumable).send(upload, sha256, progress, on_retry)
         if self._direct is not None:
             record = self._direct.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
-        if self._resumable is not None:
+        if self._resumable is not None and resumable is None:
             record = self._resumable.upload(upload, sha256, progress, on_retry)
             if record is not None:
                 return record
