@@ -1,8 +1,8 @@
 """Unfinished tus uploads: each is listed only to the key that made it and hidden from any
 other; its whole length is reserved against the quota at creation and counts towards a cap
 on open uploads per key; its creation, each PATCH and HEAD say when it expires (counted
-from the last PATCH), and once expired it answers 410 and the sweep removes its bytes, on S3
-aborting the multipart parts and deleting the tail."""
+from the last PATCH), and once expired it answers 410 and the sweep removes its bytes (on S3
+aborting the multipart parts and deleting the tail) and counts it in /metrics."""
 
 from __future__ import annotations
 
@@ -117,6 +117,25 @@ def test_expired_uploads_answer_410_then_the_sweep_removes_them(
         sweep(server.data_dir, {"UPLOADS_TUS_EXPIRY": "1"})
         assert head(http, url).status_code == 404
         assert not [p for p in (server.data_dir / "tus").rglob("*") if p.is_file()]
+
+
+def test_the_servers_own_sweep_counts_expired_uploads(server_factory: ServerFactory) -> None:
+    server = server_factory(tus_expiry=1, sweep_interval=1)
+    with httpx.Client(base_url=server.url) as http:
+        url = create(http, 100)
+        deadline = time.monotonic() + 20
+        while (removed := expired_count(http)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert removed == 1
+        assert head(http, url).status_code == 404
+
+
+def expired_count(client: httpx.Client) -> float:
+    """``uploads_resumable_expired_total`` from the server's ``/metrics``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("uploads_resumable_expired_total "):
+            return float(line.split()[1])
+    return 0.0
 
 
 def head_problem(client: httpx.Client, url: str) -> httpx.Response:
