@@ -92,6 +92,23 @@ def test_500_small_files_go_in_8_requests_and_each_is_reported_once(
     assert on_server(server, set(made.values())) == Counter(made.values())
 
 
+def test_batch_bytes_caps_a_request_and_a_larger_file_goes_alone(
+    server: Server, tmp_path: Path
+) -> None:
+    made = make_files(tmp_path / "in", 10, size=4000)
+    big = tmp_path / "in" / "big.bin"
+    data = os.urandom(15_000)
+    big.write_bytes(data)
+    made[big] = sha256(data)
+    before = requests_of(server)
+    files, summary = upload(server, str(tmp_path / "in"), "-r", "--batch-bytes", "10K")
+    assert (summary["uploaded"], summary["failed"]) == (11, 0)
+    assert {Path(f["path"]): f["sha256"] for f in files} == made
+    # 10 files of 4,000 bytes, two to a 10 KiB request: 5 requests, and the larger file alone.
+    assert requests_of(server) - before == 6
+    assert on_server(server, set(made.values())) == Counter(made.values())
+
+
 def test_a_file_the_server_refuses_is_left_out_and_the_others_stored(
     server: Server, tmp_path: Path
 ) -> None:
