@@ -36,7 +36,7 @@ class Limited:
 @pytest.fixture(scope="module")
 def limited(module_server_factory: ServerFactory) -> Limited:
     server = module_server_factory(quota_bytes=1000, quota_files=3, max_concurrent_uploads=2)
-    keys = create_keys(server.data_dir, "ann", "olga", "fay", "otto", "sam", "sue")
+    keys = create_keys(server.data_dir, "ann", "olga", "fay", "otto", "sam", "sue", "tina")
     wait_closed(server)
     return Limited(server, keys)
 
@@ -136,3 +136,42 @@ def test_uploads_beyond_the_concurrent_cap_get_429(limited: Limited) -> None:
         for sock in held:
             sock.close()
     assert_healthy(server)
+
+
+def test_a_tus_patch_holds_a_slot_only_while_its_body_arrives(limited: Limited) -> None:
+    server = limited.server
+    auth = f"Authorization: Bearer {limited.keys['tina']}"
+    tus = ("Tus-Resumable: 1.0.0",)
+    with httpx.Client(base_url=server.url, headers=bearer(limited.keys["tina"])) as tina:
+        created = tina.post("/v1/tus/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "300"})
+        assert created.status_code == 201, created.text
+        url = created.headers["location"]
+        chunk = "application/offset+octet-stream"
+        patch_head = request_head(
+            "PATCH", url, content_type=chunk, length=100, headers=(auth, *tus, "Upload-Offset: 0")
+        )
+        put_head = request_head(
+            "PUT", "/v1/files/slow.bin", content_type=chunk, length=500, headers=(auth,)
+        )
+        with (
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as patching,
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as putting,
+        ):
+            patching.sendall(patch_head + b"p" * 10)
+            putting.sendall(put_head + b"s" * 10)
+            wait_for(
+                lambda: "uploads_in_progress 2.0" in tina.get("/metrics").text,
+                what="the PATCH and the PUT to hold both slots",
+            )
+            assert_problem(tina.put("/v1/files/third.bin", content=b"3"), 429, "too-many-uploads")
+            patching.sendall(b"p" * 90)
+            assert patching.recv(4096).startswith(b"HTTP/1.1 204")
+            # Paused at 100 of 300 bytes, the upload holds no slot: the PUT still open has
+            # one, and another upload takes the other.
+            wait_for(
+                lambda: "uploads_in_progress 1.0" in tina.get("/metrics").text,
+                what="the PATCH to give its slot back",
+            )
+            assert tina.put("/v1/files/fourth.bin", content=b"4").status_code == 201
+        offset = tina.head(url, headers={"Tus-Resumable": "1.0.0"}).headers["upload-offset"]
+        assert offset == "100"
