@@ -9,7 +9,9 @@ covers is ever overwritten, so a PATCH whose offset never got committed (a crash
 refused checksum) leaves nothing to undo; its parts are sent again, with the same numbers,
 by the PATCH that takes its place. Completion assembles the object in S3, with the last
 tail as the last part: the bytes never come back through the API whole, but once, read,
-for the hash, when the process completing the upload did not hash every chunk itself.
+for the hash, when the process completing the upload did not hash every chunk itself. A
+concatenation has S3 copy each piece in as one part when the pieces allow it (all but the
+last of 5 MiB or more), and reads them only for the hash.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 PART_SIZE = 8 * 1024 * 1024
 TAILS = "tus-tails"
 S3_MIN_PART = 5 * 1024 * 1024
+S3_MAX_PART = 5 * 1024 * 1024 * 1024
 
 
 class S3Partials:
@@ -125,12 +128,15 @@ class S3Partials:
     async def join(
         self, upload_id: str, parts: list[tuple[str, int]], first: Hash | None = None
     ) -> Hash:
-        """Each part upload is assembled in S3, then its bytes pass through here once, a
-        part at a time, into this upload's parts (S3 copies only parts of 5 MiB and more,
-        which pieces of a small file are not), hashed on the way."""
+        """Each part upload is assembled in S3. When every piece but the last is one S3 may
+        copy as a part (5 MiB to 5 GiB), S3 copies each into this upload as one part, and
+        the bytes come through here only to be hashed. Otherwise they pass through here once,
+        a part at a time, into this upload's parts, hashed on the way."""
         multipart = await self._multipart_id(upload_id)
         if multipart is None:
             raise FileNotFoundError(f"no S3 multipart upload for {upload_id}")
+        if _copyable(parts):
+            return await self._join_by_copy(upload_id, multipart, parts, first)
         running = hashlib.sha256()
         buffer = bytearray()
         number = 1
@@ -146,6 +152,44 @@ class S3Partials:
         if buffer:
             total = sum(length for _part, length in parts)
             await self._call("put_object", Key=self._tail_key(upload_id, total), Body=bytes(buffer))
+        return running
+
+    async def _join_by_copy(
+        self, upload_id: str, multipart: str, parts: list[tuple[str, int]], first: Hash | None
+    ) -> Hash:
+        """Piece ``n`` becomes part ``n`` by a copy within S3, and the object is completed
+        here (``_assemble`` then finds it whole); meanwhile the pieces are read once for the
+        hash, but for the first when its hash is known."""
+        for part, length in parts:
+            await self._assemble(part, length)
+
+        async def copy(number: int, part: str) -> dict[str, Any]:
+            copied = await self._call(
+                "upload_part_copy",
+                Key=self._key(upload_id),
+                UploadId=multipart,
+                PartNumber=number,
+                CopySource={"Bucket": self._bucket, "Key": self._key(part)},
+            )
+            return {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]}
+
+        async def hashed() -> Hash:
+            running = first.copy() if first is not None else hashlib.sha256()
+            for part, _length in parts[0 if first is None else 1 :]:
+                async for chunk in self.storage.read(original_key(part)):
+                    await asyncio.to_thread(running.update, chunk)
+            return running
+
+        copying = asyncio.gather(*(copy(n, part) for n, (part, _) in enumerate(parts, 1)))
+        copied, hashed_all = await asyncio.gather(copying, hashed())
+        running: Hash = hashed_all
+        await self._call(
+            "complete_multipart_upload",
+            Key=self._key(upload_id),
+            UploadId=multipart,
+            MultipartUpload={"Parts": list(copied)},
+        )
+        self._upload_ids.pop(upload_id, None)
         return running
 
     async def _assemble(self, upload_id: str, length: int) -> None:
@@ -219,3 +263,11 @@ class S3Partials:
         self._upload_ids.pop(upload_id, None)
         await self.storage.delete(original_key(upload_id))
         await self.release(upload_id)
+
+
+def _copyable(parts: list[tuple[str, int]]) -> bool:
+    """Whether S3 can take each piece as one part: every piece but the last 5 MiB to 5 GiB,
+    the last at most 5 GiB, none empty."""
+    *leading, (_last, last) = parts
+    fits = all(S3_MIN_PART <= length <= S3_MAX_PART for _part, length in leading)
+    return fits and 0 < last <= S3_MAX_PART
