@@ -152,8 +152,11 @@ def test_a_whole_file_sha256_that_does_not_match_ends_the_upload(client: httpx.C
         client, len(data), **{"Upload-Metadata": metadata(filename="x.txt", sha256="00" * 32)}
     )
     answer = patch(client, url, 0, data)
-    assert answer.status_code == 460 and answer.json()["code"] == "checksum-mismatch"
+    problem = assert_problem(answer, 460, "checksum-mismatch")
+    assert problem["actual"] == hashlib.sha256(data).hexdigest()
     assert head(client, url).status_code == 404
+    # No file was made of it.
+    assert client.get("/v1/files", params={"sha256": problem["actual"]}).json()["files"] == []
     right = hashlib.sha256(data).hexdigest()
     url = create(client, len(data), **{"Upload-Metadata": metadata(sha256=right)})
     done = patch(client, url, 0, data)

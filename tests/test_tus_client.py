@@ -228,3 +228,29 @@ def test_one_upload_asks_for_tus_or_declines_it(
             time.sleep(0.2)
         assert sorted(e["file_id"] for e in found) == sorted([forced.id, forced_async])
         assert wait_done(http, declined.id)["size"] == 2 * MiB
+
+
+def test_the_python_client_sends_one_file_as_parallel_pieces(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    server = server_factory()
+    data = os.urandom(3 * MiB + 7)
+    source = tmp_path / "three.bin"
+    source.write_bytes(data)
+
+    async def main() -> str:
+        async with AsyncClient(
+            server.url,
+            resumable_threshold=MiB,
+            chunk_size=MiB,
+            parallel=3,
+            resume_state=tmp_path / "state.json",
+        ) as client:
+            return (await client.upload(source)).id
+
+    file_id = asyncio.run(main())
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get(f"/v1/files/{file_id}/content").content == data
+        assert wait_done(http, file_id)["sha256"] == hashlib.sha256(data).hexdigest()
+    # Three partial uploads and the final one that joined them.
+    assert server.logs().count("POST /v1/tus/ ") == 4, server.logs()[-3000:]

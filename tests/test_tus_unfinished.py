@@ -51,6 +51,29 @@ def test_unfinished_uploads_are_listed_and_belong_to_their_key(
         assert head(alice, url).headers["upload-offset"] == "40"
 
 
+def test_the_listing_comes_in_pages(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    with httpx.Client(base_url=server.url) as http:
+        made = {httpx.URL(create(http, 10)).path for _ in range(5)}
+        seen: list[str] = []
+        cursor = None
+        pages = 0
+        while True:
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = http.get("/v1/tus/", params=params).json()
+            assert len(page["uploads"]) <= 2
+            seen += [u["url"] for u in page["uploads"]]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert pages == 3
+        assert sorted(seen) == sorted(made), "each upload once"
+        refused = http.get("/v1/tus/", params={"cursor": "not-a-cursor"})
+        assert refused.status_code == 422
+        assert refused.headers["content-type"].startswith("application/problem+json")
+
+
 def test_creation_patch_and_head_say_when_the_upload_expires(
     server_factory: ServerFactory,
 ) -> None:
