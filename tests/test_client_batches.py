@@ -137,6 +137,22 @@ def test_a_batch_is_one_request_with_a_key_kept_over_retries(tmp_path: Path) -> 
     assert server.checksums[0] == [None, digest, None]
 
 
+def test_a_throttled_batch_waits_as_told_and_goes_again_as_it_was(tmp_path: Path) -> None:
+    paths = make_files(tmp_path, 3)
+    body = {"type": "x", "title": "t", "status": 429, "detail": "wait", "code": "too-many-uploads"}
+    throttled = httpx.Response(
+        429, json=body, headers={"content-type": "application/problem+json", "retry-after": "1"}
+    )
+    server = Server(lambda files: throttled)
+    delays: list[float] = []
+    with Client("http://x", transport=httpx.MockTransport(server), retry=FAST, direct=False) as c:
+        outcomes = c.upload_batch(paths, on_retry=lambda note, _files: delays.append(note.delay))
+    assert all(isinstance(o, FileRecord) for o in outcomes)
+    assert delays == [1.0], "the server's Retry-After, not the policy's backoff"
+    assert len(server.requests) == 2 and len({key for key, _ in server.requests}) == 1
+    assert server.bodies[0] == server.bodies[1]
+
+
 def test_a_file_refused_by_name_is_left_out_and_the_rest_sent_again(tmp_path: Path) -> None:
     paths = make_files(tmp_path, 4)
     server = Server(
