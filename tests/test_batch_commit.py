@@ -5,7 +5,9 @@ request refused part-way leaves nothing; a 201 survives a kill -9."""
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import stat
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,43 @@ def test_sealed_blobs_are_invisible_until_the_batch_commits(storage: LocalStorag
     for key, data in blobs.items():
         assert storage.path_of(key).read_bytes() == data
     assert temp_files(storage) == []
+
+
+def test_a_batch_syncs_its_directory_once(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file synced as it is sealed; the directory they are named in once for all, and
+    a directory made for them synced into its parent."""
+    synced: list[tuple[int, int] | str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append(inode_of(os.fstat(fd)) if is_dir else "file")
+        real_fsync(fd)
+
+    async def batch(keys: list[str]) -> list[tuple[int, int] | str]:
+        writers = []
+        for key in keys:
+            writer = await storage.open_writer(key)
+            await storage.seal(writer, b"x" * 100)
+            writers.append(writer)
+        assert synced == ["file"] * len(keys)
+        synced.clear()
+        await storage.commit_batch(writers)
+        committed = list(synced)
+        synced.clear()
+        return committed
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    first = [original_key("cd" + secrets.token_hex(15)) for _ in range(5)]
+    folder = storage.path_of(first[0]).parent
+    # originals/ and originals/cd/ are new: each named in its parent, then the files.
+    committed = run(batch(first))
+    assert committed == [inode(path) for path in (storage.root, folder.parent, folder)]
+    second = [original_key("cd" + secrets.token_hex(15)) for _ in range(3)]
+    assert run(batch(second)) == [inode(folder)]
+    assert all(storage.path_of(key).read_bytes() == b"x" * 100 for key in first + second)
 
 
 def test_a_writer_not_sealed_is_sealed_by_the_batch(storage: LocalStorage) -> None:
@@ -145,3 +184,11 @@ def test_a_request_refused_after_some_files_were_sealed_leaves_nothing(
     assert_problem(response, 413, "file-too-large")
     assert response.json()["part"] == 12
     assert_nothing_stored(server)
+
+
+def inode_of(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def inode(path: Path) -> tuple[int, int]:
+    return inode_of(path.stat())

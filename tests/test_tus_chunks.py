@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -108,3 +110,29 @@ def test_a_body_cut_off_keeps_what_arrived_in_the_hash_too(tmp_path: Path) -> No
         assert finished.head == piece[:4096]
 
     asyncio.run(scenario())
+
+
+def test_a_new_upload_is_named_durably_before_any_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file and the directories on its way are synced into their parents at creation:
+    a chunk's own fsync later makes its bytes durable, not the file's name."""
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.append(inode(os.fstat(fd)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    partials = LocalPartials(tmp_path / "tus")
+    upload_id = secrets.token_hex(16)
+    asyncio.run(partials.create(upload_id))
+    folder = partials.path_of(upload_id).parent
+    assert synced == [inode(path.stat()) for path in (tmp_path, folder.parent, folder)]
+    assert partials.path_of(upload_id).exists()
+
+
+def inode(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino

@@ -28,6 +28,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from uploads_api.storage.dirsync import fsync_dir, make_dirs
+
 KEY_FILE = "signing.key"
 # The decoder skips characters outside the alphabet; a token must not have any.
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
@@ -103,7 +105,7 @@ def load_or_create_key(path: Path) -> str:
         return _read_key(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -116,7 +118,8 @@ def load_or_create_key(path: Path) -> str:
         except FileExistsError:
             pass  # another process was first: its key is the one
         else:
-            _fsync_dir(path.parent)
+            # The link is durable once its directory is: a crash cannot lose a key in use.
+            fsync_dir(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
     return _read_key(path)
@@ -130,12 +133,3 @@ def _read_key(path: Path) -> str:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("%s can be read by other users (mode %o); chmod 600 it", path, mode & 0o777)
     return key
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The link is durable once its directory is: a crash cannot lose a key in use.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

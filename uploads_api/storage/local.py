@@ -14,6 +14,7 @@ import aiofiles
 import aiofiles.os
 
 from uploads_api.storage.base import BlobWriter, Buffer
+from uploads_api.storage.dirsync import fsync_dir, make_dirs
 from uploads_api.storage.keys import validate_key
 from uploads_api.storage.tempnames import temp_name
 from uploads_api.storage.writeback import start_writeback
@@ -21,14 +22,6 @@ from uploads_api.storage.writeback import start_writeback
 READ_CHUNK = 1024 * 1024
 WRITEBACK_STEP = 16 * 1024 * 1024
 _IOV_MAX = max(16, os.sysconf("SC_IOV_MAX") if "SC_IOV_MAX" in os.sysconf_names else 1024)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalBlobWriter:
@@ -97,7 +90,7 @@ class LocalBlobWriter:
         # fsync before rename: after a crash the blob is either whole at its key or absent.
         self._seal()
         self._move_into_place()
-        _fsync_dir(self._final.parent)
+        fsync_dir(self._final.parent)
 
     def _close(self) -> None:
         fd, self._fd = self._fd, -1
@@ -105,7 +98,7 @@ class LocalBlobWriter:
             os.close(fd)
 
     def _move_into_place(self) -> None:
-        self._final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self._final.parent)
         os.replace(self._temp, self._final)
         self._done = True
 
@@ -144,7 +137,7 @@ def _move_all(writers: Sequence[LocalBlobWriter]) -> None:
         writer._seal()
         writer._move_into_place()
     for directory in dict.fromkeys(writer.final_path.parent for writer in writers):
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
 
 class LocalStorage:
@@ -177,11 +170,11 @@ class LocalStorage:
         final = self.path_of(key)
 
         def move() -> None:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(final.parent)
             with open(source, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(source, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
 
         await asyncio.to_thread(move)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from uploads_api.storage.base import Storage
+from uploads_api.storage.dirsync import fsync_dir, make_dirs
 from uploads_api.storage.keys import validate_file_id
 from uploads_api.storage.writeback import start_writeback
 
@@ -142,8 +143,11 @@ class LocalPartials:
         path = self.path_of(upload_id)
 
         def make() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Named durably before any chunk is acknowledged: the bytes' fsync alone
+            # does not sync the name.
+            make_dirs(path.parent)
             path.touch()
+            fsync_dir(path.parent)
 
         await asyncio.to_thread(make)
 
