@@ -162,3 +162,37 @@ def test_backoff_delay_grows_exponentially(
     assert backoff_delay(settings, attempts) == pytest.approx(expected)
     if attempts >= 1 and base > 0:
         assert backoff_delay(settings, attempts + 1) == pytest.approx(2 * expected)
+
+
+def test_an_idle_runner_reads_and_claims_only_what_is_there(tmp_path: Path) -> None:
+    """Polled every 0.05 s with nothing to do, the runner asks with a read, not with a
+    claim (a write transaction); a task that appears is still claimed and run."""
+    settings = settings_for(tmp_path)
+    handler = Scripted(None)
+
+    async def main() -> tuple[int, Task]:
+        async with repository_for(settings) as repo:
+            claims: list[int] = []  # how many tasks each claim took
+            claim = repo.queue.claim_tasks
+
+            async def counted(*args: object, **kwargs: object) -> list[Task]:
+                taken = await claim(*args, **kwargs)  # type: ignore[arg-type]
+                claims.append(len(taken))
+                return taken
+
+            repo.queue.claim_tasks = counted  # type: ignore[method-assign]
+            async with running(settings, repo, handler):
+                # The start's sweep is claimed and run; then a claim finds nothing.
+                deadline = time.monotonic() + 10
+                while not (claims and claims[-1] == 0) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                before = len(claims)
+                await asyncio.sleep(0.6)  # a dozen polls
+                idle_claims = len(claims) - before
+                file_id = await add_file(repo)
+                task = await wait_for_task(repo, file_id, finished)
+            return idle_claims, task
+
+    idle_claims, task = asyncio.run(main())
+    assert idle_claims == 0
+    assert task.state == SUCCEEDED

@@ -37,6 +37,7 @@ class TaskRunner:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._idle = False  # the last claim found nothing
 
     # The dispatcher side: routes call this (through BackgroundTasks) after committing work.
     async def dispatch(self, file_ids: Sequence[str]) -> None:
@@ -86,7 +87,12 @@ class TaskRunner:
         free = self.settings.task_concurrency - len(self._running)
         if free <= 0:
             return 0
+        # Idle, a read comes first: a claim is a write transaction, at every poll of every
+        # process, with nothing to claim.
+        if self._idle and not await self.queue.any_runnable():
+            return 0
         tasks = await self.queue.claim_tasks(self.worker_id, free, self.settings.task_lease_seconds)
+        self._idle = not tasks
         for task in tasks:
             self._running[task.id] = asyncio.create_task(self._execute(task))
         # A full claim suggests more is waiting; claim again at once.
