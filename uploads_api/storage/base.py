@@ -6,7 +6,7 @@ suite against every backend.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -65,10 +65,11 @@ class PendingUploads(Protocol):
     """An optional power: the backend keeps unfinished uploads (S3 multipart) that a killed
     process leaves behind, invisible to ``list``."""
 
-    async def abort_pending(self, started_before: float, keep: Collection[str] = ()) -> int:
-        """Abort unfinished uploads begun before that Unix time, but for those at the
-        storage keys in ``keep`` (direct and resumable uploads still open); how many were
-        aborted."""
+    async def pending_uploads(self, started_before: float) -> list[tuple[str, str]]:
+        """Unfinished uploads begun before that Unix time: (storage key, upload id) each."""
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload and the parts it holds."""
 
 
 @runtime_checkable

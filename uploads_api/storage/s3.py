@@ -8,7 +8,8 @@ set (the address clients reach), while the service itself talks to the internal 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+import builtins
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -199,24 +200,16 @@ class S3Storage:
             for item in page.get("Contents", []):
                 yield self._storage_key(item["Key"]), item["LastModified"].timestamp()
 
-    async def abort_pending(self, started_before: float, keep: Collection[str] = ()) -> int:
+    async def pending_uploads(self, started_before: float) -> builtins.list[tuple[str, str]]:
         paginator = self._client.get_paginator("list_multipart_uploads")
         prefix = self._object_key("originals")
         pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=prefix))
-        aborted = 0
+        pending: builtins.list[tuple[str, str]] = []
         while page := await asyncio.to_thread(next, pages, None):
             for upload in page.get("Uploads", []):
-                if upload["Initiated"].timestamp() < started_before and (
-                    self._storage_key(upload["Key"]) not in keep
-                ):
-                    await asyncio.to_thread(
-                        self._client.abort_multipart_upload,
-                        Bucket=self.bucket,
-                        Key=upload["Key"],
-                        UploadId=upload["UploadId"],
-                    )
-                    aborted += 1
-        return aborted
+                if upload["Initiated"].timestamp() < started_before:
+                    pending.append((self._storage_key(upload["Key"]), str(upload["UploadId"])))
+        return pending
 
     async def check(self) -> None:
         await asyncio.to_thread(self._client.head_bucket, Bucket=self.bucket)

@@ -102,9 +102,7 @@ class CleanupTask:
         removed_direct = await self.abort_expired_direct_uploads()
         removed_resumable = await self.remove_expired_resumable_uploads()
         if isinstance(self.storage, PendingUploads):
-            # Uploads a killed process began and never finished or aborted; not the direct
-            # uploads clients are still sending.
-            removed_temp += await self.storage.abort_pending(cutoff, await self._open_keys())
+            removed_temp += await self._abort_abandoned(self.storage, cutoff)
         referenced = await self.files.existing_file_ids(stale)
         # An unfinished resumable upload's bytes may wait at its file's key (on S3).
         referenced |= await self.tus_uploads.open_ids()
@@ -142,6 +140,20 @@ class CleanupTask:
                 *removed.values(),
             )
         return removed
+
+    async def _abort_abandoned(self, storage: PendingUploads, cutoff: float) -> int:
+        """Uploads a killed process began and never finished or aborted; not the direct and
+        resumable uploads clients are still sending. Those are read after the listing: an
+        upload's row is written before its S3 upload begins, so each one listed that is
+        still open has its row by then."""
+        pending = await storage.pending_uploads(cutoff)
+        if not pending:
+            return 0
+        keep = await self._open_keys()
+        abandoned = [(key, upload_id) for key, upload_id in pending if key not in keep]
+        for key, upload_id in abandoned:
+            await storage.abort_upload(key, upload_id)
+        return len(abandoned)
 
     async def _open_keys(self) -> set[str]:
         """The keys of uploads clients are still sending: direct ones, resumable ones."""
