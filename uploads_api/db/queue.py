@@ -98,12 +98,6 @@ class TaskQueue:
         async with self.engines.reader.connect() as conn:
             return [row.id for row in await conn.execute(query)]
 
-    async def any_runnable(self) -> bool:
-        """Whether a worker could claim anything now: a read, where a claim writes."""
-        query = select(t.c.id).where(runnable(utcnow())).limit(1)
-        async with self.engines.reader.connect() as conn:
-            return (await conn.execute(query)).first() is not None
-
     async def count_runnable(self) -> int:
         """How many tasks a worker could claim now."""
         query = select(func.count()).select_from(t).where(runnable(utcnow()))

@@ -89,7 +89,7 @@ class TaskRunner:
             return 0
         # Idle, a read comes first: a claim is a write transaction, at every poll of every
         # process, with nothing to claim.
-        if self._idle and not await self.queue.any_runnable():
+        if self._idle and not await self.queue.runnable_task_ids(limit=1):
             return 0
         tasks = await self.queue.claim_tasks(self.worker_id, free, self.settings.task_lease_seconds)
         self._idle = not tasks
